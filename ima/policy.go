@@ -45,7 +45,9 @@ func (a *Action) UnmarshalText(b []byte) error {
 type Rule struct {
 	// Name identifies the rule in verdicts.
 	Name string
-	// Action applies when no rule accepts an entry this rule covers.
+	// Action applies when no rule accepts an entry and this rule is the
+	// first that covers it, so a specific rule placed before a general one
+	// sets the action for its files.
 	Action Action
 	// Paths limits the rule to file names that match one of these
 	// patterns: a pattern ending in '/' matches every name under that
@@ -162,7 +164,7 @@ func (p *Policy) checkEntry(e *Entry, r *Report) {
 	}
 	var covered []string
 	var reasons []string
-	action := Warn
+	var action Action
 	for i := range p.Rules {
 		rule := &p.Rules[i]
 		if len(rule.Paths) > 0 && !matchAny(rule.Paths, f.Name) {
@@ -173,11 +175,11 @@ func (p *Policy) checkEntry(e *Entry, r *Report) {
 			r.Accepted++
 			return
 		}
+		if len(covered) == 0 {
+			action = rule.Action
+		}
 		covered = append(covered, rule.Name)
 		reasons = append(reasons, rule.Name+": "+reason)
-		if rule.Action == Enforce {
-			action = Enforce
-		}
 	}
 	v := Verdict{Entry: e.Index, File: string(f.Name), Digest: f.DigestAlgorithm + ":" + hex.EncodeToString(f.Digest), Outcome: Rejected}
 	if len(covered) == 0 {
