@@ -425,6 +425,17 @@ func hahuriRound(t *testing.T) (entries []Entry, quoted PCRValues) {
 	return entries, merge(testPCRs(t, "hahuri.boot.pcrs.json"), testPCRs(t, "hahuri.ima.pcrs.json"))
 }
 
+func TestVerifyQuoteBeforeBootAggregate(t *testing.T) {
+	entries, quoted := hahuriRound(t)
+	quoted[SHA1][10] = make([]byte, 20)
+	quoted[SHA256][10] = make([]byte, 32)
+	_, err := Verify(nil, Round{Entries: entries, Quoted: quoted}, VerifyOptions{})
+	var ve *VerificationError
+	if !errors.As(err, &ve) || ve.Reason != ReasonPCRMismatch || !strings.Contains(ve.Detail, "not even the boot_aggregate") {
+		t.Fatalf("err = %v, want %s naming the boot_aggregate", err, ReasonPCRMismatch)
+	}
+}
+
 func TestVerifyLogAheadOfQuote(t *testing.T) {
 	entries, quoted := hahuriRound(t)
 	ahead := append(slices.Clone(entries), extraEntries(t, len(entries), 5)...)

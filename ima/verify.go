@@ -122,7 +122,8 @@ type snapshot struct {
 //  3. some prefix of the verified entries plus the new ones replays, in
 //     every quoted bank that has PCR 10, to the quoted values of PCR 10
 //     and of every other PCR the entries extend; the longest such prefix
-//     is verified and the rest is pending;
+//     is verified and the rest is pending. The prefix holds at least the
+//     boot_aggregate, which IMA extends before any program runs;
 //  4. no verified entry extends a PCR the quote does not cover;
 //  5. entry 0 is a boot_aggregate matching the quoted PCRs 0-9 (see
 //     CheckBootAggregate), unless opts.InsecureSkipBootAggregate;
@@ -212,6 +213,12 @@ func Verify(prev *State, round Round, opts VerifyOptions) (*Result, error) {
 	}
 	if best == nil {
 		return nil, &VerificationError{Reason: ReasonPCRMismatch, Entry: -1, Detail: eng.mismatchDetail(round.Quoted, start)}
+	}
+	if best.count == 0 && len(round.Entries) > 0 {
+		// IMA extends the boot_aggregate when it starts, before any
+		// program runs, so every quote an agent takes covers it.
+		return nil, &VerificationError{Reason: ReasonPCRMismatch, Entry: -1, Detail: fmt.Sprintf(
+			"the quote covers none of the %d entries, not even the boot_aggregate; %s", len(round.Entries), eng.mismatchDetail(round.Quoted, start))}
 	}
 	if prev != nil && best.count < prev.Entries {
 		return nil, &VerificationError{Reason: ReasonPCRMismatch, Entry: -1, Detail: fmt.Sprintf(

@@ -129,7 +129,7 @@ func AddDeb(a *ima.Allowlist, r io.Reader, opts Options) (int, error) {
 	for {
 		name, size, err := nextMember(r)
 		if err == io.EOF {
-			return 0, errors.New("Debian package has no data.tar member")
+			return 0, errors.New("the Debian package has no data.tar member")
 		}
 		if err != nil {
 			return 0, err
