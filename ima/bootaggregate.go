@@ -42,7 +42,7 @@ func CheckBootAggregate(e *Entry, quoted PCRValues) (*BootAggregate, error) {
 			Detail: fmt.Sprintf("first entry measures %q, not boot_aggregate", f.Name)}
 	}
 	alg, err := ParseAlgorithm(f.DigestAlgorithm)
-	if err != nil || alg.Hash() == 0 {
+	if err != nil || !supported(alg) {
 		return nil, fmt.Errorf("entry %d: boot_aggregate uses algorithm %q, which has no supported PCR bank", e.Index, f.DigestAlgorithm)
 	}
 	if allZero(f.Digest) {

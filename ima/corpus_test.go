@@ -1,15 +1,15 @@
 package ima
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/vouch-attest/vouch/eventlog"
 )
 
 // corpusDir returns the corpus folder named by VOUCH_CORPUS, defaulting to
@@ -27,45 +27,19 @@ func corpusDir(t *testing.T) string {
 	return dir
 }
 
-// readPCRJSON reads expected PCR values from a corpus sidecar
-// ({"banks": {alg: {pcr: hex}}}) or a pcrs.json ({alg: {pcr: hex}}).
+// readPCRJSON reads expected PCR values from a corpus sidecar or a
+// pcrs.json file.
 func readPCRJSON(t *testing.T, path string) PCRValues {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &doc); err != nil {
+	v, err := eventlog.ParseExpectedPCRs(raw)
+	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	if banks, ok := doc["banks"]; ok {
-		raw = banks
-	}
-	var banks map[string]map[string]string
-	if err := json.Unmarshal(raw, &banks); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	out := PCRValues{}
-	for name, pcrs := range banks {
-		alg, err := ParseAlgorithm(name)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out[alg] = map[int][]byte{}
-		for k, v := range pcrs {
-			i, err := strconv.Atoi(k)
-			if err != nil {
-				t.Fatalf("%s: PCR %q: %v", path, k, err)
-			}
-			b, err := hex.DecodeString(v)
-			if err != nil {
-				t.Fatalf("%s: PCR %d: %v", path, i, err)
-			}
-			out[alg][i] = b
-		}
-	}
-	return out
+	return v
 }
 
 type corpusLog struct {

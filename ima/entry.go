@@ -283,7 +283,7 @@ func (e *Entry) templateHashInto(dst []byte, alg Algorithm) ([]byte, error) {
 
 // TemplateHashOf computes the entry's template hash with alg.
 func (e *Entry) TemplateHashOf(alg Algorithm) ([]byte, error) {
-	if alg.Hash() == 0 {
+	if !supported(alg) {
 		return nil, fmt.Errorf("hash algorithm %s is not supported", alg)
 	}
 	return e.templateHashInto(make([]byte, 0, alg.Size()), alg)

@@ -103,7 +103,7 @@ func newEngine(algs []Algorithm) (*engine, error) {
 		if slices.ContainsFunc(e.banks, func(b *bankReplay) bool { return b.alg == alg }) {
 			continue
 		}
-		if alg.Hash() == 0 {
+		if !supported(alg) {
 			return nil, fmt.Errorf("PCR bank %s is not supported: replay needs sha1, sha256, sha384 or sha512", alg)
 		}
 		b := &bankReplay{alg: alg, size: alg.Size()}

@@ -297,7 +297,7 @@ func replayBanks(prev *State, quoted PCRValues) (algs, skipped []Algorithm, err 
 		if _, ok := pcrs[imaPCR]; !ok {
 			continue
 		}
-		if alg.Hash() == 0 {
+		if !supported(alg) {
 			skipped = append(skipped, alg)
 			continue
 		}

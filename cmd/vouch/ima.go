@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-attest/vouch/eventlog"
 	"github.com/vouch-attest/vouch/ima"
 	"github.com/vouch-attest/vouch/ima/allowlist"
 )
@@ -142,9 +143,9 @@ are marked. Nothing is verified against a TPM.`,
 	return cmd
 }
 
-// parsePCRSpec reads expected PCR values from a JSON file
-// ({"sha256": {"10": "hex"}}, optionally under "banks") or from an inline
-// list "sha256:10=HEX,sha1:10=HEX".
+// parsePCRSpec reads expected PCR values from a file in a layout
+// eventlog.ParseExpectedPCRs reads, or from an inline list
+// "sha256:10=HEX,sha1:10=HEX".
 func parsePCRSpec(spec string) (ima.PCRValues, error) {
 	out := ima.PCRValues{}
 	if strings.Contains(spec, "=") {
@@ -164,25 +165,11 @@ func parsePCRSpec(spec string) (ima.PCRValues, error) {
 	if err != nil {
 		return nil, err
 	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &doc); err != nil {
+	v, err := eventlog.ParseExpectedPCRs(raw)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec, err)
 	}
-	if banks, ok := doc["banks"]; ok {
-		raw = banks
-	}
-	var banks map[string]map[string]string
-	if err := json.Unmarshal(raw, &banks); err != nil {
-		return nil, fmt.Errorf("%s: want {\"sha256\": {\"10\": \"HEX\"}}: %w", spec, err)
-	}
-	for bank, pcrs := range banks {
-		for pcr, value := range pcrs {
-			if err := addPCR(out, bank, pcr, value); err != nil {
-				return nil, fmt.Errorf("%s: %w", spec, err)
-			}
-		}
-	}
-	return out, nil
+	return v, nil
 }
 
 func addPCR(out ima.PCRValues, bank, pcrText, value string) error {
@@ -288,7 +275,7 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&expect, "expect", "", "expected PCR values: a JSON file ({\"sha256\": {\"10\": \"HEX\"}}) or BANK:PCR=HEX,...")
+	cmd.Flags().StringVar(&expect, "expect", "", "expected PCR values: a JSON file ({\"sha256\": {\"10\": \"HEX\"}}), tpm2_pcrread output, or BANK:PCR=HEX,...")
 	cmd.Flags().StringSliceVar(&banks, "bank", []string{"sha1", "sha256"}, "banks to replay without --expect")
 	return cmd
 }
