@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrTruncated marks a list that ends inside an entry. Parse functions
@@ -82,6 +83,12 @@ func ParseBinary(data []byte, opts ParseOptions) ([]Entry, error) {
 	d := NewBinaryDecoder(data, opts)
 	var entries []Entry
 	for d.Next() {
+		if len(entries) == 64 {
+			// Size the slice from the first entries' average size, so a
+			// long list is not copied while it grows.
+			estimate := len(data) / (d.Offset() / 64) * 9 / 8
+			entries = slices.Grow(entries, estimate-len(entries))
+		}
 		entries = append(entries, *d.Entry())
 	}
 	return entries, d.Err()

@@ -3,6 +3,7 @@ package ima
 import (
 	"bytes"
 	"fmt"
+	"slices"
 )
 
 // BootAggregate is the outcome of checking a boot_aggregate entry.
@@ -67,7 +68,8 @@ func CheckBootAggregate(e *Entry, quoted PCRValues) (*BootAggregate, error) {
 		res.PCRs = append(res.PCRs, pcr)
 		concat = append(concat, v...)
 	}
-	res.Expected = sumInto(nil, alg, concat)
+	agg := sum(alg, concat)
+	res.Expected = slices.Clone(agg.bytes())
 	if !bytes.Equal(res.Expected, f.Digest) {
 		return res, &VerificationError{Reason: ReasonBootAggregate, Entry: e.Index, Detail: fmt.Sprintf(
 			"boot_aggregate is %s:%x, but %s PCRs 0-%d aggregate to %x", alg, f.Digest, alg, n-1, res.Expected)}

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Template names that this package decodes. Entries of other templates
@@ -197,12 +198,12 @@ func parseDigestNG(b []byte) (alg string, digest []byte, err error) {
 	if i < 1 || b[i-1] != ':' {
 		return "", nil, errors.New("digest field lacks the \"<algorithm>:\\0\" prefix")
 	}
-	alg = string(b[:i-1])
-	digest = b[i+1:]
-	if err := checkDigestSize(alg, digest); err != nil {
+	alg = internAlgorithmName(b[:i-1])
+	d := b[i+1:]
+	if err := checkDigestSize(alg, d); err != nil {
 		return "", nil, err
 	}
-	return alg, digest, nil
+	return alg, d, nil
 }
 
 // parseDigestNGv2 decodes a d-ngv2 field: "<type>:<alg>:" NUL <digest>.
@@ -232,6 +233,26 @@ var digestSizes = map[string]int{
 	"sha3-256": 32, "sha3-384": 48, "sha3-512": 64,
 }
 
+// internAlgorithmName returns a shared string for common algorithm names
+// so that decoding fields does not allocate.
+func internAlgorithmName(b []byte) string {
+	switch string(b) {
+	case "sha256":
+		return "sha256"
+	case "sha1":
+		return "sha1"
+	case "sha384":
+		return "sha384"
+	case "sha512":
+		return "sha512"
+	case "md5":
+		return "md5"
+	case "sm3":
+		return "sm3"
+	}
+	return string(b)
+}
+
 func checkDigestSize(alg string, digest []byte) error {
 	want, ok := digestSizes[alg]
 	if !ok {
@@ -243,42 +264,52 @@ func checkDigestSize(alg string, digest []byte) error {
 	return nil
 }
 
-// sumInto hashes data with alg into dst and returns the digest. It does
-// not allocate when dst has room for the digest.
-func sumInto(dst []byte, alg Algorithm, data []byte) []byte {
+// digest holds a hash value by value, so that hot paths do not allocate.
+type digest struct {
+	b [64]byte
+	n int
+}
+
+func (d *digest) bytes() []byte { return d.b[:d.n] }
+
+// sum hashes data with alg, which must be a supported algorithm.
+func sum(alg Algorithm, data []byte) digest {
+	var d digest
 	switch alg {
 	case SHA1:
 		s := sha1.Sum(data)
-		return append(dst[:0], s[:]...)
+		d.n = copy(d.b[:], s[:])
 	case SHA256:
 		s := sha256.Sum256(data)
-		return append(dst[:0], s[:]...)
+		d.n = copy(d.b[:], s[:])
 	case SHA384:
 		s := sha512.Sum384(data)
-		return append(dst[:0], s[:]...)
+		d.n = copy(d.b[:], s[:])
 	case SHA512:
 		s := sha512.Sum512(data)
-		return append(dst[:0], s[:]...)
+		d.n = copy(d.b[:], s[:])
+	default:
+		panic("ima: sum called with unsupported algorithm " + alg.String())
 	}
-	panic("ima: sumInto called with unsupported algorithm " + alg.String())
+	return d
 }
 
-// templateHashInto computes the entry's template hash with alg, the way
-// the kernel computes it for the bank of that algorithm.
-func (e *Entry) templateHashInto(dst []byte, alg Algorithm) ([]byte, error) {
+// templateHash computes the entry's template hash with alg, the way the
+// kernel computes it for the bank of that algorithm.
+func (e *Entry) templateHash(alg Algorithm) (digest, error) {
 	if e.TemplateName != TemplateIMA {
-		return sumInto(dst, alg, e.TemplateData), nil
+		return sum(alg, e.TemplateData), nil
 	}
 	// The "ima" template hashes the digest and the name zero-padded to
 	// 256 bytes, without the name's length.
 	d, name, err := splitIMATemplate(e.TemplateData)
 	if err != nil {
-		return nil, fmt.Errorf("entry %d: %w", e.Index, err)
+		return digest{}, fmt.Errorf("entry %d: %w", e.Index, err)
 	}
 	var buf [sha1.Size + imaNameSize]byte
 	copy(buf[:], d)
 	copy(buf[sha1.Size:], name)
-	return sumInto(dst, alg, buf[:]), nil
+	return sum(alg, buf[:]), nil
 }
 
 // TemplateHashOf computes the entry's template hash with alg.
@@ -286,7 +317,11 @@ func (e *Entry) TemplateHashOf(alg Algorithm) ([]byte, error) {
 	if !supported(alg) {
 		return nil, fmt.Errorf("hash algorithm %s is not supported", alg)
 	}
-	return e.templateHashInto(make([]byte, 0, alg.Size()), alg)
+	d, err := e.templateHash(alg)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(d.bytes()), nil
 }
 
 // loggedAlgorithm guesses the algorithm of the logged template hash from
@@ -314,12 +349,11 @@ func (e *Entry) CheckTemplateHash() error {
 	if !ok {
 		return fmt.Errorf("entry %d: template hash has %d bytes, which matches no supported algorithm", e.Index, len(e.TemplateHash))
 	}
-	var buf [64]byte
-	got, err := e.templateHashInto(buf[:], alg)
+	d, err := e.templateHash(alg)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(got, e.TemplateHash) {
+	if got := d.bytes(); !bytes.Equal(got, e.TemplateHash) {
 		return fmt.Errorf("entry %d (%s): template data hashes to %x with %s, but the logged template hash is %x", e.Index, e.TemplateName, got, alg, e.TemplateHash)
 	}
 	return nil

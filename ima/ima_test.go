@@ -176,8 +176,8 @@ func TestParseIMABufFields(t *testing.T) {
 		if len(f.Buffer) == 0 {
 			t.Errorf("entry %d (%s): empty buffer", i, f.Name)
 		}
-		if got := sumInto(nil, SHA256, f.Buffer); f.DigestAlgorithm == "sha256" && !bytes.Equal(got, f.Digest) {
-			t.Errorf("entry %d: buffer hashes to %x, digest is %x", i, got, f.Digest)
+		if got := sum(SHA256, f.Buffer); f.DigestAlgorithm == "sha256" && !bytes.Equal(got.bytes(), f.Digest) {
+			t.Errorf("entry %d: buffer hashes to %x, digest is %x", i, got.bytes(), f.Digest)
 		}
 	}
 	if bufs == 0 {

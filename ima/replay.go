@@ -84,6 +84,9 @@ type bankReplay struct {
 	alg     Algorithm
 	size    int
 	schemes []*schemeValues
+	// quoted and quotedMask hold the quote's values for this bank.
+	quoted     [maxPCR][]byte
+	quotedMask uint32
 }
 
 // engine replays entries into every bank and hashes the entries into the
@@ -95,6 +98,9 @@ type engine struct {
 	violations int
 	prefix     hash.Hash
 	needSHA1   bool // some bank replays PaddedSHA1
+	// scratch holds one entry's prefix hash input: PCR, two lengths, a
+	// template hash and name of at most 64 bytes each, and a SHA-256.
+	scratch [4 + 1 + 64 + 1 + maxTemplateNameLen + 32]byte
 }
 
 func newEngine(algs []Algorithm) (*engine, error) {
@@ -154,53 +160,48 @@ func (e *engine) step(ent *Entry) error {
 	if ent.PCR >= maxPCR {
 		return fmt.Errorf("entry %d: PCR index %d is out of range", ent.Index, ent.PCR)
 	}
-	e.hashPrefix(ent)
 	pcr := ent.PCR
 	e.touched |= 1 << pcr
 	e.count++
 
-	var ones [64]byte
 	if ent.IsViolation() {
 		e.violations++
+		var ones, padded [64]byte
 		for i := range ones {
 			ones[i] = 0xff
 		}
+		copy(padded[:], ones[:sha1Size])
 		for _, b := range e.banks {
 			for _, s := range b.schemes {
 				if s.scheme == PaddedSHA1 {
-					var padded [64]byte
-					copy(padded[:], ones[:sha1Size])
 					extend(s.pcrs[pcr], b.alg, padded[:b.size])
 				} else {
 					extend(s.pcrs[pcr], b.alg, ones[:b.size])
 				}
 			}
 		}
+		e.hashPrefix(ent, nil)
 		return nil
 	}
 
 	// Hash first, extend next, check the logged hash last: an entry
 	// whose logged hash is wrong is still replayed with its computed
 	// hashes, so that a full replay can report every bad entry.
-	var sha1Buf [sha1Size]byte
-	var sha1Hash []byte
+	var sha1Hash digest
 	var err error
 	if e.needSHA1 || len(ent.TemplateHash) == sha1Size {
-		if sha1Hash, err = ent.templateHashInto(sha1Buf[:], SHA1); err != nil {
+		if sha1Hash, err = ent.templateHash(SHA1); err != nil {
 			return &VerificationError{Reason: ReasonTemplateHash, Entry: ent.Index, Detail: err.Error()}
 		}
 	}
-	var bankBufs [4][64]byte
-	var bankHashes [4][]byte
+	var bankHashes [4]digest
 	for i, b := range e.banks {
-		switch b.alg {
-		case SHA1:
+		switch {
+		case b.alg == SHA1:
 			bankHashes[i] = sha1Hash
-		default:
-			if b.has(PerBankHash) {
-				if bankHashes[i], err = ent.templateHashInto(bankBufs[i][:], b.alg); err != nil {
-					return &VerificationError{Reason: ReasonTemplateHash, Entry: ent.Index, Detail: err.Error()}
-				}
+		case b.has(PerBankHash):
+			if bankHashes[i], err = ent.templateHash(b.alg); err != nil {
+				return &VerificationError{Reason: ReasonTemplateHash, Entry: ent.Index, Detail: err.Error()}
 			}
 		}
 	}
@@ -208,13 +209,20 @@ func (e *engine) step(ent *Entry) error {
 		for _, s := range b.schemes {
 			if s.scheme == PaddedSHA1 {
 				var padded [64]byte
-				copy(padded[:], sha1Hash)
+				copy(padded[:], sha1Hash.bytes())
 				extend(s.pcrs[pcr], b.alg, padded[:b.size])
 			} else {
-				extend(s.pcrs[pcr], b.alg, bankHashes[i])
+				extend(s.pcrs[pcr], b.alg, bankHashes[i].bytes())
 			}
 		}
 	}
+	var dataHash *digest
+	for i, b := range e.banks {
+		if b.alg == SHA256 && bankHashes[i].n > 0 && ent.TemplateName != TemplateIMA {
+			dataHash = &bankHashes[i]
+		}
+	}
+	e.hashPrefix(ent, dataHash)
 
 	loggedAlg, ok := loggedAlgorithm(len(ent.TemplateHash))
 	if !ok {
@@ -223,21 +231,20 @@ func (e *engine) step(ent *Entry) error {
 	}
 	computed := sha1Hash
 	if loggedAlg != SHA1 {
-		computed = nil
+		found := false
 		for i, b := range e.banks {
-			if b.alg == loggedAlg {
-				computed = bankHashes[i]
+			if b.alg == loggedAlg && bankHashes[i].n > 0 {
+				computed, found = bankHashes[i], true
+			}
+		}
+		if !found {
+			if computed, err = ent.templateHash(loggedAlg); err != nil {
+				return &VerificationError{Reason: ReasonTemplateHash, Entry: ent.Index, Detail: err.Error()}
 			}
 		}
 	}
-	if computed == nil {
-		var buf [64]byte
-		if computed, err = ent.templateHashInto(buf[:], loggedAlg); err != nil {
-			return &VerificationError{Reason: ReasonTemplateHash, Entry: ent.Index, Detail: err.Error()}
-		}
-	}
-	if !bytes.Equal(computed, ent.TemplateHash) {
-		return templateHashError(ent, computed, loggedAlg)
+	if !bytes.Equal(computed.bytes(), ent.TemplateHash) {
+		return templateHashError(ent, slices.Clone(computed.bytes()), loggedAlg)
 	}
 	return nil
 }
@@ -248,28 +255,33 @@ func templateHashError(ent *Entry, got []byte, alg Algorithm) *VerificationError
 		ent.TemplateName, got, alg, ent.TemplateHash)}
 }
 
-// extend sets pcr to H(pcr || digest) in place.
-func extend(pcr []byte, alg Algorithm, digest []byte) {
+// extend sets pcr to H(pcr || d) in place.
+func extend(pcr []byte, alg Algorithm, d []byte) {
 	var buf [128]byte
 	n := copy(buf[:], pcr)
-	n += copy(buf[n:], digest)
-	sumInto(pcr[:0], alg, buf[:n])
+	n += copy(buf[n:], d)
+	out := sum(alg, buf[:n])
+	copy(pcr, out.bytes())
 }
 
-// hashPrefix feeds the entry's logged content into the prefix hash:
-// PCR, template hash, template name and template data, each with its
-// length, so that a change in any logged byte changes the hash.
-func (e *engine) hashPrefix(ent *Entry) {
-	var hdr [16]byte
-	binary.LittleEndian.PutUint32(hdr[0:], ent.PCR)
-	binary.LittleEndian.PutUint32(hdr[4:], uint32(len(ent.TemplateHash)))
-	binary.LittleEndian.PutUint32(hdr[8:], uint32(len(ent.TemplateName)))
-	binary.LittleEndian.PutUint32(hdr[12:], uint32(len(ent.TemplateData)))
-	e.prefix.Write(hdr[:])
-	e.prefix.Write(ent.TemplateHash)
-	var name [maxTemplateNameLen]byte
-	e.prefix.Write(name[:copy(name[:], ent.TemplateName)])
-	e.prefix.Write(ent.TemplateData)
+// hashPrefix feeds the entry into the prefix hash: its PCR, logged
+// template hash, template name and the SHA-256 of its template data as
+// logged, so that a change in any logged byte changes the hash. dataHash
+// is that SHA-256 when the caller has it already.
+func (e *engine) hashPrefix(ent *Entry, dataHash *digest) {
+	var d digest
+	if dataHash == nil {
+		d = sum(SHA256, ent.TemplateData)
+		dataHash = &d
+	}
+	buf := e.scratch[:0]
+	buf = binary.LittleEndian.AppendUint32(buf, ent.PCR)
+	buf = append(buf, byte(len(ent.TemplateHash)))
+	buf = append(buf, ent.TemplateHash...)
+	buf = append(buf, byte(len(ent.TemplateName)))
+	buf = append(buf, ent.TemplateName...)
+	buf = append(buf, dataHash.bytes()...)
+	e.prefix.Write(buf)
 }
 
 func (e *engine) prefixSum() []byte { return e.prefix.Sum(nil) }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -191,9 +192,10 @@ func Verify(prev *State, round Round, opts VerifyOptions) (*Result, error) {
 		}
 	}
 
+	eng.setQuoted(round.Quoted)
 	var best *snapshot
-	if eng.matches(round.Quoted) {
-		best = eng.snapshot(round.Quoted)
+	if eng.matches() {
+		best = eng.snapshot()
 	}
 	for i := range round.Entries {
 		// Check 2.
@@ -207,8 +209,8 @@ func Verify(prev *State, round Round, opts VerifyOptions) (*Result, error) {
 			}
 		}
 		// Check 3.
-		if eng.matches(round.Quoted) {
-			best = eng.snapshot(round.Quoted)
+		if eng.matches() {
+			best = eng.snapshot()
 		}
 	}
 	if best == nil {
@@ -362,24 +364,27 @@ func (e *engine) restore(prev *State) error {
 	return nil
 }
 
-// comparePCRs returns the PCRs to compare in a bank: PCR 10 and every
-// extended PCR that the quote includes.
-func (e *engine) comparePCRs(quoted map[int][]byte) uint32 {
-	set := e.touched | 1<<imaPCR
-	for pcr := 0; pcr < maxPCR; pcr++ {
-		if set&(1<<pcr) != 0 {
-			if _, ok := quoted[pcr]; !ok {
-				set &^= 1 << pcr
+// setQuoted stores the quoted values of each bank for matches.
+func (e *engine) setQuoted(quoted PCRValues) {
+	for _, b := range e.banks {
+		b.quotedMask = 0
+		for pcr, v := range quoted[b.alg] {
+			if pcr >= 0 && pcr < maxPCR {
+				b.quoted[pcr] = v
+				b.quotedMask |= 1 << pcr
 			}
 		}
 	}
-	return set
 }
 
-func (e *engine) bankMatches(b *bankReplay, v *schemeValues, quoted map[int][]byte) bool {
-	set := e.comparePCRs(quoted)
-	for pcr := 0; pcr < maxPCR; pcr++ {
-		if set&(1<<pcr) != 0 && !bytes.Equal(v.pcrs[pcr], quoted[pcr]) {
+// bankMatches reports whether v equals the quote in PCR 10 and every
+// extended PCR that the quote includes.
+func (e *engine) bankMatches(b *bankReplay, v *schemeValues) bool {
+	set := (e.touched | 1<<imaPCR) & b.quotedMask
+	for set != 0 {
+		pcr := bits.TrailingZeros32(set)
+		set &^= 1 << pcr
+		if !bytes.Equal(v.pcrs[pcr], b.quoted[pcr]) {
 			return false
 		}
 	}
@@ -388,12 +393,11 @@ func (e *engine) bankMatches(b *bankReplay, v *schemeValues, quoted map[int][]by
 
 // matches reports whether every bank matches the quote under one of its
 // schemes.
-func (e *engine) matches(quoted PCRValues) bool {
+func (e *engine) matches() bool {
 	for _, b := range e.banks {
-		q := quoted[b.alg]
 		ok := false
 		for _, v := range b.schemes {
-			if e.bankMatches(b, v, q) {
+			if e.bankMatches(b, v) {
 				ok = true
 				break
 			}
@@ -405,12 +409,12 @@ func (e *engine) matches(quoted PCRValues) bool {
 	return true
 }
 
-func (e *engine) snapshot(quoted PCRValues) *snapshot {
+func (e *engine) snapshot() *snapshot {
 	s := &snapshot{count: e.count, violations: e.violations, touched: e.touched,
 		prefixSum: e.prefixSum(), prefixSt: e.prefixState()}
 	for _, b := range e.banks {
 		for _, v := range b.schemes {
-			if !e.bankMatches(b, v, quoted[b.alg]) {
+			if !e.bankMatches(b, v) {
 				continue
 			}
 			bs := BankState{Algorithm: b.alg, Scheme: v.scheme, PCRs: map[int]HexBytes{}}
