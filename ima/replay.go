@@ -103,7 +103,7 @@ type engine struct {
 	scratch [4 + 1 + 64 + 1 + maxTemplateNameLen + 32]byte
 }
 
-func newEngine(algs []Algorithm) (*engine, error) {
+func newEngine(algs []Algorithm, use []ExtendScheme) (*engine, error) {
 	e := &engine{prefix: sha256.New()}
 	for _, alg := range algs {
 		if slices.ContainsFunc(e.banks, func(b *bankReplay) bool { return b.alg == alg }) {
@@ -113,7 +113,7 @@ func newEngine(algs []Algorithm) (*engine, error) {
 			return nil, fmt.Errorf("PCR bank %s is not supported: replay needs sha1, sha256, sha384 or sha512", alg)
 		}
 		b := &bankReplay{alg: alg, size: alg.Size()}
-		for _, s := range schemes {
+		for _, s := range use {
 			if alg == SHA1 && s == PaddedSHA1 {
 				continue // identical to PerBankHash for SHA-1
 			}
@@ -340,7 +340,7 @@ type Replay struct {
 // under both extend schemes. It does not compare with a quote: see
 // Replay.Compare and Verify.
 func ReplayEntries(entries []Entry, banks []Algorithm) (*Replay, error) {
-	e, err := newEngine(banks)
+	e, err := newEngine(banks, schemes)
 	if err != nil {
 		return nil, err
 	}
