@@ -128,12 +128,7 @@ type ImageLoad struct {
 	LocationInMemory uint64 `json:"location"`
 	LengthInMemory   uint64 `json:"length"`
 	LinkTimeAddress  uint64 `json:"link_time_address"`
-	// DevicePath is the raw EFI device path; Path is its text form and
-	// File the concatenated file path nodes ("\EFI\BOOT\BOOTX64.EFI"),
-	// empty when the path has none.
-	DevicePath []byte `json:"-"`
-	Path       string `json:"device_path"`
-	File       string `json:"file,omitempty"`
+	DevicePath       DevicePath `json:"device_path"`
 }
 
 func (*Opaque) Kind() string          { return "opaque" }
@@ -367,15 +362,11 @@ func decodeImageLoad(d []byte) EventData {
 	if n > uint64(len(d)-32) {
 		return &Opaque{Reason: fmt.Sprintf("device path length %d runs past the %d-byte event data", n, len(d))}
 	}
-	path := d[32 : 32+n : 32+n]
-	text, file := formatDevicePath(path)
 	return &ImageLoad{
 		LocationInMemory: binary.LittleEndian.Uint64(d),
 		LengthInMemory:   binary.LittleEndian.Uint64(d[8:]),
 		LinkTimeAddress:  binary.LittleEndian.Uint64(d[16:]),
-		DevicePath:       path,
-		Path:             text,
-		File:             file,
+		DevicePath:       DevicePath(d[32 : 32+n : 32+n]),
 	}
 }
 

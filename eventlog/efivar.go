@@ -79,7 +79,7 @@ type SignatureData struct {
 type LoadOption struct {
 	Attributes   uint32 `json:"attributes"`
 	Description  string `json:"description"`
-	DevicePath   string `json:"device_path"`
+	DevicePath   DevicePath `json:"device_path"`
 	OptionalData []byte `json:"optional_data,omitempty"`
 }
 
@@ -247,7 +247,7 @@ func parseLoadOption(d []byte) (*LoadOption, error) {
 	if pathLen > len(rest) {
 		return nil, fmt.Errorf("load option device path length %d runs past the %d bytes left", pathLen, len(rest))
 	}
-	o.DevicePath, _ = formatDevicePath(rest[:pathLen])
+	o.DevicePath = DevicePath(rest[:pathLen:pathLen])
 	if len(rest) > pathLen {
 		o.OptionalData = rest[pathLen:]
 	}

@@ -393,19 +393,39 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 	return s, nil
 }
 
+var (
+	zeroBlock [512]byte
+	onesBlock = func() (b [512]byte) {
+		for i := range b {
+			b[i] = 0xFF
+		}
+		return b
+	}()
+)
+
 // paddingLen returns len(b) when b is non-empty and all 0x00 or all 0xFF,
 // and 0 otherwise.
 func paddingLen(b []byte) int {
-	c := b[0]
-	if c != 0x00 && c != 0xFF {
+	var block []byte
+	switch b[0] {
+	case 0x00:
+		block = zeroBlock[:]
+	case 0xFF:
+		block = onesBlock[:]
+	default:
 		return 0
 	}
-	// For a real event the loop stops within its 8-byte PCR index and
-	// event type, so this costs little per event.
-	for _, x := range b {
-		if x != c {
+	// A real event differs from the padding within its 8-byte PCR index
+	// and event type, so check those first.
+	if n := min(len(b), 8); !bytes.Equal(b[:n], block[:n]) {
+		return 0
+	}
+	for rest := b; len(rest) > 0; {
+		n := min(len(rest), len(block))
+		if !bytes.Equal(rest[:n], block[:n]) {
 			return 0
 		}
+		rest = rest[n:]
 	}
 	return len(b)
 }
