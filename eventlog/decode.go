@@ -125,9 +125,9 @@ type GPTPartition struct {
 // ImageLoad is the UEFI_IMAGE_LOAD_EVENT of EV_EFI_BOOT_SERVICES_APPLICATION,
 // EV_EFI_BOOT_SERVICES_DRIVER and EV_EFI_RUNTIME_SERVICES_DRIVER events.
 type ImageLoad struct {
-	LocationInMemory uint64 `json:"location"`
-	LengthInMemory   uint64 `json:"length"`
-	LinkTimeAddress  uint64 `json:"link_time_address"`
+	LocationInMemory uint64     `json:"location"`
+	LengthInMemory   uint64     `json:"length"`
+	LinkTimeAddress  uint64     `json:"link_time_address"`
 	DevicePath       DevicePath `json:"device_path"`
 }
 

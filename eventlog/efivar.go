@@ -77,10 +77,10 @@ type SignatureData struct {
 
 // LoadOption is an EFI_LOAD_OPTION (the value of a Boot#### variable).
 type LoadOption struct {
-	Attributes   uint32 `json:"attributes"`
-	Description  string `json:"description"`
+	Attributes   uint32     `json:"attributes"`
+	Description  string     `json:"description"`
 	DevicePath   DevicePath `json:"device_path"`
-	OptionalData []byte `json:"optional_data,omitempty"`
+	OptionalData []byte     `json:"optional_data,omitempty"`
 }
 
 func (*EFIVariable) Kind() string { return "efi_variable" }
