@@ -274,9 +274,15 @@ func decodeNoAction(e *Event) EventData {
 }
 
 func decodeIPL(d []byte) EventData {
-	if isUTF16(d) {
-		s, nul := utf16String(d)
-		return &IPL{Text: s, UTF16: true, TrailingNUL: nul}
+	// systemd-boot has logged UTF-16 strings followed by one stray NUL
+	// byte, so an odd length ending in 0 is read without that byte.
+	u := d
+	if len(u)%2 == 1 && u[len(u)-1] == 0 {
+		u = u[:len(u)-1]
+	}
+	if isUTF16(u) {
+		s, nul := utf16String(u)
+		return &IPL{Text: s, UTF16: true, TrailingNUL: nul || len(u) < len(d)}
 	}
 	nul := len(d) > 0 && d[len(d)-1] == 0
 	return &IPL{Text: asciiString(d), TrailingNUL: nul}

@@ -111,21 +111,21 @@ func (e *Event) Digest(alg Algorithm) []byte {
 // SpecIDEvent is the TCG_EfiSpecIDEvent structure that opens a crypto-agile
 // log (PFP section 10.4.5.1).
 type SpecIDEvent struct {
-	PlatformClass uint32
-	VersionMinor  uint8
-	VersionMajor  uint8
-	Errata        uint8
-	UintnSize     uint8
+	PlatformClass uint32 `json:"platform_class"`
+	VersionMinor  uint8  `json:"version_minor"`
+	VersionMajor  uint8  `json:"version_major"`
+	Errata        uint8  `json:"errata"`
+	UintnSize     uint8  `json:"uintn_size"`
 	// Algorithms lists every algorithm with the digest size the header
 	// gives, unknown algorithms included.
-	Algorithms []AlgorithmSize
-	VendorInfo []byte
+	Algorithms []AlgorithmSize `json:"algorithms"`
+	VendorInfo []byte          `json:"vendor_info,omitempty"`
 }
 
 // AlgorithmSize is one entry of the Spec ID event's digest size list.
 type AlgorithmSize struct {
-	Alg  Algorithm
-	Size int
+	Alg  Algorithm `json:"alg"`
+	Size int       `json:"size"`
 }
 
 // ParseError reports malformed log bytes, with the event number and byte
