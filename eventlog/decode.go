@@ -264,8 +264,9 @@ func decodeNoAction(e *Event) EventData {
 	if i := bytes.IndexByte(sig, 0); i >= 0 {
 		sig = sig[:i]
 	}
-	if len(sig) > 32 {
-		sig = sig[:32]
+	// TCG signatures such as "SP800-155 Event3" are 16 bytes.
+	if len(sig) > 16 {
+		sig = sig[:16]
 	}
 	if len(sig) > 0 && isPrintable(sig) {
 		return &NoAction{Signature: string(sig)}

@@ -338,7 +338,7 @@ func writeShowTable(w io.Writer, out showLog) error {
 		if e.PCR == 0xFFFFFFFF {
 			pcr = "-1"
 		}
-		summary := e.Summary
+		summary := strings.NewReplacer("\n", `\n`, "\t", " ").Replace(e.Summary)
 		if len(summary) > 100 {
 			summary = summary[:97] + "..."
 		}
