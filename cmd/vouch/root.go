@@ -44,6 +44,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newEventlogCmd(),
+		newTPMCmd(),
+		newAttestCmd(),
 	)
 	return root
 }
