@@ -92,21 +92,21 @@ func (v *EFIVariable) IsSecureBootEnabled() bool {
 }
 
 // parseVariable decodes UEFI_VARIABLE_DATA.
-func parseVariable(d []byte) (*EFIVariable, error) {
+func parseVariable(d []byte) (EFIVariable, error) {
 	if len(d) < 32 {
-		return nil, fmt.Errorf("UEFI_VARIABLE_DATA is %d bytes, shorter than its 32-byte header", len(d))
+		return EFIVariable{}, fmt.Errorf("UEFI_VARIABLE_DATA is %d bytes, shorter than its 32-byte header", len(d))
 	}
 	nameLen := binary.LittleEndian.Uint64(d[16:])
 	dataLen := binary.LittleEndian.Uint64(d[24:])
 	rest := uint64(len(d) - 32)
 	if nameLen > rest/2 || dataLen > rest-2*nameLen {
-		return nil, fmt.Errorf("UEFI_VARIABLE_DATA name length %d and data length %d run past the %d-byte event data", nameLen, dataLen, len(d))
+		return EFIVariable{}, fmt.Errorf("UEFI_VARIABLE_DATA name length %d and data length %d run past the %d-byte event data", nameLen, dataLen, len(d))
 	}
 	trailing := uint64(len(d)) - 32 - 2*nameLen - dataLen
 	if trailing > maxVariableTrailing {
-		return nil, fmt.Errorf("UEFI_VARIABLE_DATA of %d bytes has %d bytes after its variable data", len(d), trailing)
+		return EFIVariable{}, fmt.Errorf("UEFI_VARIABLE_DATA of %d bytes has %d bytes after its variable data", len(d), trailing)
 	}
-	v := &EFIVariable{TrailingBytes: int(trailing)}
+	v := EFIVariable{TrailingBytes: int(trailing)}
 	copy(v.VendorGUID[:], d[:16])
 	v.Name, _ = utf16String(d[32 : 32+2*nameLen])
 	start := 32 + 2*nameLen

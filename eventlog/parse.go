@@ -221,9 +221,10 @@ func Parse(raw []byte) (*Log, error) {
 	}
 
 	p.digestStart = append(p.digestStart, int32(len(p.digests)))
+	dc := newDecoder(p.events)
 	for i := range p.events {
 		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
-		p.events[i].Decoded = decode(&p.events[i])
+		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
 	log.Events = p.events
 	return log, nil
