@@ -20,7 +20,7 @@ type EventData interface {
 
 // Opaque is event data this package does not decode: an event type it
 // does not know, or data that does not match its type's structure. Reason
-// says which; it is empty for types that are never decoded.
+// gives the cause, and is empty for types that are never decoded.
 type Opaque struct {
 	Reason string `json:"reason,omitempty"`
 }

@@ -26,9 +26,10 @@ var (
 
 // EFIVariable is the UEFI_VARIABLE_DATA of EV_EFI_VARIABLE_DRIVER_CONFIG,
 // EV_EFI_VARIABLE_BOOT(2) and EV_EFI_VARIABLE_AUTHORITY events, with the
-// variable's value decoded where its name says what it holds. At most one
-// of the value fields is set; ValueError says why a known variable's value
-// did not decode. Certificates are left as DER bytes and never parsed here.
+// variable's value decoded when its name identifies the value's type. At
+// most one of the value fields is set. ValueError gives the reason a known
+// variable's value did not decode. Certificates are left as DER bytes and
+// never parsed here.
 type EFIVariable struct {
 	VendorGUID GUID   `json:"vendor_guid"`
 	Name       string `json:"name"`
@@ -66,7 +67,7 @@ type SignatureList struct {
 }
 
 // SignatureData is an EFI_SIGNATURE_DATA: an owner GUID and a certificate
-// or digest, as the list's type says.
+// or digest, as the list's type specifies.
 type SignatureData struct {
 	Owner GUID   `json:"owner"`
 	Data  []byte `json:"data"`

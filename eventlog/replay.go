@@ -43,7 +43,7 @@ func resetValue(i int) byte {
 //   - PCRs start at their reset values: zero, or all ones for 17 to 22;
 //   - a StartupLocality EV_NO_ACTION event sets PCR 0's last byte to the
 //     locality, and an EV_EFI_HCRTM_EVENT, when no StartupLocality event
-//     says otherwise, starts PCR 0 at locality 4;
+//     sets the locality, starts PCR 0 at locality 4;
 //   - EV_NO_ACTION events are never extended, whatever their PCR index;
 //   - every other event extends its digest into its PCR, and an index
 //     outside 0 to 23 is an error wrapping ErrBadPCRIndex.
