@@ -146,6 +146,16 @@ func (*HandoffTables) Kind() string   { return "handoff_tables" }
 func (*GPT) Kind() string             { return "gpt" }
 func (*ImageLoad) Kind() string       { return "image_load" }
 
+// HexBytes is a byte string that encodes as hex in JSON and text.
+type HexBytes []byte
+
+// MarshalText encodes the bytes as lowercase hex.
+func (b HexBytes) MarshalText() ([]byte, error) {
+	out := make([]byte, hex.EncodedLen(len(b)))
+	hex.Encode(out, b)
+	return out, nil
+}
+
 // GUID is an EFI_GUID in its in-memory byte order (the first three fields
 // little-endian).
 type GUID [16]byte

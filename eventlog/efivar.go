@@ -31,9 +31,9 @@ var (
 // variable's value did not decode. Certificates are left as DER bytes and
 // never parsed here.
 type EFIVariable struct {
-	VendorGUID GUID   `json:"vendor_guid"`
-	Name       string `json:"name"`
-	Data       []byte `json:"data"`
+	VendorGUID GUID     `json:"vendor_guid"`
+	Name       string   `json:"name"`
+	Data       HexBytes `json:"data"`
 
 	// Enabled is set for one-byte boolean variables: SecureBoot,
 	// SetupMode, AuditMode, DeployedMode and shim's MokListTrusted.
@@ -69,8 +69,8 @@ type SignatureList struct {
 // SignatureData is an EFI_SIGNATURE_DATA: an owner GUID and a certificate
 // or digest, as the list's type specifies.
 type SignatureData struct {
-	Owner GUID   `json:"owner"`
-	Data  []byte `json:"data"`
+	Owner GUID     `json:"owner"`
+	Data  HexBytes `json:"data"`
 	// X509 is a cheap structural hint that Data starts like a DER
 	// SEQUENCE; the certificate is not parsed.
 	X509 bool `json:"x509"`
@@ -81,7 +81,7 @@ type LoadOption struct {
 	Attributes   uint32     `json:"attributes"`
 	Description  string     `json:"description"`
 	DevicePath   DevicePath `json:"device_path"`
-	OptionalData []byte     `json:"optional_data,omitempty"`
+	OptionalData HexBytes   `json:"optional_data,omitempty"`
 }
 
 func (*EFIVariable) Kind() string { return "efi_variable" }

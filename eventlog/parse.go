@@ -119,7 +119,7 @@ type SpecIDEvent struct {
 	// Algorithms lists every algorithm with the digest size the header
 	// gives, unknown algorithms included.
 	Algorithms []AlgorithmSize `json:"algorithms"`
-	VendorInfo []byte          `json:"vendor_info,omitempty"`
+	VendorInfo HexBytes        `json:"vendor_info,omitempty"`
 }
 
 // AlgorithmSize is one entry of the Spec ID event's digest size list.
