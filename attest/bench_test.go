@@ -48,7 +48,7 @@ func BenchmarkVerifyQuote(b *testing.B) {
 						b.Fatal("signature does not verify")
 					}
 				case *rsa.PublicKey:
-					if err := rsa.VerifyPKCS1v15(k, ak.Hash.Hash(), digest[:], sig.RSA); err != nil {
+					if err := rsa.VerifyPKCS1v15(k, HashFunc(ak.Hash), digest[:], sig.RSA); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -153,14 +153,14 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 			return nil, verifyErr(ReasonSelectionMismatch, "signed selection names bank %s, which has no known digest size", b.Hash)
 		}
 		for _, i := range b.PCRs {
-			d, ok := want.PCRs.Get(b.Hash, i)
+			d, ok := GetPCR(want.PCRs, b.Hash, i)
 			if !ok {
 				return nil, verifyErr(ReasonMissingPCR, "no value reported for %s PCR %d, which the quote covers", b.Hash, i)
 			}
 			if len(d) != size {
 				return nil, verifyErr(ReasonMissingPCR, "reported %s PCR %d has %d bytes, want %d", b.Hash, i, len(d), size)
 			}
-			verified.Set(b.Hash, i, d)
+			SetPCR(verified, b.Hash, i, d)
 		}
 	}
 	// 7.
@@ -171,7 +171,7 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	if err := checkScheme(ak, sig, want.InsecureAllowSHA1); err != nil {
 		return nil, err
 	}
-	hash := sig.Hash.Hash()
+	hash := HashFunc(sig.Hash)
 
 	// 8. The TPM hashes the selected PCRs with the signing scheme's hash,
 	// in the order of the selection as it appears in TPMS_QUOTE_INFO.
@@ -202,8 +202,8 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	}
 	for alg, bank := range want.PCRs {
 		for i, d := range bank {
-			if _, ok := verified.Get(alg, i); !ok {
-				out.Unverified.Set(alg, i, d)
+			if _, ok := GetPCR(verified, alg, i); !ok {
+				SetPCR(out.Unverified, alg, i, d)
 			}
 		}
 	}
@@ -273,9 +273,9 @@ func verifySignature(ak *AKPublic, sig *Signature, digest []byte) error {
 		if sig.SigAlg == sigAlgRSAPSS {
 			// The TPM uses a salt as long as the digest when it can, and
 			// the maximum otherwise: auto-detect accepts both.
-			err = rsa.VerifyPSS(k, sig.Hash.Hash(), digest, sig.RSA, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+			err = rsa.VerifyPSS(k, HashFunc(sig.Hash), digest, sig.RSA, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
 		} else {
-			err = rsa.VerifyPKCS1v15(k, sig.Hash.Hash(), digest, sig.RSA)
+			err = rsa.VerifyPKCS1v15(k, HashFunc(sig.Hash), digest, sig.RSA)
 		}
 		if err != nil {
 			return verifyErrWrap(ReasonBadSignature, err, "%s signature does not verify under the attestation key", sigAlgName(sig.SigAlg))

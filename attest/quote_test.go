@@ -21,27 +21,27 @@ func TestVerifyQuoteGenuine(t *testing.T) {
 			// An unquoted PCR travels with the quote: it must come back
 			// unverified.
 			want.PCRs = clonePCRs(want.PCRs)
-			want.PCRs.Set(AlgSHA256, 23, make([]byte, 32))
+			SetPCR(want.PCRs, AlgSHA256, 23, make([]byte, 32))
 			vq, err := VerifyQuote(ak, ev.quote(), want)
 			if err != nil {
 				t.Fatalf("VerifyQuote: %v", err)
 			}
 			for _, b := range Selection(ev.Selection) {
 				for _, i := range b.PCRs {
-					got, ok := vq.Verified.Get(b.Hash, i)
+					got, ok := GetPCR(vq.Verified, b.Hash, i)
 					if !ok {
 						t.Errorf("%s PCR %d is not marked verified", b.Hash, i)
 						continue
 					}
-					if w, _ := want.PCRs.Get(b.Hash, i); !bytes.Equal(got, w) {
+					if w, _ := GetPCR(want.PCRs, b.Hash, i); !bytes.Equal(got, w) {
 						t.Errorf("%s PCR %d: verified value differs from the reported one", b.Hash, i)
 					}
 				}
 			}
-			if _, ok := vq.Verified.Get(AlgSHA256, 23); ok {
+			if _, ok := GetPCR(vq.Verified, AlgSHA256, 23); ok {
 				t.Error("sha256 PCR 23 is outside the quote but marked verified")
 			}
-			if _, ok := vq.Unverified.Get(AlgSHA256, 23); !ok {
+			if _, ok := GetPCR(vq.Unverified, AlgSHA256, 23); !ok {
 				t.Error("sha256 PCR 23 is missing from Unverified")
 			}
 			for _, p := range vq.PCRs() {

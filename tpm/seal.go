@@ -52,7 +52,7 @@ func PCRPolicyDigest(sel attest.Selection, values attest.PCRValues) ([]byte, err
 	pcrHash := sha256.New()
 	for _, b := range sel {
 		for _, i := range b.PCRs {
-			d, ok := values.Get(b.Hash, i)
+			d, ok := attest.GetPCR(values, b.Hash, i)
 			if !ok {
 				return nil, fmt.Errorf("PCR policy: no value for %s PCR %d", b.Hash, i)
 			}

@@ -35,11 +35,11 @@ func TestSimulatorSealUnseal(t *testing.T) {
 	}
 	next := make([]byte, 32)
 	next[31] = 7
-	h := attest.AlgSHA256.Hash().New()
+	h := attest.HashFunc(attest.AlgSHA256).New()
 	h.Write(values[attest.AlgSHA256][16])
 	h.Write(next)
 	predicted := clonePCRValues(values)
-	predicted.Set(attest.AlgSHA256, 16, h.Sum(nil))
+	attest.SetPCR(predicted, attest.AlgSHA256, 16, h.Sum(nil))
 	future, err := tp.SealToValues(secret, attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{16}}}, predicted)
 	if err != nil {
 		t.Fatalf("SealToValues: %v", err)
@@ -66,7 +66,7 @@ func clonePCRValues(v attest.PCRValues) attest.PCRValues {
 	out := attest.PCRValues{}
 	for alg, bank := range v {
 		for i, d := range bank {
-			out.Set(alg, i, bytes.Clone(d))
+			attest.SetPCR(out, alg, i, bytes.Clone(d))
 		}
 	}
 	return out

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,12 +58,6 @@ func (f *tpmFlags) open() (*tpm.TPM, error) {
 		return nil, withExitCode(exitUnavailable, err)
 	}
 	return t, nil
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // ekCertInfo summarizes an EK certificate for `vouch tpm info`.
@@ -287,7 +280,7 @@ func loadOrCreateAK(t *tpm.TPM, path string, opts tpm.AKOptions) (*tpm.AK, error
 func printPCRs(w io.Writer, sel attest.Selection, pcrs attest.PCRValues) {
 	for _, b := range sel {
 		for _, i := range b.PCRs {
-			if d, ok := pcrs.Get(b.Hash, i); ok {
+			if d, ok := attest.GetPCR(pcrs, b.Hash, i); ok {
 				fmt.Fprintf(w, "%s PCR %2d: %x\n", b.Hash, i, d)
 			}
 		}
