@@ -3,6 +3,7 @@ package attest
 import (
 	"crypto"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"strconv"
@@ -74,6 +75,9 @@ type Selection []BankSelection
 // de-duplicated, and banks without PCRs dropped. It reports an error for a
 // PCR index outside 0..MaxPCRs-1 or a bank listed twice.
 func (s Selection) Normalize() (Selection, error) {
+	if s.isNormal() {
+		return s, nil
+	}
 	out := make(Selection, 0, len(s))
 	seen := make(map[Algorithm]bool, len(s))
 	for _, b := range s {
@@ -95,6 +99,27 @@ func (s Selection) Normalize() (Selection, error) {
 		out = append(out, BankSelection{Hash: b.Hash, PCRs: pcrs})
 	}
 	return out, nil
+}
+
+// isNormal reports whether Normalize would return s unchanged, so the
+// common case allocates nothing.
+func (s Selection) isNormal() bool {
+	for i, b := range s {
+		if len(b.PCRs) == 0 {
+			return false
+		}
+		for j, p := range b.PCRs {
+			if p < 0 || p >= MaxPCRs || (j > 0 && p <= b.PCRs[j-1]) {
+				return false
+			}
+		}
+		for _, prev := range s[:i] {
+			if prev.Hash == b.Hash {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // String formats the selection as "sha1:0,1,2 sha256:0-7".
@@ -171,7 +196,11 @@ func FormatPCRList(pcrs []int) string {
 
 // bitmapPCRs decodes a TPMS_PCR_SELECTION bitmap into sorted indexes.
 func bitmapPCRs(bitmap []byte) []int {
-	var pcrs []int
+	n := 0
+	for _, b := range bitmap {
+		n += bits.OnesCount8(b)
+	}
+	pcrs := make([]int, 0, n)
 	for i, b := range bitmap {
 		for bit := 0; bit < 8; bit++ {
 			if b&(1<<bit) != 0 {

@@ -234,7 +234,7 @@ func resignAs(t *testing.T, sig []byte, alg uint16) []byte {
 }
 
 // softwareAK is an attestation key held in software, so tests can sign
-// structures a TPM would never sign and show that each check stands on its
+// structures a TPM would never sign and show that each check holds on its
 // own (the signature is valid, the check still fails).
 type softwareAK struct {
 	key *ecdsa.PrivateKey
