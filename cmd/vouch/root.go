@@ -46,6 +46,7 @@ func newRootCmd() *cobra.Command {
 		newEventlogCmd(),
 		newTPMCmd(),
 		newAttestCmd(),
+		newIMACmd(),
 	)
 	return root
 }
