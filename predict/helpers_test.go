@@ -1,0 +1,218 @@
+package predict
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// logEvent is one event of a TCG crypto-agile event log, as read by the
+// minimal reader below.
+type logEvent struct {
+	Index   int
+	PCR     int
+	Type    uint32
+	Digests map[Bank][]byte
+	Data    []byte
+}
+
+// readTestLog reads a crypto-agile (TPM 2.0) event log. It is a test
+// oracle written from the TCG PC Client Platform Firmware Profile, kept
+// independent of the code under test.
+func readTestLog(t *testing.T, name string) []logEvent {
+	t.Helper()
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bytes.NewReader(raw)
+	u32 := func() uint32 {
+		var v uint32
+		if err := binary.Read(r, binary.LittleEndian, &v); err != nil {
+			t.Fatalf("%s: truncated log: %v", name, err)
+		}
+		return v
+	}
+	next := func(n uint32) []byte {
+		b := make([]byte, n)
+		if _, err := r.Read(b); err != nil && n > 0 {
+			t.Fatalf("%s: truncated log: %v", name, err)
+		}
+		return b
+	}
+	// The first event is in the TPM 1.2 format and carries the Spec ID
+	// event listing the digest sizes.
+	u32()
+	u32()
+	next(20)
+	spec := next(u32())
+	if !bytes.HasPrefix(spec, []byte("Spec ID Event03")) {
+		t.Fatalf("%s: not a crypto-agile log", name)
+	}
+	n := binary.LittleEndian.Uint32(spec[24:])
+	sizes := map[uint16]uint16{}
+	for i := uint32(0); i < n; i++ {
+		alg := binary.LittleEndian.Uint16(spec[28+4*i:])
+		sizes[alg] = binary.LittleEndian.Uint16(spec[30+4*i:])
+	}
+	algBank := map[uint16]Bank{0x0004: SHA1, 0x000b: SHA256, 0x000c: SHA384}
+	var events []logEvent
+	for i := 1; r.Len() > 0; i++ {
+		e := logEvent{Index: i, PCR: int(u32()), Type: u32(), Digests: map[Bank][]byte{}}
+		count := u32()
+		for j := uint32(0); j < count; j++ {
+			var alg uint16
+			binary.Read(r, binary.LittleEndian, &alg)
+			size, ok := sizes[alg]
+			if !ok {
+				t.Fatalf("%s event %d: unknown algorithm 0x%x", name, i, alg)
+			}
+			d := next(uint32(size))
+			if b, ok := algBank[alg]; ok {
+				e.Digests[b] = d
+			}
+		}
+		e.Data = next(u32())
+		events = append(events, e)
+	}
+	return events
+}
+
+// TCG event types used by the tests.
+const (
+	evIPL                   = 0x0d
+	evEventTag              = 0x06
+	evSeparator             = 0x04
+	evEFIVariableDriverConf = 0x80000001
+	evEFIBootServicesApp    = 0x80000003
+	evEFIVariableAuthority  = 0x800000e0
+)
+
+// matches reports whether every bank the event has equals the reference's
+// digest, and at least one bank was compared.
+func matches(e logEvent, r Reference) bool {
+	compared := 0
+	for b, d := range e.Digests {
+		want, ok := r.Digests[b]
+		if !ok {
+			continue
+		}
+		if !bytes.Equal(want, d) {
+			return false
+		}
+		compared++
+	}
+	return compared > 0
+}
+
+func describe(e logEvent) string {
+	return fmt.Sprintf("event %d (PCR %d, type 0x%x, data %.60q, sha256 %x)", e.Index, e.PCR, e.Type, e.Data, e.Digests[SHA256])
+}
+
+// corpusDir returns the shared corpus folder: VOUCH_CORPUS, or
+// ../shared/corpus beside the repository. It skips the test when absent.
+func corpusDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("VOUCH_CORPUS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared", "corpus")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("corpus not found at %s: set VOUCH_CORPUS to the corpus folder", dir)
+	}
+	return dir
+}
+
+// cacheDir returns the package cache: VOUCH_CACHE, or ~/.cache/vouch.
+func cacheDir(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("VOUCH_CACHE"); dir != "" {
+		return dir
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatalf("no home directory for the package cache: set VOUCH_CACHE (%v)", err)
+	}
+	return filepath.Join(home, ".cache", "vouch")
+}
+
+// fetchDeb returns the path of a Debian package in the cache, downloading it
+// with apt-get download when missing. Without apt-get or network it skips
+// the test, unless CI is set.
+func fetchDeb(t *testing.T, name, version string) string {
+	t.Helper()
+	dir := filepath.Join(cacheDir(t), "debs")
+	// apt-get writes an epoch's colon as %3a in file names.
+	pattern := filepath.Join(dir, name+"_"+strings.ReplaceAll(version, ":", "%3a")+"_*.deb")
+	if found, _ := filepath.Glob(pattern); len(found) > 0 {
+		return found[0]
+	}
+	unavailable := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("CI") != "" {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		unavailable("apt-get not found, cannot fetch %s=%s: install it or put the package in %s", name, version, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("apt-get", "download", name+"="+version)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		unavailable("apt-get download %s=%s failed (%v): %s\nrun apt-get update, or check that the version is still served with apt-cache madison %s", name, version, err, out, name)
+	}
+	found, _ := filepath.Glob(pattern)
+	if len(found) == 0 {
+		t.Fatalf("apt-get download %s=%s wrote no file matching %s", name, version, pattern)
+	}
+	return found[0]
+}
+
+// The packages of the ovmf-swtpm corpus boots.
+var (
+	debShim   = [2]string{"shim-signed", "1.51~1+deb12u1+16.1-2~deb12u1"}
+	debGrub   = [2]string{"grub-efi-amd64-signed", "1+2.06+13+deb12u2"}
+	debKernel = [2]string{"linux-image-6.1.0-57-amd64", "6.1.192-3"}
+	debOVMF   = [2]string{"ovmf", "2022.11-6+deb12u2"}
+)
+
+// extractDebFile returns one file of a package's data archive.
+func extractDebFile(t *testing.T, deb, want string) []byte {
+	t.Helper()
+	f, err := os.Open(deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []byte
+	var pkg Package
+	err = readDeb(f, &pkg, func(name string, size int64, r io.Reader) error {
+		if name != want {
+			return nil
+		}
+		var buf bytes.Buffer
+		if _, err := buf.ReadFrom(r); err != nil {
+			return err
+		}
+		out = buf.Bytes()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out == nil {
+		t.Fatalf("%s has no file %s", deb, want)
+	}
+	return out
+}
