@@ -23,10 +23,14 @@ func predictDebianChain(t *testing.T) *Predictor {
 		return debianChain.p
 	}
 	p := NewPredictor()
-	for _, d := range [][2]string{debShim, debGrub, debKernel} {
+	for _, d := range [][2]string{debShim, debGrub} {
 		if err := p.AddPath(fetchDeb(t, d[0], d[1])); err != nil {
 			t.Fatal(err)
 		}
+	}
+	dir, pkg := unpackedDeb(t, debKernel[0], debKernel[1])
+	if err := p.AddTreeOf(os.DirFS(dir), pkg); err != nil {
+		t.Fatal(err)
 	}
 	debianChain.p = p
 	return p

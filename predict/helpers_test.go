@@ -3,6 +3,7 @@ package predict
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -215,4 +216,64 @@ func extractDebFile(t *testing.T, deb, want string) []byte {
 		t.Fatalf("%s has no file %s", deb, want)
 	}
 	return out
+}
+
+// unpackedDeb returns a directory holding the boot artifacts of a package,
+// and the package's identity. It unpacks the package with readDeb into the
+// cache on first use, so that later runs skip decompressing it (the kernel
+// package takes tens of seconds).
+func unpackedDeb(t *testing.T, name, version string) (string, *Package) {
+	t.Helper()
+	deb := fetchDeb(t, name, version)
+	dir := filepath.Join(cacheDir(t), "trees", filepath.Base(deb))
+	meta := filepath.Join(dir, "package.json")
+	if raw, err := os.ReadFile(meta); err == nil {
+		var pkg Package
+		if err := json.Unmarshal(raw, &pkg); err != nil {
+			t.Fatalf("%s: %v (delete the folder to unpack again)", meta, err)
+		}
+		return dir, &pkg
+	}
+
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	f, err := os.Open(deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var pkg Package
+	err = readDeb(f, &pkg, func(path string, size int64, r io.Reader) error {
+		if classify(path) == "" {
+			return nil
+		}
+		out := filepath.Join(tmp, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		w, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			w.Close()
+			return err
+		}
+		return w.Close()
+	})
+	if err != nil {
+		t.Fatalf("unpack %s: %v", deb, err)
+	}
+	raw, err := json.Marshal(&pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "package.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir, &pkg
 }

@@ -139,7 +139,14 @@ func (p *Predictor) AddDeb(r io.Reader) error {
 // AddTree walks an unpacked tree (a package unpacked with dpkg-deb -x, a
 // mounted ESP, a /boot directory) and predicts the measurements of the boot
 // artifacts in it. Symbolic links are not followed.
-func (p *Predictor) AddTree(fsys fs.FS) error {
+func (p *Predictor) AddTree(fsys fs.FS) error { return p.AddTreeOf(fsys, nil) }
+
+// AddTreeOf is AddTree for the unpacked contents of a known package, which
+// the references name; pkg may be nil.
+func (p *Predictor) AddTreeOf(fsys fs.FS, pkg *Package) error {
+	if pkg != nil {
+		p.pred.Packages = append(p.pred.Packages, *pkg)
+	}
 	return fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("walk tree: %w", err)
@@ -160,7 +167,7 @@ func (p *Predictor) AddTree(fsys fs.FS) error {
 		if err != nil {
 			return fmt.Errorf("stat artifact %s: %w", name, err)
 		}
-		if err := p.addArtifact(nil, name, role, info.Size(), f); err != nil {
+		if err := p.addArtifact(pkg, name, role, info.Size(), f); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return nil
