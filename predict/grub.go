@@ -60,7 +60,10 @@ func GrubCommandReference(command string, form GrubForm, banks []Bank) (Referenc
 // command's arguments after the command name, starting with the kernel
 // path; they are joined as GRUB 2.06's grub_create_loader_cmdline does.
 func GrubKernelCmdlineReference(args []string, form GrubForm, banks []Bank) (Reference, error) {
-	cmdline := GrubLoaderCmdline(args)
+	return grubCmdlineReference(GrubLoaderCmdline(args), form, banks)
+}
+
+func grubCmdlineReference(cmdline string, form GrubForm, banks []Bank) (Reference, error) {
 	d, err := hashBytes(banks, []byte(cmdline))
 	if err != nil {
 		return Reference{}, err

@@ -277,3 +277,7 @@ func unpackedDeb(t *testing.T, name, version string) (string, *Package) {
 	}
 	return dir, &pkg
 }
+
+func readTestdata(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join("testdata", filepath.FromSlash(name)))
+}

@@ -132,9 +132,9 @@ func buildPE(t *testing.T, spec peSpec) []byte {
 	binary.LittleEndian.PutUint32(opt[108:], 16)
 
 	rva := uint32(0x1000)
-	table := buf[lfanew+24+optSize:]
 	for i, s := range spec.sections {
-		h := table[i*40:]
+		// buf grows below, so the header is re-sliced on each pass.
+		h := buf[lfanew+24+optSize+i*40:]
 		copy(h[:8], s.name)
 		raw := (len(s.data) + 0x1ff) &^ 0x1ff
 		binary.LittleEndian.PutUint32(h[8:], s.virtualSize)
