@@ -48,11 +48,7 @@ func GrubCommandReference(command string, form GrubForm, banks []Bank) (Referenc
 	if err != nil {
 		return Reference{}, err
 	}
-	name := command
-	if i := strings.IndexByte(name, ' '); i > 0 {
-		name = name[:i]
-	}
-	return Reference{Kind: KindGrubCommand, PCR: 8, EventType: EventIPL, Component: "grub " + name, Event: event, Digests: d}, nil
+	return Reference{Kind: KindGrubCommand, PCR: 8, EventType: EventIPL, Component: "grub command", Event: event, Digests: d}, nil
 }
 
 // GrubKernelCmdlineReference predicts GRUB's PCR 8 measurement of the
