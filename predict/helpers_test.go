@@ -2,7 +2,6 @@ package predict
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,10 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vouch-attest/vouch/eventlog"
 )
 
-// logEvent is one event of a TCG crypto-agile event log, as read by the
-// minimal reader below.
+// logEvent is the part of an event log record that the tests compare.
 type logEvent struct {
 	Index   int
 	PCR     int
@@ -23,64 +23,30 @@ type logEvent struct {
 	Data    []byte
 }
 
-// readTestLog reads a crypto-agile (TPM 2.0) event log. It is a test
-// oracle written from the TCG PC Client Platform Firmware Profile, kept
-// independent of the code under test.
+// readTestLog reads a TCG event log with the eventlog package and returns
+// its events after the Spec ID event.
 func readTestLog(t *testing.T, name string) []logEvent {
 	t.Helper()
 	raw, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := bytes.NewReader(raw)
-	u32 := func() uint32 {
-		var v uint32
-		if err := binary.Read(r, binary.LittleEndian, &v); err != nil {
-			t.Fatalf("%s: truncated log: %v", name, err)
-		}
-		return v
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
-	next := func(n uint32) []byte {
-		b := make([]byte, n)
-		if _, err := r.Read(b); err != nil && n > 0 {
-			t.Fatalf("%s: truncated log: %v", name, err)
-		}
-		return b
-	}
-	// The first event is in the TPM 1.2 format and carries the Spec ID
-	// event listing the digest sizes.
-	u32()
-	u32()
-	next(20)
-	spec := next(u32())
-	if !bytes.HasPrefix(spec, []byte("Spec ID Event03")) {
-		t.Fatalf("%s: not a crypto-agile log", name)
-	}
-	n := binary.LittleEndian.Uint32(spec[24:])
-	sizes := map[uint16]uint16{}
-	for i := uint32(0); i < n; i++ {
-		alg := binary.LittleEndian.Uint16(spec[28+4*i:])
-		sizes[alg] = binary.LittleEndian.Uint16(spec[30+4*i:])
-	}
-	algBank := map[uint16]Bank{0x0004: SHA1, 0x000b: SHA256, 0x000c: SHA384}
 	var events []logEvent
-	for i := 1; r.Len() > 0; i++ {
-		e := logEvent{Index: i, PCR: int(u32()), Type: u32(), Digests: map[Bank][]byte{}}
-		count := u32()
-		for j := uint32(0); j < count; j++ {
-			var alg uint16
-			binary.Read(r, binary.LittleEndian, &alg)
-			size, ok := sizes[alg]
-			if !ok {
-				t.Fatalf("%s event %d: unknown algorithm 0x%x", name, i, alg)
-			}
-			d := next(uint32(size))
-			if b, ok := algBank[alg]; ok {
-				e.Digests[b] = d
+	for _, e := range log.Events {
+		if e.Number == 0 && log.SpecID != nil {
+			continue
+		}
+		le := logEvent{Index: e.Number, PCR: int(e.PCR), Type: uint32(e.Type), Digests: map[Bank][]byte{}, Data: e.Data}
+		for _, d := range e.Digests {
+			if b, err := ParseBank(d.Alg.String()); err == nil {
+				le.Digests[b] = d.Value
 			}
 		}
-		e.Data = next(u32())
-		events = append(events, e)
+		events = append(events, le)
 	}
 	return events
 }
