@@ -47,6 +47,7 @@ func newRootCmd() *cobra.Command {
 		newTPMCmd(),
 		newAttestCmd(),
 		newIMACmd(),
+		newPredictCmd(),
 	)
 	return root
 }
