@@ -144,6 +144,11 @@ func (l *Loader) verifyBytes(source string, data []byte) (*Verified, error) {
 	if l.Now == nil {
 		return nil, &LoadError{Source: source, Err: errors.New("loader has no clock: set Loader.Now")}
 	}
+	if !IsEnvelope(data) {
+		if _, err := Parse(data); err == nil {
+			return nil, &LoadError{Source: source, Err: reject(ReasonUnsigned, "this is a bare bundle, not a signed envelope: sign it with vouch bundle sign")}
+		}
+	}
 	env, err := ParseEnvelope(data)
 	if err != nil {
 		return nil, &LoadError{Source: source, Err: err}

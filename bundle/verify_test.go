@@ -426,6 +426,9 @@ func TestLoadDir(t *testing.T) {
 	tampered := signedExample(t, key)
 	tampered.Payload = []byte(strings.Replace(string(tampered.Payload), `"12.8"`, `"12.9"`, 1))
 	writeEnvelope(t, filepath.Join(dir, "d-tampered.json"), tampered)
+	if err := os.WriteFile(filepath.Join(dir, "b-unsigned-bare.json"), readExample(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "e-garbage.json"), []byte("not json"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -448,6 +451,7 @@ func TestLoadDir(t *testing.T) {
 		file   string
 		reason Reason
 	}{
+		{"b-unsigned-bare.json", ReasonUnsigned},
 		{"b-unsigned.json", ReasonUnsigned},
 		{"c-stranger.json", ReasonUntrustedPublisher},
 		{"d-tampered.json", ReasonBadSignature},

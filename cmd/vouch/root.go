@@ -43,6 +43,7 @@ func newRootCmd() *cobra.Command {
 	// Each subcommand tree lives in its own file of this package.
 	root.AddCommand(
 		newVersionCmd(),
+		newBundleCmd(),
 	)
 	return root
 }
