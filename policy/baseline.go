@@ -1,0 +1,115 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vouch-attest/vouch/bundle"
+)
+
+// FirmwarePCRs are the PCRs whose events the platform firmware and its
+// configuration produce: code (0, 2), configuration (1, 3), the boot
+// loader's partition table and boot manager (5, 6) and Secure Boot (7).
+// They differ from machine to machine, so their reference values are
+// recorded per machine at enrollment instead of published in bundles.
+var FirmwarePCRs = []int{0, 1, 2, 3, 5, 6, 7}
+
+// Baseline is a machine's firmware values: the events of the firmware
+// PCRs recorded from one boot. It is used only once approved. A firmware
+// update yields a new revision that needs a new approval; the verifier
+// keeps earlier revisions as history.
+type Baseline struct {
+	Machine    string             `json:"machine"`
+	Revision   int                `json:"revision"`
+	RecordedAt time.Time          `json:"recorded_at"`
+	Components []bundle.Component `json:"components"`
+	Approval   *Approval          `json:"approval,omitempty"`
+}
+
+// Approval records who approved a baseline revision and when.
+type Approval struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Comment string    `json:"comment,omitempty"`
+}
+
+// Approved reports whether an administrator approved the baseline.
+func (b *Baseline) Approved() bool { return b.Approval != nil && b.Approval.By != "" }
+
+// Approve marks the baseline approved by the named administrator.
+func (b *Baseline) Approve(by string, at time.Time, comment string) error {
+	if by == "" {
+		return errors.New("approve baseline: the approver's name is empty")
+	}
+	b.Approval = &Approval{By: by, At: at, Comment: comment}
+	return nil
+}
+
+func (b *Baseline) sourceName() string {
+	return fmt.Sprintf("machine firmware values (revision %d)", b.Revision)
+}
+
+// LearnBaseline records the events of the firmware PCRs as a new,
+// unapproved baseline for the machine. prev is the current baseline or
+// nil; the new revision follows it.
+func LearnBaseline(machine string, ev *Evidence, prev *Baseline, at time.Time) (*Baseline, error) {
+	if ev == nil || ev.quoted == nil {
+		return nil, errNoEvidence
+	}
+	b := &Baseline{Machine: machine, Revision: 1, RecordedAt: at}
+	if prev != nil {
+		b.Revision = prev.Revision + 1
+	}
+	b.Components = Learn(ev, FirmwarePCRs)
+	if len(b.Components) == 0 {
+		return nil, fmt.Errorf("learn baseline: no events in the quoted firmware PCRs %v", FirmwarePCRs)
+	}
+	return b, nil
+}
+
+// Learn returns reference values for every event of the given PCRs: one
+// component per name and kind, with one value per distinct measurement, in
+// the verified banks. Use it on a golden machine whose boot is known good.
+func Learn(ev *Evidence, pcrs []int) []bundle.Component {
+	want := make(map[int]bool, len(pcrs))
+	for _, p := range pcrs {
+		want[p] = true
+	}
+	type key struct {
+		name string
+		kind bundle.Kind
+	}
+	index := make(map[key]int)
+	var out []bundle.Component
+	seen := make(map[string]bool)
+	for i := range ev.events {
+		e := &ev.events[i]
+		if !want[e.PCR] || len(e.Digests) == 0 {
+			continue
+		}
+		v := bundle.Value{PCR: e.PCR, Digests: make(map[bundle.Bank]bundle.Digest, len(e.Digests))}
+		id := fmt.Sprint(e.PCR)
+		for bank, d := range e.Digests {
+			v.Digests[bank] = bundle.Digest(d)
+			id += string(bank) + string(d)
+		}
+		kind := Classify(e)
+		if e.DataTrusted && (kind == bundle.KindGRUBCommand || kind == bundle.KindKernelCmdline) {
+			v.Data = e.Text
+		}
+		k := key{ComponentName(e), kind}
+		j, ok := index[k]
+		if !ok {
+			j = len(out)
+			index[k] = j
+			out = append(out, bundle.Component{Name: k.name, Kind: k.kind, Source: fmt.Sprintf("event %d", e.Number)})
+		}
+		if seen[fmt.Sprint(j)+id] {
+			continue
+		}
+		seen[fmt.Sprint(j)+id] = true
+		out[j].Values = append(out[j].Values, v)
+	}
+	return out
+}
