@@ -89,10 +89,15 @@ func Learn(ev *Evidence, pcrs []int) []bundle.Component {
 			continue
 		}
 		v := bundle.Value{PCR: e.PCR, Digests: make(map[bundle.Bank]bundle.Digest, len(e.Digests))}
-		id := fmt.Sprint(e.PCR)
 		for bank, d := range e.Digests {
 			v.Digests[bank] = bundle.Digest(d)
-			id += string(bank) + string(d)
+		}
+		// The id of a measurement lists its digests in a fixed bank order.
+		id := fmt.Sprint(e.PCR)
+		for _, bank := range bankOrder {
+			if d, ok := e.Digests[bank]; ok {
+				id += "/" + string(bank) + ":" + string(d)
+			}
 		}
 		kind := Classify(e)
 		if e.DataTrusted && (kind == bundle.KindGRUBCommand || kind == bundle.KindKernelCmdline) {

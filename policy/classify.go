@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"unicode"
 
 	"github.com/vouch-attest/vouch/bundle"
 )
@@ -92,6 +93,8 @@ func ComponentName(ev *Event) string {
 	switch {
 	case ev.ImagePath != "":
 		return baseName(ev.ImagePath)
+	case ev.Label != "":
+		return ev.Label
 	case ev.Variable != nil && ev.Variable.Name != "":
 		return ev.Variable.Name
 	case ev.Text != "":
@@ -99,13 +102,39 @@ func ComponentName(ev *Event) string {
 		if Classify(ev) == bundle.KindGRUBFile {
 			text = baseName(text)
 		}
-		const maxLabel = 60
-		if len(text) > maxLabel {
-			text = text[:maxLabel] + "…"
-		}
-		return text
+		return label(text)
 	}
 	return strings.ToLower(strings.TrimPrefix(ev.Type, "EV_"))
+}
+
+// maxLabel bounds the characters of a name taken from event text.
+const maxLabel = 60
+
+// label turns measured text into a one-line name: control characters and
+// runs of spaces become one space, and text longer than maxLabel
+// characters is cut with an ellipsis.
+func label(text string) string {
+	var b strings.Builder
+	n := 0
+	space := false
+	for _, r := range text {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		space = false
+		if n >= maxLabel {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }
 
 // baseName returns the last element of a UEFI (backslash) or POSIX path.
@@ -114,4 +143,20 @@ func baseName(p string) string {
 		return p[i+1:]
 	}
 	return p
+}
+
+// labelEvents names boot applications that have no file path: GRUB's
+// linuxefi loads the kernel from a memory buffer, so firmware logs no path,
+// but GRUB logged the file it read into PCR 9 just before.
+func labelEvents(events []Event) {
+	lastFile := ""
+	for i := range events {
+		e := &events[i]
+		switch {
+		case Classify(e) == bundle.KindGRUBFile && e.Text != "":
+			lastFile = baseName(e.Text)
+		case e.Type == "EV_EFI_BOOT_SERVICES_APPLICATION" && e.ImagePath == "" && lastFile != "":
+			e.Label = lastFile
+		}
+	}
 }

@@ -39,6 +39,10 @@ type Event struct {
 	// ImagePath is the file path from the device path of an image load
 	// event, such as `\EFI\debian\grubx64.efi`. It is never trusted.
 	ImagePath string
+	// Label names the component when the event data does not: for an
+	// image GRUB loaded from memory, the file it read just before. Like
+	// ImagePath it is a label for verdicts, never evidence.
+	Label string
 }
 
 // Variable is the decoded UEFI_VARIABLE_DATA of a variable event.
