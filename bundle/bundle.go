@@ -261,6 +261,10 @@ func (b *Bundle) Validate() error {
 	return nil
 }
 
+// Validate checks one component as Parse would, for components that travel
+// outside a bundle, such as a machine's firmware values.
+func (c *Component) Validate() error { return c.validate() }
+
 func (c *Component) validate() error {
 	if err := checkName(c.Name); err != nil {
 		return fmt.Errorf("name: %w", err)

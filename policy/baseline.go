@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -117,4 +118,48 @@ func Learn(ev *Evidence, pcrs []int) []bundle.Component {
 		out[j].Values = append(out[j].Values, v)
 	}
 	return out
+}
+
+// Learned is what vouch policy learn writes: a golden machine's firmware
+// values and the reference values of its other PCRs. The "components"
+// member makes the file usable as input to vouch bundle create.
+type Learned struct {
+	Baseline   *Baseline          `json:"baseline"`
+	Components []bundle.Component `json:"components"`
+}
+
+// ParseBaseline decodes a baseline, either bare or as the "baseline"
+// member of a Learned document, and validates its components.
+func ParseBaseline(data []byte) (*Baseline, error) {
+	if len(data) > bundle.MaxEnvelopeSize {
+		return nil, fmt.Errorf("baseline is %d bytes, more than the limit of %d", len(data), bundle.MaxEnvelopeSize)
+	}
+	var doc struct {
+		Baseline *Baseline `json:"baseline"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("decode baseline: %w", err)
+	}
+	b := doc.Baseline
+	if b == nil {
+		b = new(Baseline)
+		if err := json.Unmarshal(data, b); err != nil {
+			return nil, fmt.Errorf("decode baseline: %w", err)
+		}
+	}
+	if b.Machine == "" {
+		return nil, errors.New("baseline: machine is empty")
+	}
+	if len(b.Components) == 0 {
+		return nil, errors.New("baseline: no components")
+	}
+	if len(b.Components) > bundle.MaxComponents {
+		return nil, fmt.Errorf("baseline has %d components, more than the limit of %d", len(b.Components), bundle.MaxComponents)
+	}
+	for i := range b.Components {
+		if err := b.Components[i].Validate(); err != nil {
+			return nil, fmt.Errorf("baseline component %d (%q): %w", i, b.Components[i].Name, err)
+		}
+	}
+	return b, nil
 }

@@ -112,6 +112,8 @@ func decodeInto(e *Event, data eventlog.EventData) {
 		e.Text = d.Text
 	case *eventlog.ImageLoad:
 		e.ImagePath = d.File
+	case *eventlog.FirmwareBlob:
+		e.Label = fmt.Sprintf("firmware blob %#x+%#x", d.Base, d.Length)
 	case *eventlog.EFIVariable:
 		v := &Variable{Name: d.Name, VendorGUID: d.VendorGUID.String(), Enabled: d.Enabled}
 		for _, l := range d.SignatureLists {

@@ -201,7 +201,7 @@ func TestClassifyCorpusEvents(t *testing.T) {
 		name  string
 	}{
 		{1, bundle.KindCRTMVersion, "s_crtm_version"},
-		{2, bundle.KindFirmwareBlob, "efi_platform_firmware_blob"},
+		{2, bundle.KindFirmwareBlob, "firmware blob 0x820000+0xe0000"},
 		{4, bundle.KindSecureBootVar, "SecureBoot"},
 		{8, bundle.KindSecureBootVar, "dbx"},
 		{9, bundle.KindSeparator, "separator"},

@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newBundleCmd(),
+		newPolicyCmd(),
 	)
 	return root
 }

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/bundle"
+	"github.com/vouch-attest/vouch/eventlog"
+	"github.com/vouch-attest/vouch/policy"
+)
+
+func newPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Learn reference values from a golden machine and judge boots offline",
+		Long: `Judges a TCG boot event log against signed bundles, a machine's approved
+firmware values and local rules, and explains each event that matched nothing.
+See docs/policy.md.`,
+	}
+	cmd.AddCommand(newPolicyLearnCmd(), newPolicyCheckCmd())
+	return cmd
+}
+
+// logFlags select the event log's PCR values.
+type logFlags struct {
+	pcrs          string
+	ignore        string
+	replayAsQuote bool
+}
+
+func (f *logFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.pcrs, "pcrs", "", "PCR values to replay the log against: JSON or tpm2_pcrread YAML, read from the TPM or from a verified quote")
+	cmd.Flags().StringVar(&f.ignore, "ignore-pcrs", "10", "PCRs of --pcrs to leave out, such as PCR 10, which IMA extends outside the boot log; \"none\" keeps all")
+	cmd.Flags().BoolVar(&f.replayAsQuote, "insecure-replay-as-quote", false, "take the log's own replay as the quoted PCR values; proves nothing about the machine")
+}
+
+// evidence parses the log, verifies it against the PCR values and builds
+// the policy evidence. The PCR values stand in for a verified quote: the
+// offline commands do not verify one.
+func (f *logFlags) evidence(path string) (*policy.Evidence, error) {
+	if (f.pcrs == "") == !f.replayAsQuote {
+		return nil, withExitCode(exitUsage, errors.New("pass --pcrs FILE with the PCR values the log must reproduce, or --insecure-replay-as-quote"))
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, withExitCode(exitUnreadable, err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
+	}
+	var quoted eventlog.PCRValues
+	if f.replayAsQuote {
+		quoted, err = eventlog.Replay(log)
+		if err != nil {
+			return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
+		}
+	} else {
+		data, err := os.ReadFile(f.pcrs)
+		if err != nil {
+			return nil, withExitCode(exitUnreadable, err)
+		}
+		quoted, err = eventlog.ParseExpectedPCRs(data)
+		if err != nil {
+			return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", f.pcrs, err))
+		}
+		if f.ignore != "none" && f.ignore != "" {
+			ignore, err := attest.ParsePCRList(f.ignore)
+			if err != nil {
+				return nil, withExitCode(exitUsage, fmt.Errorf("--ignore-pcrs: %w", err))
+			}
+			for _, bank := range quoted {
+				for _, i := range ignore {
+					delete(bank, i)
+				}
+			}
+		}
+	}
+	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{})
+	var mismatch *eventlog.MismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return nil, withExitCode(exitMismatch, fmt.Errorf("%s does not reproduce the PCR values: %w", path, err))
+	case errors.Is(err, eventlog.ErrNoVerifiedBank):
+		return nil, withExitCode(exitMismatch, fmt.Errorf("%s: %w", path, err))
+	case err != nil:
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
+	}
+	ev, err := policy.FromVerifiedLog(log, res)
+	if err != nil {
+		return nil, withExitCode(exitMismatch, err)
+	}
+	return ev, nil
+}
+
+func newPolicyLearnCmd() *cobra.Command {
+	var (
+		lf        logFlags
+		machine   string
+		approveBy string
+		out       string
+		osPCRs    string
+	)
+	cmd := &cobra.Command{
+		Use:   "learn LOG --pcrs FILE",
+		Short: "Record a golden machine's reference values",
+		Long: `Reads a boot event log from a machine known to be good and writes its
+firmware values (PCRs 0-3 and 5-7) as a machine baseline, and the events of
+the other PCRs as components. The output works as input to
+vouch bundle create --components and as vouch policy check --baseline.
+The baseline counts only once approved: pass --approve-by to approve it now.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ev, err := lf.evidence(args[0])
+			if err != nil {
+				return err
+			}
+			pcrs, err := attest.ParsePCRList(osPCRs)
+			if err != nil {
+				return withExitCode(exitUsage, fmt.Errorf("--os-pcrs: %w", err))
+			}
+			now := time.Now().UTC().Truncate(time.Second)
+			baseline, err := policy.LearnBaseline(machine, ev, nil, now)
+			if err != nil {
+				return withExitCode(exitUnreadable, err)
+			}
+			if approveBy != "" {
+				if err := baseline.Approve(approveBy, now, "approved at learning"); err != nil {
+					return withExitCode(exitUsage, err)
+				}
+			}
+			learned := policy.Learned{Baseline: baseline, Components: policy.Learn(ev, pcrs)}
+			data, err := json.MarshalIndent(learned, "", "  ")
+			if err != nil {
+				return withExitCode(exitUnreadable, err)
+			}
+			return writeOutput(cmd, out, append(data, '\n'))
+		},
+	}
+	lf.register(cmd)
+	cmd.Flags().StringVar(&machine, "machine", "golden", "machine name recorded in the baseline")
+	cmd.Flags().StringVar(&approveBy, "approve-by", "", "approve the baseline in the name of this administrator")
+	cmd.Flags().StringVar(&osPCRs, "os-pcrs", "4,8-9,11-14", "PCRs whose events become components")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "output file (default: standard output)")
+	return cmd
+}
+
+func newPolicyCheckCmd() *cobra.Command {
+	var (
+		lf       logFlags
+		trust    trustFlags
+		bundles  []string
+		baseline string
+		rules    string
+		expect   string
+		asJSON   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check LOG --pcrs FILE --bundle SOURCE --trust PUBLISHER=KEY.pub",
+		Short: "Judge a boot event log against bundles, firmware values and rules",
+		Long: `Replays LOG against the PCR values of --pcrs, then judges each event of a
+quoted PCR against the verified bundles (files, directories or URLs) and the
+approved machine baseline, and applies the rules. Prints the verdict with one
+line per event that matched nothing. Exits 0 when trusted, 1 when not, 3 when
+an input cannot be read. This command does not verify a TPM quote: pass PCR
+values that one verified.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := &policy.Policy{}
+			if rules != "" {
+				data, err := bundle.ReadFile(rules)
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				r, err := policy.ParseRules(data)
+				if err != nil {
+					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", rules, err))
+				}
+				p.Rules = *r
+			}
+			if expect != "" {
+				pcrs, err := attest.ParsePCRList(expect)
+				if err != nil {
+					return withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
+				}
+				if p.Rules.QuotedPCRs == nil {
+					p.Rules.QuotedPCRs = &policy.QuotedPCRsRule{}
+				}
+				p.Rules.QuotedPCRs.PCRs = append(p.Rules.QuotedPCRs.PCRs, pcrs...)
+			}
+			if baseline != "" {
+				data, err := bundle.ReadFile(baseline)
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				b, err := policy.ParseBaseline(data)
+				if err != nil {
+					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", baseline, err))
+				}
+				p.Baseline = b
+			}
+			if len(bundles) > 0 {
+				l, err := trust.loader()
+				if err != nil {
+					return err
+				}
+				p.Bundles, err = loadBundles(cmd.Context(), l, bundles, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+			}
+
+			ev, err := lf.evidence(args[0])
+			if err != nil {
+				return err
+			}
+			v, err := p.Check(ev)
+			if err != nil {
+				return withExitCode(exitUnreadable, err)
+			}
+			if asJSON {
+				data, err := json.MarshalIndent(v, "", "  ")
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				cmd.OutOrStdout().Write(append(data, '\n'))
+			} else {
+				printVerdict(cmd.OutOrStdout(), ev, v, p)
+			}
+			if !v.Trusted {
+				return withExitCode(exitMismatch, errors.New("boot is not trusted by the policy"))
+			}
+			return nil
+		},
+	}
+	lf.register(cmd)
+	trust.register(cmd)
+	f := cmd.Flags()
+	f.StringArrayVar(&bundles, "bundle", nil, "bundle envelope file, directory or http(s) URL (repeatable)")
+	f.StringVar(&baseline, "baseline", "", "machine firmware values, as written by vouch policy learn; used only when approved")
+	f.StringVar(&rules, "rules", "", "rules file (JSON, see docs/policy.md)")
+	f.StringVar(&expect, "expect", "", "PCRs the quote must cover, such as 0-9,14")
+	f.BoolVar(&asJSON, "json", false, "print the verdict as JSON")
+	return cmd
+}
+
+func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy.Policy) {
+	state := "trusted"
+	if !v.Trusted {
+		state = "NOT trusted"
+	}
+	banks := make([]string, len(v.Banks))
+	for i, b := range v.Banks {
+		banks[i] = string(b)
+	}
+	fmt.Fprintf(w, "verdict   %s\n", state)
+	fmt.Fprintf(w, "evidence  banks %s, quoted PCRs %s, %d events\n", strings.Join(banks, ", "), attest.FormatPCRList(ev.QuotedPCRs()), len(ev.Events()))
+	var sources []string
+	for _, b := range p.Bundles {
+		sources = append(sources, "bundle "+b.Bundle().ID())
+	}
+	if p.Baseline != nil {
+		sources = append(sources, fmt.Sprintf("baseline %s revision %d", p.Baseline.Machine, p.Baseline.Revision))
+	}
+	if len(sources) == 0 {
+		sources = []string{"none"}
+	}
+	fmt.Fprintf(w, "reference %s\n", strings.Join(sources, ", "))
+	fmt.Fprintf(w, "events    %d matched, %d matched nothing (%s)\n", v.Matched, len(v.Unmatched), v.UnmatchedAction)
+	for i := range v.Unmatched {
+		fmt.Fprintf(w, "  %s\n", v.Unmatched[i].String())
+	}
+	for _, r := range v.Rules {
+		result := "passed"
+		if !r.Passed {
+			result = "FAILED (" + string(r.Action) + ")"
+		}
+		fmt.Fprintf(w, "rule      %s %s: %s\n", r.Rule, result, r.Detail)
+	}
+	for _, a := range v.BootAuthorities {
+		switch {
+		case a.Authority < 0:
+			fmt.Fprintf(w, "authority %s (event %d): no new authority logged\n", a.Name, a.Application)
+		case a.Certificate != "":
+			fmt.Fprintf(w, "authority %s (event %d): %s (event %d)\n", a.Name, a.Application, a.Certificate, a.Authority)
+		default:
+			fmt.Fprintf(w, "authority %s (event %d): event %d\n", a.Name, a.Application, a.Authority)
+		}
+	}
+	for _, n := range v.Notes {
+		fmt.Fprintf(w, "note      %s\n", n)
+	}
+}
