@@ -44,23 +44,23 @@ type Kind string
 // Event kinds. Each matches events of the given TCG event types in the
 // given PCRs; policy decides which event is which kind.
 const (
-	KindFirmwareBlob    Kind = "firmware-blob"       // EV_EFI_PLATFORM_FIRMWARE_BLOB(2), EV_POST_CODE, PCR 0 and 2
-	KindFirmwareConfig  Kind = "firmware-config"     // EV_EFI_HANDOFF_TABLES(2), EV_TABLE_OF_DEVICES, PCR 1
-	KindCRTMVersion     Kind = "crtm-version"        // EV_S_CRTM_VERSION, EV_S_CRTM_CONTENTS, PCR 0
-	KindBootVariable    Kind = "boot-variable"       // EV_EFI_VARIABLE_BOOT(2), PCR 1
-	KindSecureBootVar   Kind = "secureboot-variable" // EV_EFI_VARIABLE_DRIVER_CONFIG, PCR 7
-	KindAuthority       Kind = "authority"           // EV_EFI_VARIABLE_AUTHORITY, PCR 7
-	KindBootApplication Kind = "boot-application"    // EV_EFI_BOOT_SERVICES_APPLICATION (Authenticode), PCR 2 and 4
-	KindDriver          Kind = "driver"              // EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER, PCR 2
-	KindGPT             Kind = "gpt"                 // EV_EFI_GPT_EVENT, PCR 5
-	KindAction          Kind = "action"              // EV_EFI_ACTION, EV_ACTION, PCR 4, 5 and 7
-	KindSeparator       Kind = "separator"           // EV_SEPARATOR, PCR 0 to 7
-	KindGRUBFile        Kind = "grub-file"           // GRUB's EV_IPL file hashes, PCR 9
-	KindGRUBCommand     Kind = "grub-command"        // GRUB's EV_IPL "grub_cmd:" strings, PCR 8
-	KindKernelCmdline   Kind = "kernel-cmdline"      // GRUB's "kernel_cmdline:" (PCR 8), systemd-stub's command line (PCR 12)
-	KindUKISection      Kind = "uki-section"         // systemd-stub's section measurements, PCR 11
-	KindShimVariable    Kind = "shim-variable"       // shim's MokList, MokListX, MokListTrusted, SbatLevel, PCR 14 and 7
-	KindOther           Kind = "other"               // anything else, matched by PCR and digest alone
+	KindFirmwareBlob    Kind = "firmware-blob"        // EV_EFI_PLATFORM_FIRMWARE_BLOB(2), EV_POST_CODE, PCR 0 and 2
+	KindFirmwareConfig  Kind = "firmware-config"      // EV_EFI_HANDOFF_TABLES(2), EV_TABLE_OF_DEVICES, PCR 1
+	KindCRTMVersion     Kind = "crtm-version"         // EV_S_CRTM_VERSION, EV_S_CRTM_CONTENTS, PCR 0
+	KindBootVariable    Kind = "boot-variable"        // EV_EFI_VARIABLE_BOOT(2), PCR 1
+	KindSecureBootVar   Kind = "secure-boot-variable" // EV_EFI_VARIABLE_DRIVER_CONFIG, PCR 7
+	KindAuthority       Kind = "variable-authority"   // EV_EFI_VARIABLE_AUTHORITY, PCR 7
+	KindBootApplication Kind = "boot-application"     // EV_EFI_BOOT_SERVICES_APPLICATION (Authenticode), PCR 2 and 4
+	KindDriver          Kind = "driver"               // EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER, PCR 2
+	KindGPT             Kind = "gpt"                  // EV_EFI_GPT_EVENT, PCR 5
+	KindAction          Kind = "action"               // EV_EFI_ACTION, EV_ACTION, PCR 4, 5 and 7
+	KindSeparator       Kind = "separator"            // EV_SEPARATOR, PCR 0 to 7
+	KindGRUBFile        Kind = "grub-file"            // GRUB's EV_IPL file hashes, PCR 9
+	KindGRUBCommand     Kind = "grub-command"         // GRUB's EV_IPL "grub_cmd:" strings, PCR 8
+	KindKernelCmdline   Kind = "kernel-cmdline"       // GRUB's "kernel_cmdline:" (PCR 8), systemd-stub's command line (PCR 12)
+	KindUKISection      Kind = "uki-section"          // systemd-stub's section measurements, PCR 11
+	KindShimVariable    Kind = "shim-variable"        // shim's MokList, MokListX, MokListTrusted, SbatLevel, PCR 14 and 7
+	KindOther           Kind = "other"                // anything else, matched by PCR and digest alone
 )
 
 var knownKinds = map[Kind]bool{

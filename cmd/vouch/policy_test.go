@@ -42,7 +42,7 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 	}
 
 	out, code = check(sboff)
-	if code != exitMismatch || !strings.Contains(out, "PCR 7, event 4, SecureBoot secureboot-variable sha256 115aa827dbcc…: machine firmware values (revision 1) allows ccfc4bb32888…") {
+	if code != exitMismatch || !strings.Contains(out, "PCR 7, event 4, SecureBoot secure-boot-variable sha256 115aa827dbcc…: machine firmware values (revision 1) allows ccfc4bb32888…") {
 		t.Errorf("check of another boot: exit %d:\n%s", code, out)
 	}
 
