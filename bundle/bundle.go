@@ -27,8 +27,9 @@ import (
 const SchemaV1 = "https://github.com/vouch-attest/vouch/bundle/v1"
 
 // Limits on a bundle's contents. They bound the work and memory spent on an
-// untrusted bundle and are far above what one OS release needs (a Debian
-// release with every kernel flavour has a few hundred components).
+// untrusted bundle and are meant to be far above what one OS release needs
+// (by estimate, a release with every kernel flavour has a few hundred
+// components).
 const (
 	MaxEnvelopeSize = 8 << 20 // bytes of envelope JSON
 	MaxComponents   = 4096
@@ -152,7 +153,7 @@ type Component struct {
 	// Name identifies the component in verdicts ("grubx64.efi").
 	Name string `json:"name"`
 	Kind Kind   `json:"kind"`
-	// Source says where the values came from: a package and version, a
+	// Source names where the values came from: a package and version, a
 	// file path, or a golden machine's log.
 	Source string `json:"source,omitempty"`
 	// Values lists every measurement the component may produce. An event
@@ -195,7 +196,7 @@ func (b *Bundle) Marshal() ([]byte, error) {
 
 // Parse decodes and validates an unsigned bundle's JSON. It rejects unknown
 // members, duplicate member names and values outside the limits above.
-// Parse says nothing about who made the bundle: use [Verify] for that.
+// Parse does not check who made the bundle: use [Verify] for that.
 func Parse(data []byte) (*Bundle, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("bundle is %d bytes, more than the limit of %d", len(data), MaxEnvelopeSize)
