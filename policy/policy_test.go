@@ -435,3 +435,30 @@ func TestSourcesNote(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCheckPCRLockComponent imports a systemd .pcrlock file and matches it
+// against the firmware's EV_EFI_ACTION event in a real boot.
+func TestCheckPCRLockComponent(t *testing.T) {
+	data, err := os.ReadFile("../bundle/testdata/350-action-efi-application.pcrlock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bundle.ImportPCRLock("350-action-efi-application", data, bundle.KindAction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := loadCorpus(t, "shim-sbms")
+	p := &Policy{Bundles: []*bundle.Verified{signBundle(t, "systemd-255", []bundle.Component{*c})}, Rules: Rules{ReferenceValues: Warn}}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Matched != 1 {
+		t.Fatalf("matched %d events, want 1 (event 14)", v.Matched)
+	}
+	for _, u := range v.Unmatched {
+		if u.Event == 14 {
+			t.Error("event 14 (Calling EFI Application from Boot Option) did not match")
+		}
+	}
+}

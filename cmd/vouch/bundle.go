@@ -109,18 +109,20 @@ func newBundleCreateCmd() *cobra.Command {
 	var (
 		publisher, product, version, description string
 		notBefore, notAfter, validFor            string
-		components, out                          string
+		components, out, pcrlockKind             string
+		pcrlocks                                 []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create --publisher P --product X --version V --components FILE",
 		Short: "Create an unsigned bundle",
 		Long: `Writes an unsigned bundle (bare JSON, see docs/bundles.md) to review and then
 sign with vouch bundle sign. --components reads a JSON array of components,
-or any JSON object with a "components" member, such as another bundle.`,
+or any JSON object with a "components" member, such as another bundle or the
+output of vouch policy learn. --pcrlock imports systemd-pcrlock files.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if components == "" {
-				return withExitCode(exitUsage, errors.New("--components is required"))
+			if components == "" && len(pcrlocks) == 0 {
+				return withExitCode(exitUsage, errors.New("--components or --pcrlock is required"))
 			}
 			start := time.Now().UTC().Truncate(time.Second)
 			if notBefore != "" {
@@ -148,13 +150,27 @@ or any JSON object with a "components" member, such as another bundle.`,
 				end = start.Add(d)
 			}
 
-			data, err := bundle.ReadFile(components)
-			if err != nil {
-				return withExitCode(exitUnreadable, err)
+			var comps []bundle.Component
+			if components != "" {
+				data, err := bundle.ReadFile(components)
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				comps, err = decodeComponents(data)
+				if err != nil {
+					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", components, err))
+				}
 			}
-			comps, err := decodeComponents(data)
-			if err != nil {
-				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", components, err))
+			for _, path := range pcrlocks {
+				data, err := bundle.ReadFile(path)
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				c, err := bundle.ImportPCRLock(bundle.PCRLockName(path), data, bundle.Kind(pcrlockKind))
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				comps = append(comps, *c)
 			}
 			b := &bundle.Bundle{
 				Schema:      bundle.SchemaV1,
@@ -182,6 +198,8 @@ or any JSON object with a "components" member, such as another bundle.`,
 	f.StringVar(&notAfter, "not-after", "", "end of the validity period, RFC 3339")
 	f.StringVar(&validFor, "valid-for", "365d", "length of the validity period, in days (90d) or as a Go duration (2160h)")
 	f.StringVar(&components, "components", "", "JSON file with the components")
+	f.StringArrayVar(&pcrlocks, "pcrlock", nil, "systemd .pcrlock file to import as a component (repeatable)")
+	f.StringVar(&pcrlockKind, "pcrlock-kind", "", "event kind of the --pcrlock components (default: from the PCR of the first record)")
 	f.StringVarP(&out, "output", "o", "", "output file (default: standard output)")
 	return cmd
 }
