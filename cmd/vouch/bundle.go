@@ -16,7 +16,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/bundle"
+	"github.com/vouch-attest/vouch/policy"
 )
 
 func newBundleCmd() *cobra.Command {
@@ -111,6 +113,8 @@ func newBundleCreateCmd() *cobra.Command {
 		notBefore, notAfter, validFor            string
 		components, out, pcrlockKind             string
 		pcrlocks                                 []string
+		fromLog, logPCRs                         string
+		lf                                       logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "create --publisher P --product X --version V --components FILE",
@@ -118,11 +122,12 @@ func newBundleCreateCmd() *cobra.Command {
 		Long: `Writes an unsigned bundle (bare JSON, see docs/bundles.md) to review and then
 sign with vouch bundle sign. --components reads a JSON array of components,
 or any JSON object with a "components" member, such as another bundle or the
-output of vouch policy learn. --pcrlock imports systemd-pcrlock files.`,
+output of vouch policy learn. --from-log takes the events of a golden
+machine's log, --pcrlock imports systemd-pcrlock files; all three combine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if components == "" && len(pcrlocks) == 0 {
-				return withExitCode(exitUsage, errors.New("--components or --pcrlock is required"))
+			if components == "" && len(pcrlocks) == 0 && fromLog == "" {
+				return withExitCode(exitUsage, errors.New("give the values with --components, --pcrlock or --from-log"))
 			}
 			start := time.Now().UTC().Truncate(time.Second)
 			if notBefore != "" {
@@ -161,6 +166,21 @@ output of vouch policy learn. --pcrlock imports systemd-pcrlock files.`,
 					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", components, err))
 				}
 			}
+			if fromLog != "" {
+				pcrs, err := attest.ParsePCRList(logPCRs)
+				if err != nil {
+					return withExitCode(exitUsage, fmt.Errorf("--log-pcrs: %w", err))
+				}
+				ev, err := lf.evidence(fromLog)
+				if err != nil {
+					return err
+				}
+				learned := policy.Learn(ev, pcrs)
+				for i := range learned {
+					learned[i].Source = fromLog + " " + learned[i].Source
+				}
+				comps = append(comps, learned...)
+			}
 			for _, path := range pcrlocks {
 				data, err := bundle.ReadFile(path)
 				if err != nil {
@@ -198,6 +218,9 @@ output of vouch policy learn. --pcrlock imports systemd-pcrlock files.`,
 	f.StringVar(&notAfter, "not-after", "", "end of the validity period, RFC 3339")
 	f.StringVar(&validFor, "valid-for", "365d", "length of the validity period, in days (90d) or as a Go duration (2160h)")
 	f.StringVar(&components, "components", "", "JSON file with the components")
+	f.StringVar(&fromLog, "from-log", "", "golden machine's event log whose events become components (needs --pcrs)")
+	f.StringVar(&logPCRs, "log-pcrs", "4,8-9,11-14", "PCRs of --from-log whose events become components")
+	lf.register(cmd)
 	f.StringArrayVar(&pcrlocks, "pcrlock", nil, "systemd .pcrlock file to import as a component (repeatable)")
 	f.StringVar(&pcrlockKind, "pcrlock-kind", "", "event kind of the --pcrlock components (default: from the PCR of the first record)")
 	f.StringVarP(&out, "output", "o", "", "output file (default: standard output)")

@@ -79,3 +79,37 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 		t.Errorf("check without PCR values: exit %d: %s", code, out)
 	}
 }
+
+func TestBundleCreateFromLog(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "lab")
+	bare := filepath.Join(dir, "b.json")
+	signed := filepath.Join(dir, "b.dsse.json")
+	learned := filepath.Join(dir, "learned.json")
+	sbms := corpusDir + "shim-sbms/"
+	steps := [][]string{
+		{"bundle", "keygen", "--alg", "ecdsa-p256", "--out", key},
+		{"bundle", "create", "--publisher", "lab", "--product", "golden", "--version", "2",
+			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z",
+			"--from-log", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "-o", bare},
+		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
+		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--approve-by", "bob", "-o", learned},
+	}
+	for _, args := range steps {
+		if out, code := runVouch(t, args...); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", args, code, out)
+		}
+	}
+	out, code := runVouch(t, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned)
+	if code != exitOK || !strings.Contains(out, "reference bundle golden-2, baseline golden revision 1") {
+		t.Errorf("check: exit %d:\n%s", code, out)
+	}
+
+	// Without the machine's firmware values only the bundle's PCRs match.
+	out, code = runVouch(t, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z")
+	if code != exitMismatch || strings.Contains(out, "PCR 4,") || !strings.Contains(out, "PCR 7, event 4, SecureBoot") {
+		t.Errorf("check without baseline: exit %d:\n%s", code, out)
+	}
+}
