@@ -111,7 +111,7 @@ func decodeInto(e *Event, data eventlog.EventData) {
 	case *eventlog.Text:
 		e.Text = d.Text
 	case *eventlog.ImageLoad:
-		e.ImagePath = d.File
+		e.ImagePath = d.DevicePath.File()
 	case *eventlog.FirmwareBlob:
 		e.Label = fmt.Sprintf("firmware blob %#x+%#x", d.Base, d.Length)
 	case *eventlog.EFIVariable:

@@ -45,6 +45,9 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newBundleCmd(),
 		newPolicyCmd(),
+		newEventlogCmd(),
+		newTPMCmd(),
+		newAttestCmd(),
 	)
 	return root
 }
