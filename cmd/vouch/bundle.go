@@ -171,7 +171,7 @@ machine's log, --pcrlock imports systemd-pcrlock files; all three combine.`,
 				if err != nil {
 					return withExitCode(exitUsage, fmt.Errorf("--log-pcrs: %w", err))
 				}
-				ev, err := lf.evidence(fromLog)
+				ev, err := lf.evidence(cmd, fromLog)
 				if err != nil {
 					return err
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,10 +35,16 @@ type logFlags struct {
 	pcrs          string
 	ignore        string
 	replayAsQuote bool
+	quote         string
+	nonceHex      string
+	akPath        string
 }
 
 func (f *logFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.pcrs, "pcrs", "", "PCR values to replay the log against: JSON or tpm2_pcrread YAML, read from the TPM or from a verified quote")
+	cmd.Flags().StringVar(&f.quote, "quote", "", "quote file from 'vouch tpm quote -o json': the log is replayed against the PCR values it signs")
+	cmd.Flags().StringVar(&f.nonceHex, "nonce", "", "with --quote: the nonce you issued, in hex (default: the file's, which proves no freshness)")
+	cmd.Flags().StringVar(&f.akPath, "ak", "", "with --quote: the enrolled AK public area, TPMT_PUBLIC binary (default: the file's, which proves no identity)")
 	cmd.Flags().StringVar(&f.ignore, "ignore-pcrs", "10", "PCRs of --pcrs to leave out, such as PCR 10, which IMA extends outside the boot log; \"none\" keeps all")
 	cmd.Flags().BoolVar(&f.replayAsQuote, "insecure-replay-as-quote", false, "take the log's own replay as the quoted PCR values; proves nothing about the machine")
 }
@@ -45,9 +52,15 @@ func (f *logFlags) register(cmd *cobra.Command) {
 // evidence parses the log, verifies it against the PCR values and builds
 // the policy evidence. The PCR values stand in for a verified quote: the
 // offline commands do not verify one.
-func (f *logFlags) evidence(path string) (*policy.Evidence, error) {
-	if (f.pcrs == "") == !f.replayAsQuote {
-		return nil, withExitCode(exitUsage, errors.New("pass --pcrs FILE with the PCR values the log must reproduce, or --insecure-replay-as-quote"))
+func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, error) {
+	sources := 0
+	for _, set := range []bool{f.pcrs != "", f.quote != "", f.replayAsQuote} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return nil, withExitCode(exitUsage, errors.New("pass one of --quote FILE, --pcrs FILE or --insecure-replay-as-quote to give the PCR values the log must reproduce"))
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -56,6 +69,9 @@ func (f *logFlags) evidence(path string) (*policy.Evidence, error) {
 	log, err := eventlog.Parse(raw)
 	if err != nil {
 		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
+	}
+	if f.quote != "" {
+		return f.quoteEvidence(cmd, path, log)
 	}
 	var quoted eventlog.PCRValues
 	if f.replayAsQuote {
@@ -85,20 +101,77 @@ func (f *logFlags) evidence(path string) (*policy.Evidence, error) {
 		}
 	}
 	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{})
-	var mismatch *eventlog.MismatchError
-	switch {
-	case errors.As(err, &mismatch):
-		return nil, withExitCode(exitMismatch, fmt.Errorf("%s does not reproduce the PCR values: %w", path, err))
-	case errors.Is(err, eventlog.ErrNoVerifiedBank):
-		return nil, withExitCode(exitMismatch, fmt.Errorf("%s: %w", path, err))
-	case err != nil:
-		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
+	if err := replayError(path, err); err != nil {
+		return nil, err
 	}
 	ev, err := policy.FromVerifiedLog(log, res)
 	if err != nil {
 		return nil, withExitCode(exitMismatch, err)
 	}
 	return ev, nil
+}
+
+// quoteEvidence verifies the quote file and replays the log against the
+// PCR values it signs.
+func (f *logFlags) quoteEvidence(cmd *cobra.Command, path string, log *eventlog.Log) (*policy.Evidence, error) {
+	data, err := os.ReadFile(f.quote)
+	if err != nil {
+		return nil, withExitCode(exitUnreadable, err)
+	}
+	var qe attest.QuoteEvidence
+	if err := json.Unmarshal(data, &qe); err != nil {
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: not a quote file: %w", f.quote, err))
+	}
+	nonce := []byte(qe.Nonce)
+	if f.nonceHex != "" {
+		if nonce, err = hex.DecodeString(f.nonceHex); err != nil {
+			return nil, withExitCode(exitUsage, fmt.Errorf("--nonce %q: invalid hex: %w", f.nonceHex, err))
+		}
+	} else {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: no --nonce given: the nonce in the quote file was used, so freshness is not checked")
+	}
+	akPub := qe.AKPublic
+	if f.akPath != "" {
+		if akPub, err = os.ReadFile(f.akPath); err != nil {
+			return nil, withExitCode(exitUnreadable, err)
+		}
+	} else {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: no --ak given: the AK in the quote file was used, so the signer is not checked against an enrolled key")
+	}
+	ak, err := attest.ParseAKPublic(akPub)
+	if err != nil {
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("AK public area: %w", err))
+	}
+	vq, err := attest.VerifyQuote(ak, attest.Quote{Attest: qe.Attest, Signature: qe.Signature}, attest.QuoteExpectations{
+		Nonce: nonce, Selection: attest.Selection(qe.Selection), PCRs: attest.PCRValues(qe.PCRs),
+	})
+	var verr *attest.VerificationError
+	switch {
+	case errors.As(err, &verr):
+		return nil, withExitCode(exitMismatch, fmt.Errorf("%s: %w", f.quote, err))
+	case err != nil:
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", f.quote, err))
+	}
+	ev, _, err := policy.FromQuote(log, vq, eventlog.VerifyOptions{})
+	if err := replayError(path, err); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// replayError maps an eventlog.Verify error to an exit code: a log that
+// does not reproduce the PCR values is a mismatch.
+func replayError(path string, err error) error {
+	var mismatch *eventlog.MismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return withExitCode(exitMismatch, fmt.Errorf("%s does not reproduce the PCR values: %w", path, err))
+	case errors.Is(err, eventlog.ErrNoVerifiedBank):
+		return withExitCode(exitMismatch, fmt.Errorf("%s: %w", path, err))
+	case err != nil:
+		return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
+	}
+	return nil
 }
 
 func newPolicyLearnCmd() *cobra.Command {
@@ -119,7 +192,7 @@ vouch bundle create --components and as vouch policy check --baseline.
 The baseline counts only once approved: pass --approve-by to approve it now.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ev, err := lf.evidence(args[0])
+			ev, err := lf.evidence(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -164,14 +237,14 @@ func newPolicyCheckCmd() *cobra.Command {
 		asJSON   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "check LOG --pcrs FILE --bundle SOURCE --trust PUBLISHER=KEY.pub",
+		Use:   "check LOG (--quote FILE | --pcrs FILE) --bundle SOURCE --trust PUBLISHER=KEY.pub",
 		Short: "Judge a boot event log against bundles, firmware values and rules",
-		Long: `Replays LOG against the PCR values of --pcrs, then judges each event of a
-quoted PCR against the verified bundles (files, directories or URLs) and the
-approved machine baseline, and applies the rules. Prints the verdict with one
-line per event that matched nothing. Exits 0 when trusted, 1 when not, 3 when
-an input cannot be read. This command does not verify a TPM quote: pass PCR
-values that one verified.`,
+		Long: `Replays LOG against the PCR values that --quote signs (the quote is verified
+first) or that --pcrs lists (taken as quoted, not verified here), then judges
+each event of a quoted PCR against the verified bundles (files, directories
+or URLs) and the approved machine baseline, and applies the rules. Prints the
+verdict with one line per event that matched nothing. Exits 0 when trusted,
+1 when not, 3 when an input cannot be read.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p := &policy.Policy{}
@@ -218,7 +291,7 @@ values that one verified.`,
 				}
 			}
 
-			ev, err := lf.evidence(args[0])
+			ev, err := lf.evidence(cmd, args[0])
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/eventlog"
+	"github.com/vouch-attest/vouch/tpm"
 )
 
 const corpusDir = "../../policy/testdata/ovmf-swtpm/"
@@ -111,5 +116,94 @@ func TestBundleCreateFromLog(t *testing.T) {
 		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z")
 	if code != exitMismatch || strings.Contains(out, "PCR 4,") || !strings.Contains(out, "PCR 7, event 4, SecureBoot") {
 		t.Errorf("check without baseline: exit %d:\n%s", code, out)
+	}
+}
+
+// writeCorpusQuote extends a corpus log's events into the TPM simulator's
+// PCRs, quotes them and writes the quote file that 'vouch tpm quote -o
+// json' would write.
+func writeCorpusQuote(t *testing.T, logPath, out string, nonce []byte) {
+	t.Helper()
+	if !tpm.SimulatorAvailable {
+		t.Skip("this build has no TPM simulator (CGO_ENABLED=0)")
+	}
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := tpm.Open(tpm.Config{Transport: tpm.TransportSimulator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	for _, e := range log.Events {
+		if e.Type == eventlog.EV_NO_ACTION {
+			continue
+		}
+		digests := make(map[attest.Algorithm][]byte)
+		for _, d := range e.Digests {
+			digests[attest.Algorithm(d.Alg)] = d.Value
+		}
+		if err := tp.ExtendPCR(int(e.PCR), digests); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ak, err := tp.CreateAK(tpm.AKOptions{Type: tpm.ECC, Parent: tpm.ECC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := tp.SelectAllBanks([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, pcrs, err := tp.QuoteWithPCRs(ak, nonce, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(attest.QuoteEvidence{
+		AKPublic: ak.Public, Nonce: nonce, Selection: attest.SelectionJSON(sel),
+		Attest: q.Attest, Signature: q.Signature, PCRs: attest.PCRValuesJSON(pcrs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPolicyCheckWithQuote(t *testing.T) {
+	dir := t.TempDir()
+	sbms := corpusDir + "shim-sbms/"
+	quote := filepath.Join(dir, "quote.json")
+	writeCorpusQuote(t, sbms+"eventlog.bin", quote, []byte{1, 2, 3, 4})
+
+	learned := filepath.Join(dir, "learned.json")
+	if out, code := runVouch(t, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--approve-by", "alice", "-o", learned); code != exitOK {
+		t.Fatalf("learn: exit %d: %s", code, out)
+	}
+	// The baseline alone covers the firmware PCRs; warn about the rest.
+	rules := filepath.Join(dir, "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"reference_values": "warn", "secure_boot": {}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runVouch(t, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
+		"--baseline", learned, "--rules", rules, "--expect", "0-9,14")
+	if code != exitOK || !strings.Contains(out, "quoted PCRs 0-9,14,") || !strings.Contains(out, "rule      secure_boot passed") {
+		t.Errorf("check with the quote: exit %d:\n%s", code, out)
+	}
+
+	out, code = runVouch(t, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "05060708", "--baseline", learned)
+	if code != exitMismatch || !strings.Contains(out, "nonce") {
+		t.Errorf("check with another nonce: exit %d:\n%s", code, out)
+	}
+
+	out, code = runVouch(t, "policy", "check", corpusDir+"shim-sboff/eventlog.bin", "--quote", quote, "--nonce", "01020304", "--baseline", learned)
+	if code != exitMismatch || !strings.Contains(out, "does not reproduce the PCR values") {
+		t.Errorf("check of another log with the quote: exit %d:\n%s", code, out)
 	}
 }
