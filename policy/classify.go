@@ -90,21 +90,23 @@ func isShimVariable(ev *Event) bool {
 // read, the variable name, or the measured text. The name comes from
 // event data that may be untrusted, so it is a label, never evidence.
 func ComponentName(ev *Event) string {
+	var name string
 	switch {
 	case ev.ImagePath != "":
-		return baseName(ev.ImagePath)
+		name = baseName(ev.ImagePath)
 	case ev.Label != "":
-		return ev.Label
+		name = ev.Label
 	case ev.Variable != nil && ev.Variable.Name != "":
-		return ev.Variable.Name
-	case ev.Text != "":
-		text := ev.Text
-		if Classify(ev) == bundle.KindGRUBFile {
-			text = baseName(text)
-		}
-		return label(text)
+		name = ev.Variable.Name
+	case ev.Text != "" && Classify(ev) == bundle.KindGRUBFile:
+		name = baseName(ev.Text)
+	default:
+		name = ev.Text
 	}
-	return strings.ToLower(strings.TrimPrefix(ev.Type, "EV_"))
+	if name = label(name); name == "" {
+		name = strings.ToLower(strings.TrimPrefix(ev.Type, "EV_"))
+	}
+	return name
 }
 
 // maxLabel bounds the characters of a name taken from event text.

@@ -60,6 +60,17 @@ func FuzzCheck(f *testing.F) {
 		for i := range v.Unmatched {
 			_ = v.Unmatched[i].String()
 		}
+		// Whatever a log names its events, learned components must make
+		// a valid bundle.
+		all := make([]int, 24)
+		for i := range all {
+			all[i] = i
+		}
+		for _, c := range Learn(ev, all) {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("learned component is invalid: %v", err)
+			}
+		}
 		if _, err := LearnBaseline("m", ev, nil, testTime); err != nil && len(ev.Events()) > 0 {
 			for _, e := range ev.Events() {
 				for _, fw := range FirmwarePCRs {

@@ -462,3 +462,27 @@ func TestCheckPCRLockComponent(t *testing.T) {
 		}
 	}
 }
+
+func TestComponentNameFromHostileData(t *testing.T) {
+	long := strings.Repeat("A\x1b[31m", 100)
+	events := []Event{
+		{Number: 1, PCR: 7, Type: "EV_EFI_VARIABLE_DRIVER_CONFIG", Digests: map[bundle.Bank][]byte{"sha256": make([]byte, 32)}, Variable: &Variable{Name: long}},
+		{Number: 2, PCR: 8, Type: "EV_IPL", Digests: map[bundle.Bank][]byte{"sha256": make([]byte, 32)}, Text: " \n\t "},
+		{Number: 3, PCR: 4, Type: "EV_EFI_BOOT_SERVICES_APPLICATION", Digests: map[bundle.Bank][]byte{"sha256": make([]byte, 32)}, ImagePath: `\EFI\` + long},
+	}
+	ev := &Evidence{events: events, banks: []bundle.Bank{"sha256"}, quoted: map[int]bool{4: true, 7: true, 8: true}}
+	for i := range events {
+		name := ComponentName(&events[i])
+		if strings.ContainsAny(name, "\x1b\n\t") || len([]rune(name)) > maxLabel+1 || name == "" {
+			t.Errorf("event %d: name %q", events[i].Number, name)
+		}
+	}
+	if got := ComponentName(&events[1]); got != "ipl" {
+		t.Errorf("blank text: name = %q, want the event type", got)
+	}
+	for _, c := range Learn(ev, []int{4, 7, 8}) {
+		if err := c.Validate(); err != nil {
+			t.Errorf("learned component %q: %v", c.Name, err)
+		}
+	}
+}
