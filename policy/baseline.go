@@ -16,6 +16,36 @@ import (
 // recorded per machine at enrollment instead of published in bundles.
 var FirmwarePCRs = []int{0, 1, 2, 3, 5, 6, 7}
 
+// firmwareParts marks the events that the firmware itself logged: every
+// event of PCRs 0 to 7 before the first boot application starts, every
+// later event of PCRs 0 to 3, 5 and 6, and separators and actions. The
+// rest of PCR 7 after that point (shim's SbatLevel and the certificates
+// shim verified GRUB and the kernel with) and the boot applications in
+// PCR 4 belong to the operating system and its bundles, so that a baseline
+// never keeps an old shim's values accepted.
+func firmwareParts(ev *Evidence) []bool {
+	parts := make([]bool, len(ev.events))
+	booted := false
+	for i := range ev.events {
+		e := &ev.events[i]
+		if e.Type == "EV_EFI_BOOT_SERVICES_APPLICATION" {
+			booted = true
+		}
+		if e.PCR > 7 {
+			continue
+		}
+		kind := Classify(e)
+		switch {
+		case e.Type == "EV_EFI_BOOT_SERVICES_APPLICATION":
+		case !booted, kind == bundle.KindSeparator, kind == bundle.KindAction:
+			parts[i] = true
+		case e.PCR != 4 && e.PCR != 7:
+			parts[i] = true
+		}
+	}
+	return parts
+}
+
 // Baseline is a machine's firmware values: the events of the firmware
 // PCRs recorded from one boot. It is used only once approved. A firmware
 // update yields a new revision that needs a new approval; the verifier
@@ -51,8 +81,9 @@ func (b *Baseline) sourceName() string {
 	return fmt.Sprintf("machine firmware values (revision %d)", b.Revision)
 }
 
-// LearnBaseline records the events of the firmware PCRs as a new,
-// unapproved baseline for the machine. prev is the current baseline or
+// LearnBaseline records the firmware's events (see FirmwarePCRs: PCRs 0 to
+// 7, less what boot applications logged) as a new, unapproved baseline for
+// the machine. prev is the current baseline or
 // nil; the new revision follows it.
 func LearnBaseline(machine string, ev *Evidence, prev *Baseline, at time.Time) (*Baseline, error) {
 	if ev == nil || ev.quoted == nil {
@@ -62,14 +93,16 @@ func LearnBaseline(machine string, ev *Evidence, prev *Baseline, at time.Time) (
 	if prev != nil {
 		b.Revision = prev.Revision + 1
 	}
-	b.Components = Learn(ev, FirmwarePCRs)
+	parts := firmwareParts(ev)
+	b.Components = learn(ev, func(i int) bool { return parts[i] })
 	if len(b.Components) == 0 {
-		return nil, fmt.Errorf("learn baseline: no events in the quoted firmware PCRs %v", FirmwarePCRs)
+		return nil, fmt.Errorf("learn baseline: no firmware events in the quoted PCRs %v", FirmwarePCRs)
 	}
 	return b, nil
 }
 
-// Learn returns reference values for every event of the given PCRs: one
+// Learn returns reference values for the events of the given PCRs that
+// the firmware did not log itself (those belong in a Baseline): one
 // component per name and kind, with one value per distinct measurement, in
 // the verified banks. Use it on a golden machine whose boot is known good.
 func Learn(ev *Evidence, pcrs []int) []bundle.Component {
@@ -77,6 +110,12 @@ func Learn(ev *Evidence, pcrs []int) []bundle.Component {
 	for _, p := range pcrs {
 		want[p] = true
 	}
+	parts := firmwareParts(ev)
+	return learn(ev, func(i int) bool { return want[ev.events[i].PCR] && !parts[i] })
+}
+
+// learn returns components for the events that keep selects by index.
+func learn(ev *Evidence, keep func(i int) bool) []bundle.Component {
 	type key struct {
 		name string
 		kind bundle.Kind
@@ -86,7 +125,7 @@ func Learn(ev *Evidence, pcrs []int) []bundle.Component {
 	seen := make(map[string]bool)
 	for i := range ev.events {
 		e := &ev.events[i]
-		if !want[e.PCR] || len(e.Digests) == 0 {
+		if !keep(i) || len(e.Digests) == 0 {
 			continue
 		}
 		v := bundle.Value{PCR: e.PCR, Digests: make(map[bundle.Bank]bundle.Digest, len(e.Digests))}

@@ -219,7 +219,7 @@ machine's log, --pcrlock imports systemd-pcrlock files; all three combine.`,
 	f.StringVar(&validFor, "valid-for", "365d", "length of the validity period, in days (90d) or as a Go duration (2160h)")
 	f.StringVar(&components, "components", "", "JSON file with the components")
 	f.StringVar(&fromLog, "from-log", "", "golden machine's event log whose events become components (needs --pcrs)")
-	f.StringVar(&logPCRs, "log-pcrs", "4,8-9,11-14", "PCRs of --from-log whose events become components")
+	f.StringVar(&logPCRs, "log-pcrs", "4,7-9,11-14", "PCRs of --from-log whose events, less those the firmware logged, become components")
 	lf.register(cmd)
 	f.StringArrayVar(&pcrlocks, "pcrlock", nil, "systemd .pcrlock file to import as a component (repeatable)")
 	f.StringVar(&pcrlockKind, "pcrlock-kind", "", "event kind of the --pcrlock components (default: from the PCR of the first record)")

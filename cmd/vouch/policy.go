@@ -185,9 +185,9 @@ func newPolicyLearnCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "learn LOG --pcrs FILE",
 		Short: "Record a golden machine's reference values",
-		Long: `Reads a boot event log from a machine known to be good and writes its
-firmware values (PCRs 0-3 and 5-7) as a machine baseline, and the events of
-the other PCRs as components. The output works as input to
+		Long: `Reads a boot event log from a machine known to be good and writes the events
+the firmware logged (PCRs 0-7 up to the first boot application, and later
+firmware events) as a machine baseline, and the other events as components. The output works as input to
 vouch bundle create --components and as vouch policy check --baseline.
 The baseline counts only once approved: pass --approve-by to approve it now.`,
 		Args: cobra.ExactArgs(1),
@@ -221,7 +221,7 @@ The baseline counts only once approved: pass --approve-by to approve it now.`,
 	lf.register(cmd)
 	cmd.Flags().StringVar(&machine, "machine", "golden", "machine name recorded in the baseline")
 	cmd.Flags().StringVar(&approveBy, "approve-by", "", "approve the baseline in the name of this administrator")
-	cmd.Flags().StringVar(&osPCRs, "os-pcrs", "4,8-9,11-14", "PCRs whose events become components")
+	cmd.Flags().StringVar(&osPCRs, "os-pcrs", "4,7-9,11-14", "PCRs whose events, less those the firmware logged, become components")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "output file (default: standard output)")
 	return cmd
 }
