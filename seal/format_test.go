@@ -243,3 +243,39 @@ func TestPCRPolicyMatchesKnownDigest(t *testing.T) {
 		t.Errorf("PCRPolicy = %x, want %x", got, want)
 	}
 }
+
+func TestPolicyKeyFiles(t *testing.T) {
+	privPEM, pubPEM, err := GeneratePolicyKey(rand.NewChaCha8([32]byte{3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ParsePolicyPrivateKey(privPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ParsePolicyPublicKey(pubPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pub.Equal(&priv.PublicKey) {
+		t.Errorf("public key file does not match the private key")
+	}
+	fromPriv, err := ParsePolicyPublicKey(privPEM)
+	if err != nil || !fromPriv.Equal(pub) {
+		t.Errorf("ParsePolicyPublicKey(private key file) = %v", err)
+	}
+	if _, err := ParsePolicyPrivateKey(pubPEM); err == nil {
+		t.Errorf("ParsePolicyPrivateKey accepted a public key")
+	}
+	if _, err := ParsePolicyPublicKey([]byte("not pem")); err == nil {
+		t.Errorf("ParsePolicyPublicKey accepted text without PEM")
+	}
+	tpmPub, err := PolicyKeyPublic(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := policyKeyECDSA(tpmPub)
+	if err != nil || !back.Equal(pub) {
+		t.Errorf("policyKeyECDSA(PolicyKeyPublic(k)) = %v", err)
+	}
+}

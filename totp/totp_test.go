@@ -230,3 +230,46 @@ func TestGenerateSecret(t *testing.T) {
 		t.Errorf("GenerateSecret accepted 8 bytes")
 	}
 }
+
+func TestSealedRoundTrip(t *testing.T) {
+	k := Key{Secret: NewSecret([]byte(rfcSeeds[SHA512])), Account: "a", Algorithm: SHA512, Digits: 8, Period: 60 * time.Second}
+	data, err := MarshalSealed(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 128 {
+		t.Errorf("sealed form is %d bytes, more than a TPM sealed object holds", len(data))
+	}
+	back, err := ParseSealed(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back.Secret.Bytes(), k.Secret.Bytes()) || back.Algorithm != SHA512 || back.Digits != 8 || back.Period != time.Minute {
+		t.Errorf("ParseSealed(MarshalSealed(k)) = %+v", back)
+	}
+	for name, bad := range map[string][]byte{
+		"short":     data[:4],
+		"version":   append([]byte{2}, data[1:]...),
+		"algorithm": append([]byte{1, 9}, data[2:]...),
+		"secret":    data[:5+10],
+	} {
+		if _, err := ParseSealed(bad); err == nil {
+			t.Errorf("%s: ParseSealed succeeded", name)
+		}
+	}
+}
+
+func FuzzParseSealed(f *testing.F) {
+	k := NewKey(NewSecret([]byte(rfcSeeds[SHA1])), "", "a")
+	data, _ := MarshalSealed(k)
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := ParseSealed(data)
+		if err != nil {
+			return
+		}
+		if _, err := k.Code(time.Unix(0, 0)); err != nil {
+			t.Fatalf("parsed key cannot compute a code: %v", err)
+		}
+	})
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestBigDigitsReadsBack(t *testing.T) {
+	// Each glyph is distinct, so the rendering of every digit can be
+	// matched back to the digit.
+	seen := map[string]rune{}
+	for r, g := range bigDigitFont {
+		key := strings.Join(g[:], "|")
+		if other, dup := seen[key]; dup {
+			t.Errorf("glyphs %q and %q are identical", r, other)
+		}
+		seen[key] = r
+		for row, line := range g {
+			if len(line) != 5 {
+				t.Errorf("glyph %q row %d is %d cells wide, want 5", r, row, len(line))
+			}
+		}
+	}
+	out := bigDigits("012 345")
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 7 {
+		t.Fatalf("bigDigits has %d lines, want 7", len(lines))
+	}
+	// 7 glyphs of 10 columns with 2 columns between them.
+	if w := len([]rune(lines[0])); w != 7*10+6*2 {
+		t.Errorf("line width %d, want %d", w, 7*10+6*2)
+	}
+}
+
+func TestGroupDigits(t *testing.T) {
+	for in, want := range map[string]string{"123456": "123 456", "12345678": "123 456 78", "1234": "1234"} {
+		if got := groupDigits(in); got != want {
+			t.Errorf("groupDigits(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
