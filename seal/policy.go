@@ -25,7 +25,7 @@ func PCRPolicy(p PCRs) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pcrPolicyCommand(p).Update(calc); err != nil {
+	if err := tpm2.PolicyPCR(pcrPolicyCommand(p)).Update(calc); err != nil {
 		return nil, fmt.Errorf("compute PolicyPCR digest: %w", err)
 	}
 	return calc.Hash().Digest, nil
@@ -33,12 +33,12 @@ func PCRPolicy(p PCRs) ([]byte, error) {
 
 // pcrPolicyCommand returns TPM2_PolicyPCR with the digest of p's values,
 // concatenated in increasing PCR order as the TPM does.
-func pcrPolicyCommand(p PCRs) tpm2.PolicyPCR {
+func pcrPolicyCommand(p PCRs) pcrPolicy {
 	h := crypto.SHA256.New()
 	for _, i := range p.Selection().Indices() {
 		h.Write(p.Values[i])
 	}
-	return tpm2.PolicyPCR{
+	return pcrPolicy{
 		PcrDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)},
 		Pcrs:      p.Selection().TPML(p.Bank),
 	}
@@ -56,7 +56,7 @@ func ApprovedPolicy(p PCRs, counter tpm2.TPMHandle, generation uint64) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	if err := pcrPolicyCommand(p).Update(calc); err != nil {
+	if err := tpm2.PolicyPCR(pcrPolicyCommand(p)).Update(calc); err != nil {
 		return nil, fmt.Errorf("compute PolicyPCR digest: %w", err)
 	}
 	if counter != 0 {
