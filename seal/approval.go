@@ -10,6 +10,8 @@ import (
 	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/vouch-attest/vouch/tpm"
 )
 
 // Approval is a PCR policy signed by a policy key. A sealed object created
@@ -149,7 +151,7 @@ func ParseApproval(data []byte) (*Approval, error) {
 	counterAt := r.off
 	a.Counter = tpm2.TPMHandle(r.u32("counter index"))
 	if r.err == nil && a.Counter != 0 {
-		if _, err := CounterPublic(a.Counter); err != nil {
+		if _, err := tpm.CounterPublic(a.Counter); err != nil {
 			r.off = counterAt
 			r.fail("counter index", "%v", err)
 		}

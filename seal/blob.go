@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/vouch-attest/vouch/tpm"
 )
 
 // Blob is a sealed secret as stored on disk: the TPM's sealed data object
@@ -35,26 +37,6 @@ type Blob struct {
 	// Public and Private are the sealed object as TPM2_Create returned it.
 	Public  tpm2.TPM2BPublic
 	Private tpm2.TPM2BPrivate
-}
-
-// SealedTemplate returns the public area of a sealed data object with the
-// given authPolicy: a keyed-hash object without a signing scheme that
-// cannot leave this TPM or parent, and that has no authValue path
-// (userWithAuth clear), so only the policy can authorize TPM2_Unseal.
-func SealedTemplate(authPolicy []byte) tpm2.TPMTPublic {
-	return tpm2.TPMTPublic{
-		Type:    tpm2.TPMAlgKeyedHash,
-		NameAlg: policyHash,
-		ObjectAttributes: tpm2.TPMAObject{
-			FixedTPM:    true,
-			FixedParent: true,
-			NoDA:        true,
-		},
-		AuthPolicy: tpm2.TPM2BDigest{Buffer: authPolicy},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
-			Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull},
-		}),
-	}
 }
 
 // AuthPolicy returns the policy digest the blob's object must carry,
@@ -140,7 +122,7 @@ func ParseBlob(data []byte) (*Blob, error) {
 		counterAt := r.off
 		b.Counter = tpm2.TPMHandle(r.u32("counter index"))
 		if r.err == nil && b.Counter != 0 {
-			if _, err := CounterPublic(b.Counter); err != nil {
+			if _, err := tpm.CounterPublic(b.Counter); err != nil {
 				r.off = counterAt
 				r.fail("counter index", "%v", err)
 			}
@@ -178,7 +160,7 @@ func checkSealedPublic(b *Blob) error {
 	if err != nil {
 		return err
 	}
-	tmpl := SealedTemplate(want)
+	tmpl := tpm.SealTemplate(want)
 	if pub.Type != tmpl.Type || pub.NameAlg != tmpl.NameAlg {
 		return fmt.Errorf("type 0x%04x with name algorithm 0x%04x is not a sealed data object named with SHA-256", uint16(pub.Type), uint16(pub.NameAlg))
 	}
@@ -208,7 +190,7 @@ func (b *Blob) check() error {
 			return fmt.Errorf("authorized sealed blob has no policy key")
 		}
 		if b.Counter != 0 {
-			if _, err := CounterPublic(b.Counter); err != nil {
+			if _, err := tpm.CounterPublic(b.Counter); err != nil {
 				return err
 			}
 		}

@@ -10,19 +10,16 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/tpm"
 )
 
 // extend extends PCR index of the sha256 bank with the digest of data.
-func extend(t *testing.T, tp transport.TPM, index int, data string) {
+func extend(t *testing.T, tp *tpm.TPM, index int, data string) {
 	t.Helper()
 	sum := sha256.Sum256([]byte(data))
-	_, err := tpm2.PCRExtend{
-		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(index), Auth: tpm2.PasswordAuth(nil)},
-		Digests:   tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{HashAlg: tpm2.TPMAlgSHA256, Digest: sum[:]}}},
-	}.Execute(tp)
-	if err != nil {
-		t.Fatalf("extend pcr %d: %v", index, err)
+	if err := tp.ExtendPCR(index, map[attest.Algorithm][]byte{attest.AlgSHA256: sum[:]}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -45,7 +42,7 @@ func expectRefused(t *testing.T, secret []byte, err error, changed ...int) {
 	}
 }
 
-func currentPCRs(t *testing.T, tp transport.TPM) PCRs {
+func currentPCRs(t *testing.T, tp *tpm.TPM) PCRs {
 	t.Helper()
 	p, err := ReadPCRs(tp, SHA256, SelectionOf(0, 2, 4, 7))
 	if err != nil {
@@ -70,7 +67,7 @@ func roundTrip(t *testing.T, b *Blob) *Blob {
 
 // testSealPCR seals to current PCR values, unseals, then extends PCR 7
 // and expects a refusal that names it.
-func testSealPCR(t *testing.T, tp transport.TPM) {
+func testSealPCR(t *testing.T, tp *tpm.TPM) {
 	secret := []byte("pcr-sealed secret")
 	b, err := Seal(tp, secret, Request{PCRs: currentPCRs(t, tp)})
 	if err != nil {
@@ -93,7 +90,7 @@ func testSealPCR(t *testing.T, tp transport.TPM) {
 // testSealExpected seals to values that differ from the current ones in
 // PCR 2 and checks that the TPM itself refuses: the blob claims the
 // expected values and only the TPM's PolicyPCR check stands between them.
-func testSealExpected(t *testing.T, tp transport.TPM) {
+func testSealExpected(t *testing.T, tp *tpm.TPM) {
 	want := currentPCRs(t, tp)
 	want.Values[2] = bytes.Repeat([]byte{0xee}, 32)
 	b, err := Seal(tp, []byte("for the next boot"), Request{PCRs: want})
@@ -102,13 +99,9 @@ func testSealExpected(t *testing.T, tp transport.TPM) {
 	}
 	got, err := Unseal(tp, b, nil)
 	expectRefused(t, got, err, 2)
-	t.Logf("expected: %v", err)
 
 	// Bypass the software pre-check: the TPM must refuse as well.
-	got, err = unsealWith(tp, b, []int{2}, func(s tpm2.Session) error {
-		_, err := pcrPolicyCommand(b.PCRs).withSession(s).Execute(tp)
-		return err
-	})
+	got, err = unsealSteps(tp, &tpm.SealedObject{Public: b.Public, Private: b.Private}, []int{2}, pcrStep(b.PCRs))
 	expectRefused(t, got, err, 2)
 	if !errors.Is(err, tpm2.TPMRCValue) {
 		t.Errorf("TPM refusal is %v, want TPM_RC_VALUE from PolicyPCR", err)
@@ -117,13 +110,13 @@ func testSealExpected(t *testing.T, tp transport.TPM) {
 
 // testAuthorized covers signed policies: approve, extend, re-approve,
 // revoke.
-func testAuthorized(t *testing.T, tp transport.TPM) {
+func testAuthorized(t *testing.T, tp *tpm.TPM) {
 	key := testKey(t, 11)
-	generation, err := EnsureCounter(tp, DefaultCounterIndex)
+	generation, err := tp.EnsureCounter(DefaultCounterIndex)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := EnsureCounter(tp, DefaultCounterIndex)
+	again, err := tp.EnsureCounter(DefaultCounterIndex)
 	if err != nil || again != generation {
 		t.Fatalf("EnsureCounter on an existing counter = %d, %v; want %d", again, err, generation)
 	}
@@ -153,7 +146,6 @@ func testAuthorized(t *testing.T, tp transport.TPM) {
 	extend(t, tp, 4, "new kernel")
 	got, err = Unseal(tp, b, []*Approval{first})
 	expectRefused(t, got, err, 4)
-	t.Logf("after kernel update: %v", err)
 	if !strings.Contains(err.Error(), "approval 1: pcrs 4 differ") {
 		t.Errorf("refusal does not explain the approval mismatch: %v", err)
 	}
@@ -169,7 +161,7 @@ func testAuthorized(t *testing.T, tp transport.TPM) {
 	}
 
 	// Revoke every approval of this generation: the second stops working.
-	next, err := IncrementCounter(tp, DefaultCounterIndex)
+	next, err := tp.IncrementCounter(DefaultCounterIndex)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,25 +175,15 @@ func testAuthorized(t *testing.T, tp transport.TPM) {
 	}
 
 	// The TPM enforces the revocation too, not only the software check.
-	got, err = unsealWith(tp, b, nil, func(s tpm2.Session) error {
-		if _, err := pcrPolicyCommand(second.PCRs).withSession(s).Execute(tp); err != nil {
-			return err
-		}
-		cmd, _ := counterPolicyCommand(second.Counter, second.Generation)
-		nv := cmd.NVIndex.(tpm2.NamedHandle)
-		cmd.AuthHandle = tpm2.AuthHandle{Handle: nv.Handle, Name: nv.Name, Auth: tpm2.PasswordAuth(nil)}
-		cmd.PolicySession = s.Handle()
-		if _, err := cmd.Execute(tp); err != nil {
-			return err
-		}
-		t.Errorf("PolicyNV accepted revoked generation %d", second.Generation)
-		return nil
-	})
+	approved, _ := second.Policy()
+	steps := append(approvedSteps(second.PCRs, second.Counter, second.Generation),
+		tpm.PolicyAuthorize{Key: b.PolicyKey, Approved: approved, Signature: second.Signature})
+	got, err = unsealSteps(tp, &tpm.SealedObject{Public: b.Public, Private: b.Private}, nil, steps...)
 	expectRefused(t, got, err)
-	if !errors.Is(err, tpm2.TPMRCPolicy) {
-		t.Errorf("revoked approval refused with %v, want TPM_RC_POLICY from PolicyNV", err)
+	var pe *tpm.PolicyError
+	if !errors.As(err, &pe) || pe.Step != "PolicyNV" {
+		t.Errorf("revoked approval refused with %v, want a refusal of PolicyNV", err)
 	}
-	t.Logf("revoked: %v", err)
 
 	// A fresh approval at the new generation unseals again.
 	third, err := Approve(rng, key, currentPCRs(t, tp), DefaultCounterIndex, next)
@@ -224,7 +206,7 @@ func testAuthorized(t *testing.T, tp transport.TPM) {
 
 // testTPM runs every TPM scenario against one TPM. PCR 7 and 4 are
 // extended along the way, so the scenarios run in this order.
-func testTPM(t *testing.T, tp transport.TPM) {
+func testTPM(t *testing.T, tp *tpm.TPM) {
 	t.Run("pcr", func(t *testing.T) { testSealPCR(t, tp) })
 	t.Run("expected", func(t *testing.T) { testSealExpected(t, tp) })
 	t.Run("authorized", func(t *testing.T) { testAuthorized(t, tp) })
@@ -234,13 +216,12 @@ func testTPM(t *testing.T, tp transport.TPM) {
 		}
 	})
 	t.Run("handles flushed", func(t *testing.T) {
-		rsp, err := tpm2.GetCapability{Capability: tpm2.TPMCapHandles, Property: uint32(tpm2.TPMHTTransient) << 24, PropertyCount: 16}.Execute(tp)
+		handles, err := tp.TransientHandles()
 		if err != nil {
 			t.Fatal(err)
 		}
-		handles, _ := rsp.CapabilityData.Data.Handles()
-		if len(handles.Handle) != 0 {
-			t.Errorf("transient handles left loaded: %v", handles.Handle)
+		if len(handles) != 0 {
+			t.Errorf("transient handles left loaded: %#x", handles)
 		}
 	})
 }

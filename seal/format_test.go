@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/vouch-attest/vouch/tpm"
 )
 
 // testPCRs returns sha256 values for PCRs 0, 2, 4 and 7 derived from seed.
@@ -61,7 +63,7 @@ func syntheticBlob(t testing.TB, kind PolicyKind) *Blob {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Public = tpm2.New2B(SealedTemplate(policy))
+	b.Public = tpm2.New2B(tpm.SealTemplate(policy))
 	return b
 }
 
@@ -236,7 +238,7 @@ func TestPCRPolicyMatchesKnownDigest(t *testing.T) {
 	}
 	h := sha256.New()
 	h.Write(make([]byte, 32))
-	h.Write([]byte{0, 0, 0x01, 0x7f})                    // TPM_CC_PolicyPCR
+	h.Write([]byte{0, 0, 0x01, 0x7f})                   // TPM_CC_PolicyPCR
 	h.Write([]byte{0, 0, 0, 1, 0, 0x0b, 3, 0xff, 0, 0}) // TPML_PCR_SELECTION: 1 bank, sha256, 3 bytes
 	h.Write(values.Sum(nil))
 	if want := h.Sum(nil); !bytes.Equal(got, want) {

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/go-tpm/tpm2"
+	"github.com/vouch-attest/vouch/attest"
 )
 
 // MaxPCR is one past the highest PCR index Vouch seals to: PC Client TPMs
@@ -19,64 +19,37 @@ import (
 const MaxPCR = 24
 
 // Bank is a PCR bank, named by its hash algorithm.
-type Bank tpm2.TPMIAlgHash
+type Bank = attest.Algorithm
 
 // Banks that Vouch seals to.
 const (
-	SHA1   = Bank(tpm2.TPMAlgSHA1)
-	SHA256 = Bank(tpm2.TPMAlgSHA256)
-	SHA384 = Bank(tpm2.TPMAlgSHA384)
-	SHA512 = Bank(tpm2.TPMAlgSHA512)
+	SHA1   = attest.AlgSHA1
+	SHA256 = attest.AlgSHA256
+	SHA384 = attest.AlgSHA384
+	SHA512 = attest.AlgSHA512
 )
-
-var bankNames = map[Bank]string{SHA1: "sha1", SHA256: "sha256", SHA384: "sha384", SHA512: "sha512"}
 
 // ParseBank reads a bank name such as "sha256".
 func ParseBank(name string) (Bank, error) {
-	for b, n := range bankNames {
-		if strings.EqualFold(name, n) {
-			return b, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown pcr bank %q: use sha1, sha256, sha384 or sha512", name)
-}
-
-func (b Bank) String() string {
-	if n, ok := bankNames[b]; ok {
-		return n
-	}
-	return fmt.Sprintf("alg-0x%04x", uint16(b))
-}
-
-// Size returns the digest size of the bank, or 0 for an unknown bank.
-func (b Bank) Size() int {
-	switch b {
-	case SHA1:
-		return 20
-	case SHA256:
-		return 32
-	case SHA384:
-		return 48
-	case SHA512:
-		return 64
-	}
-	return 0
+	return attest.ParseAlgorithm(name)
 }
 
 // Selection is a set of PCR indices below MaxPCR as a bit mask: bit i
 // selects PCR i.
 type Selection uint32
 
-// ParseSelection reads a comma-separated list of PCR indices such as "0,2,4,7".
+// ParseSelection reads a PCR list such as "0,2,4,7" or "0-7".
 func ParseSelection(list string) (Selection, error) {
+	pcrs, err := attest.ParsePCRList(list)
+	if err != nil {
+		return 0, err
+	}
 	var s Selection
-	for field := range strings.SplitSeq(list, ",") {
-		field = strings.TrimSpace(field)
-		n, err := strconv.Atoi(field)
-		if err != nil || n < 0 || n >= MaxPCR {
-			return 0, fmt.Errorf("pcr %q in %q is not an index from 0 to %d", field, list, MaxPCR-1)
+	for _, i := range pcrs {
+		if i >= MaxPCR {
+			return 0, fmt.Errorf("pcr %d in %q is out of range: a PC Client TPM has pcrs 0 to %d", i, list, MaxPCR-1)
 		}
-		s |= 1 << n
+		s |= 1 << i
 	}
 	if s == 0 {
 		return 0, fmt.Errorf("pcr list %q is empty: name at least one pcr, e.g. 0,2,4,7", list)
@@ -118,18 +91,6 @@ func (s Selection) String() string {
 	return strings.Join(parts, ",")
 }
 
-// TPML returns the selection in one bank as a TPML_PCR_SELECTION.
-func (s Selection) TPML(bank Bank) tpm2.TPMLPCRSelection {
-	idx := make([]uint, 0, s.Len())
-	for _, i := range s.Indices() {
-		idx = append(idx, uint(i))
-	}
-	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
-		Hash:      tpm2.TPMIAlgHash(bank),
-		PCRSelect: tpm2.PCClientCompatible.PCRs(idx...),
-	}}}
-}
-
 // PCRs is a set of PCR values of one bank.
 type PCRs struct {
 	Bank   Bank
@@ -150,7 +111,7 @@ func (p PCRs) Selection() Selection {
 func (p PCRs) Validate() error {
 	size := p.Bank.Size()
 	if size == 0 {
-		return fmt.Errorf("unknown pcr bank %s: use sha1, sha256, sha384 or sha512", p.Bank)
+		return fmt.Errorf("unknown pcr bank %s: use sha1, sha256, sha384, sha512 or sm3_256", p.Bank)
 	}
 	if len(p.Values) == 0 {
 		return fmt.Errorf("no pcr values given")
