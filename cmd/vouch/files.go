@@ -12,6 +12,9 @@ import (
 func readLimited(path string, stdin io.Reader, limit int64) ([]byte, error) {
 	var r io.Reader
 	if path == "-" {
+		if stdin == nil {
+			return nil, fmt.Errorf("standard input is not accepted here: give a file")
+		}
 		r = stdin
 	} else {
 		f, err := os.Open(path)
