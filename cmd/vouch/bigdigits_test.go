@@ -3,6 +3,9 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vouch-attest/vouch/totp"
 )
 
 func TestBigDigitsReadsBack(t *testing.T) {
@@ -37,5 +40,23 @@ func TestGroupDigits(t *testing.T) {
 		if got := groupDigits(in); got != want {
 			t.Errorf("groupDigits(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestPrintCodeFixedClock(t *testing.T) {
+	key := totp.NewKey(totp.NewSecret([]byte("12345678901234567890")), "", "rfc")
+	var b strings.Builder
+	// RFC 4226 test vector: counter 1 gives 287082; unix time 59 is in step 1.
+	if err := printCode(&b, key, time.Unix(59, 0)); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"287 082", "from 1970-01-01 00:00:30 to 00:01:00 UTC", "1 s left"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("printCode output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, bigDigits("287 082")[:20]) {
+		t.Errorf("printCode output lacks the large digits")
 	}
 }
