@@ -163,6 +163,7 @@ func TestSealSimulator(t *testing.T) {
 	tp := openTestSimulator(t)
 	t.Run("pcr", func(t *testing.T) { testSealPCR(t, tp) })
 	t.Run("authorized", func(t *testing.T) { testSealAuthorized(t, tp) })
+	t.Run("counter not rolled back", func(t *testing.T) { testCounterNotRolledBack(t, tp) })
 	t.Run("too large", func(t *testing.T) {
 		policy := bytes.Repeat([]byte{1}, 32)
 		if _, err := tp.Seal(make([]byte, MaxSealSize+1), policy); err == nil {
@@ -179,4 +180,39 @@ func TestSealSwtpm(t *testing.T) {
 	defer tp.Close()
 	t.Run("pcr", func(t *testing.T) { testSealPCR(t, tp) })
 	t.Run("authorized", func(t *testing.T) { testSealAuthorized(t, tp) })
+	t.Run("counter not rolled back", func(t *testing.T) { testCounterNotRolledBack(t, tp) })
+}
+
+// testCounterNotRolledBack checks that deleting and re-defining a counter
+// index does not lower its value: a new counter starts at the highest value
+// any counter of the TPM held.
+func testCounterNotRolledBack(t *testing.T, tp *TPM) {
+	const index tpm2.TPMHandle = 0x01000777
+	first, err := tp.EnsureCounter(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := tp.IncrementCounter(index); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nvName, err := CounterName(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tpm2.NVUndefineSpace{
+		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		NVIndex:    tpm2.NamedHandle{Handle: index, Name: nvName},
+	}.Execute(tp.Transport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := tp.EnsureCounter(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again <= first+3 {
+		t.Errorf("re-defined counter starts at %d, not above the old value %d", again, first+3)
+	}
 }
