@@ -23,9 +23,9 @@ func extend(t *testing.T, tp *tpm.TPM, index int, data string) {
 	}
 }
 
-// expectRefused checks that err is a *VerificationError naming exactly the
+// expectRejected checks that err is a *VerificationError naming exactly the
 // given PCRs as changed.
-func expectRefused(t *testing.T, secret []byte, err error, changed ...int) {
+func expectRejected(t *testing.T, secret []byte, err error, changed ...int) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("unseal succeeded, want a refusal naming pcrs %v", changed)
@@ -84,12 +84,12 @@ func testSealPCR(t *testing.T, tp *tpm.TPM) {
 
 	extend(t, tp, 7, "a new secure boot database")
 	got, err = Unseal(tp, b, nil)
-	expectRefused(t, got, err, 7)
+	expectRejected(t, got, err, 7)
 }
 
 // testSealExpected seals to values that differ from the current ones in
-// PCR 2 and checks that the TPM itself refuses: the blob claims the
-// expected values and only the TPM's PolicyPCR check stands between them.
+// PCR 2 and checks that the TPM itself rejects the unseal, not only the
+// software pre-check.
 func testSealExpected(t *testing.T, tp *tpm.TPM) {
 	want := currentPCRs(t, tp)
 	want.Values[2] = bytes.Repeat([]byte{0xee}, 32)
@@ -98,11 +98,11 @@ func testSealExpected(t *testing.T, tp *tpm.TPM) {
 		t.Fatal(err)
 	}
 	got, err := Unseal(tp, b, nil)
-	expectRefused(t, got, err, 2)
+	expectRejected(t, got, err, 2)
 
 	// Bypass the software pre-check: the TPM must refuse as well.
 	got, err = unsealSteps(tp, &tpm.SealedObject{Public: b.Public, Private: b.Private}, []int{2}, pcrStep(b.PCRs))
-	expectRefused(t, got, err, 2)
+	expectRejected(t, got, err, 2)
 	if !errors.Is(err, tpm2.TPMRCValue) {
 		t.Errorf("TPM refusal is %v, want TPM_RC_VALUE from PolicyPCR", err)
 	}
@@ -131,7 +131,7 @@ func testAuthorized(t *testing.T, tp *tpm.TPM) {
 
 	// Without an approval nothing unseals.
 	got, err := Unseal(tp, b, nil)
-	expectRefused(t, got, err)
+	expectRejected(t, got, err)
 
 	first, err := Approve(rng, key, currentPCRs(t, tp), DefaultCounterIndex, generation)
 	if err != nil {
@@ -145,7 +145,7 @@ func testAuthorized(t *testing.T, tp *tpm.TPM) {
 	// A kernel update changes PCR 4: the first approval no longer matches.
 	extend(t, tp, 4, "new kernel")
 	got, err = Unseal(tp, b, []*Approval{first})
-	expectRefused(t, got, err, 4)
+	expectRejected(t, got, err, 4)
 	if !strings.Contains(err.Error(), "approval 1: pcrs 4 differ") {
 		t.Errorf("refusal does not explain the approval mismatch: %v", err)
 	}
@@ -169,7 +169,7 @@ func testAuthorized(t *testing.T, tp *tpm.TPM) {
 		t.Errorf("IncrementCounter = %d, want %d", next, generation+1)
 	}
 	got, err = Unseal(tp, b, []*Approval{second})
-	expectRefused(t, got, err, 4)
+	expectRejected(t, got, err, 4)
 	if !strings.Contains(err.Error(), "is revoked") {
 		t.Errorf("refusal does not say the approval is revoked: %v", err)
 	}
@@ -179,7 +179,7 @@ func testAuthorized(t *testing.T, tp *tpm.TPM) {
 	steps := append(approvedSteps(second.PCRs, second.Counter, second.Generation),
 		tpm.PolicyAuthorize{Key: b.PolicyKey, Approved: approved, Signature: second.Signature})
 	got, err = unsealSteps(tp, &tpm.SealedObject{Public: b.Public, Private: b.Private}, nil, steps...)
-	expectRefused(t, got, err)
+	expectRejected(t, got, err)
 	var pe *tpm.PolicyError
 	if !errors.As(err, &pe) || pe.Step != "PolicyNV" {
 		t.Errorf("revoked approval refused with %v, want a refusal of PolicyNV", err)
@@ -195,10 +195,10 @@ func testAuthorized(t *testing.T, tp *tpm.TPM) {
 		t.Fatalf("Unseal under the re-issued approval = %q, %v", got, err)
 	}
 
-	// An approval from another key is rejected before the TPM sees it.
+	// An approval from another key is rejected before any TPM command.
 	forged, _ := Approve(rng, testKey(t, 12), currentPCRs(t, tp), DefaultCounterIndex, next)
 	got, err = Unseal(tp, b, []*Approval{forged})
-	expectRefused(t, got, err, 4)
+	expectRejected(t, got, err, 4)
 	if !strings.Contains(err.Error(), "not by the blob's policy key") {
 		t.Errorf("refusal does not name the wrong key: %v", err)
 	}

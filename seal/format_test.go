@@ -46,8 +46,8 @@ func testKey(t testing.TB, seed uint64) *ecdsa.PrivateKey {
 }
 
 // syntheticBlob builds a blob whose object public area is what the TPM
-// would return; its private area is placeholder bytes, since parsing does
-// not decrypt it.
+// would return. Its private area is placeholder bytes, because parsing
+// does not decrypt it.
 func syntheticBlob(t testing.TB, kind PolicyKind) *Blob {
 	t.Helper()
 	b := &Blob{Kind: kind, Parent: ParentECCSRK, PCRs: testPCRs("a"), Private: tpm2.TPM2BPrivate{Buffer: bytes.Repeat([]byte{0x5a}, 96)}}
@@ -262,6 +262,7 @@ func TestPolicyKeyFiles(t *testing.T) {
 	if !pub.Equal(&priv.PublicKey) {
 		t.Errorf("public key file does not match the private key")
 	}
+
 	fromPriv, err := ParsePolicyPublicKey(privPEM)
 	if err != nil || !fromPriv.Equal(pub) {
 		t.Errorf("ParsePolicyPublicKey(private key file) = %v", err)
@@ -272,6 +273,7 @@ func TestPolicyKeyFiles(t *testing.T) {
 	if _, err := ParsePolicyPublicKey([]byte("not pem")); err == nil {
 		t.Errorf("ParsePolicyPublicKey accepted text without PEM")
 	}
+
 	tpmPub, err := PolicyKeyPublic(pub)
 	if err != nil {
 		t.Fatal(err)

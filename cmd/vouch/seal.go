@@ -124,8 +124,8 @@ func openTPM(spec string) (*tpm.TPM, error) {
 	return t, nil
 }
 
-// sealSecret seals secret as f says and returns the blob's bytes. It
-// creates the revocation counter when the request names one.
+// sealSecret seals secret as the flags in f request and returns the
+// blob's bytes. It creates the revocation counter when f names one.
 func sealSecret(f *sealFlags, secret []byte, stderr io.Writer) ([]byte, *seal.Blob, error) {
 	t, err := openTPM(f.tpm)
 	if err != nil {

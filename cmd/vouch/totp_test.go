@@ -90,9 +90,9 @@ func mustRun(t *testing.T, stdin string, args ...string) string {
 	return out
 }
 
-// mustRefuse runs vouch, expects exit status 1, and checks that stderr
+// mustExitMismatch runs vouch, expects exit status 1, and checks that stderr
 // names each of the given texts.
-func mustRefuse(t *testing.T, want []string, args ...string) {
+func mustExitMismatch(t *testing.T, want []string, args ...string) {
 	t.Helper()
 	out, errOut, code := run(t, "", args...)
 	if code != exitMismatch {
@@ -220,7 +220,7 @@ func TestTOTPSwtpm(t *testing.T) {
 	checkShow(t, uri, "--tpm", spec, "--blob", blob)
 
 	extendPCR(t, spec, 7)
-	mustRefuse(t, []string{"pcrs 7 of bank sha256 changed", "no code"}, "totp", "show", "--tpm", spec, "--blob", blob)
+	mustExitMismatch(t, []string{"pcrs 7 of bank sha256 changed", "no code"}, "totp", "show", "--tpm", spec, "--blob", blob)
 }
 
 func TestTOTPAuthorizedSwtpm(t *testing.T) {
@@ -239,7 +239,7 @@ func TestTOTPAuthorizedSwtpm(t *testing.T) {
 	generation := strings.TrimSpace(mustRun(t, "", "seal", "counter", "--tpm", spec))
 
 	// Without an approval an authorized blob does not unseal.
-	mustRefuse(t, []string{"no approvals given"}, "totp", "show", "--tpm", spec, "--blob", blob)
+	mustExitMismatch(t, []string{"no approvals given"}, "totp", "show", "--tpm", spec, "--blob", blob)
 
 	first := filepath.Join(approvals, "1-first.approval")
 	mustRun(t, "", "seal", "authorize", "--tpm", spec, "--key", policyKey, "--out", first)
@@ -247,7 +247,7 @@ func TestTOTPAuthorizedSwtpm(t *testing.T) {
 
 	// An update changes PCR 4: the first approval no longer applies.
 	extendPCR(t, spec, 4)
-	mustRefuse(t, []string{"pcrs 4 of bank sha256 changed since sealing", "approval 1: pcrs 4 differ"},
+	mustExitMismatch(t, []string{"pcrs 4 of bank sha256 changed since sealing", "approval 1: pcrs 4 differ"},
 		"totp", "show", "--tpm", spec, "--blob", blob, "--approval", approvals)
 
 	// Approve the new values from an expected-PCR file, as a publisher would.
@@ -262,7 +262,7 @@ func TestTOTPAuthorizedSwtpm(t *testing.T) {
 	if !strings.Contains(out, "is now") {
 		t.Errorf("revoke printed %q", out)
 	}
-	mustRefuse(t, []string{"approval 2: generation " + generation + " is revoked"},
+	mustExitMismatch(t, []string{"approval 2: generation " + generation + " is revoked"},
 		"totp", "show", "--tpm", spec, "--blob", blob, "--approval", approvals)
 	third := filepath.Join(approvals, "3-third.approval")
 	mustRun(t, "", "seal", "authorize", "--tpm", spec, "--key", policyKey, "--out", third)
@@ -324,7 +324,7 @@ func TestSealUnsealSwtpm(t *testing.T) {
 	writeExpected(t, expect, next)
 	blob2 := filepath.Join(dir, "next.seal")
 	mustRun(t, "x", "seal", "--tpm", spec, "--expect", expect, "--in", "-", "--out", blob2)
-	mustRefuse(t, []string{"pcrs 2 of bank sha256 changed since sealing"}, "unseal", "--tpm", spec, blob2)
+	mustExitMismatch(t, []string{"pcrs 2 of bank sha256 changed since sealing"}, "unseal", "--tpm", spec, blob2)
 
 	// Bad input: a damaged blob is an input error, not a refusal.
 	data, _ := os.ReadFile(blob)
