@@ -283,3 +283,37 @@ func TestPolicyKeyFiles(t *testing.T) {
 		t.Errorf("policyKeyECDSA(PolicyKeyPublic(k)) = %v", err)
 	}
 }
+
+func TestParseSwtpmFiles(t *testing.T) {
+	read := func(name string) []byte {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	pcrBlob, err := ParseBlob(read("swtpm-pcr.seal"))
+	if err != nil {
+		t.Fatalf("swtpm-pcr.seal: %v", err)
+	}
+	if pcrBlob.Kind != PolicyPCRValues || pcrBlob.PCRs.Selection().String() != "0,2,4,7" {
+		t.Errorf("swtpm-pcr.seal: kind %s selection %s", pcrBlob.Kind, pcrBlob.PCRs.Selection())
+	}
+	authBlob, err := ParseBlob(read("swtpm-authorized.seal"))
+	if err != nil {
+		t.Fatalf("swtpm-authorized.seal: %v", err)
+	}
+	if authBlob.Kind != PolicyAuthorized || authBlob.Counter != DefaultCounterIndex {
+		t.Errorf("swtpm-authorized.seal: kind %s counter 0x%08x", authBlob.Kind, uint32(authBlob.Counter))
+	}
+	a, err := ParseApproval(read("swtpm.approval"))
+	if err != nil {
+		t.Fatalf("swtpm.approval: %v", err)
+	}
+	if err := a.VerifyFor(authBlob); err != nil {
+		t.Errorf("swtpm.approval does not verify for swtpm-authorized.seal: %v", err)
+	}
+	if err := a.VerifyFor(pcrBlob); err == nil {
+		t.Errorf("swtpm.approval verified for a pcr blob")
+	}
+}
