@@ -125,15 +125,10 @@ type GPTPartition struct {
 // ImageLoad is the UEFI_IMAGE_LOAD_EVENT of EV_EFI_BOOT_SERVICES_APPLICATION,
 // EV_EFI_BOOT_SERVICES_DRIVER and EV_EFI_RUNTIME_SERVICES_DRIVER events.
 type ImageLoad struct {
-	LocationInMemory uint64 `json:"location"`
-	LengthInMemory   uint64 `json:"length"`
-	LinkTimeAddress  uint64 `json:"link_time_address"`
-	// DevicePath is the raw EFI device path; Path is its text form and
-	// File the concatenated file path nodes ("\EFI\BOOT\BOOTX64.EFI"),
-	// empty when the path has none.
-	DevicePath []byte `json:"-"`
-	Path       string `json:"device_path"`
-	File       string `json:"file,omitempty"`
+	LocationInMemory uint64     `json:"location"`
+	LengthInMemory   uint64     `json:"length"`
+	LinkTimeAddress  uint64     `json:"link_time_address"`
+	DevicePath       DevicePath `json:"device_path"`
 }
 
 func (*Opaque) Kind() string          { return "opaque" }
@@ -269,8 +264,9 @@ func decodeNoAction(e *Event) EventData {
 	if i := bytes.IndexByte(sig, 0); i >= 0 {
 		sig = sig[:i]
 	}
-	if len(sig) > 32 {
-		sig = sig[:32]
+	// TCG signatures such as "SP800-155 Event3" are 16 bytes.
+	if len(sig) > 16 {
+		sig = sig[:16]
 	}
 	if len(sig) > 0 && isPrintable(sig) {
 		return &NoAction{Signature: string(sig)}
@@ -279,9 +275,15 @@ func decodeNoAction(e *Event) EventData {
 }
 
 func decodeIPL(d []byte) EventData {
-	if isUTF16(d) {
-		s, nul := utf16String(d)
-		return &IPL{Text: s, UTF16: true, TrailingNUL: nul}
+	// systemd-boot has logged UTF-16 strings followed by one stray NUL
+	// byte, so an odd length ending in 0 is read without that byte.
+	u := d
+	if len(u)%2 == 1 && u[len(u)-1] == 0 {
+		u = u[:len(u)-1]
+	}
+	if isUTF16(u) {
+		s, nul := utf16String(u)
+		return &IPL{Text: s, UTF16: true, TrailingNUL: nul || len(u) < len(d)}
 	}
 	nul := len(d) > 0 && d[len(d)-1] == 0
 	return &IPL{Text: asciiString(d), TrailingNUL: nul}
@@ -367,15 +369,11 @@ func decodeImageLoad(d []byte) EventData {
 	if n > uint64(len(d)-32) {
 		return &Opaque{Reason: fmt.Sprintf("device path length %d runs past the %d-byte event data", n, len(d))}
 	}
-	path := d[32 : 32+n : 32+n]
-	text, file := formatDevicePath(path)
 	return &ImageLoad{
 		LocationInMemory: binary.LittleEndian.Uint64(d),
 		LengthInMemory:   binary.LittleEndian.Uint64(d[8:]),
 		LinkTimeAddress:  binary.LittleEndian.Uint64(d[16:]),
-		DevicePath:       path,
-		Path:             text,
-		File:             file,
+		DevicePath:       DevicePath(d[32 : 32+n : 32+n]),
 	}
 }
 

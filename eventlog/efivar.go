@@ -77,10 +77,10 @@ type SignatureData struct {
 
 // LoadOption is an EFI_LOAD_OPTION (the value of a Boot#### variable).
 type LoadOption struct {
-	Attributes   uint32 `json:"attributes"`
-	Description  string `json:"description"`
-	DevicePath   string `json:"device_path"`
-	OptionalData []byte `json:"optional_data,omitempty"`
+	Attributes   uint32     `json:"attributes"`
+	Description  string     `json:"description"`
+	DevicePath   DevicePath `json:"device_path"`
+	OptionalData []byte     `json:"optional_data,omitempty"`
 }
 
 func (*EFIVariable) Kind() string { return "efi_variable" }
@@ -247,7 +247,7 @@ func parseLoadOption(d []byte) (*LoadOption, error) {
 	if pathLen > len(rest) {
 		return nil, fmt.Errorf("load option device path length %d runs past the %d bytes left", pathLen, len(rest))
 	}
-	o.DevicePath, _ = formatDevicePath(rest[:pathLen])
+	o.DevicePath = DevicePath(rest[:pathLen:pathLen])
 	if len(rest) > pathLen {
 		o.OptionalData = rest[pathLen:]
 	}

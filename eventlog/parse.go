@@ -111,21 +111,21 @@ func (e *Event) Digest(alg Algorithm) []byte {
 // SpecIDEvent is the TCG_EfiSpecIDEvent structure that opens a crypto-agile
 // log (PFP section 10.4.5.1).
 type SpecIDEvent struct {
-	PlatformClass uint32
-	VersionMinor  uint8
-	VersionMajor  uint8
-	Errata        uint8
-	UintnSize     uint8
+	PlatformClass uint32 `json:"platform_class"`
+	VersionMinor  uint8  `json:"version_minor"`
+	VersionMajor  uint8  `json:"version_major"`
+	Errata        uint8  `json:"errata"`
+	UintnSize     uint8  `json:"uintn_size"`
 	// Algorithms lists every algorithm with the digest size the header
 	// gives, unknown algorithms included.
-	Algorithms []AlgorithmSize
-	VendorInfo []byte
+	Algorithms []AlgorithmSize `json:"algorithms"`
+	VendorInfo []byte          `json:"vendor_info,omitempty"`
 }
 
 // AlgorithmSize is one entry of the Spec ID event's digest size list.
 type AlgorithmSize struct {
-	Alg  Algorithm
-	Size int
+	Alg  Algorithm `json:"alg"`
+	Size int       `json:"size"`
 }
 
 // ParseError reports malformed log bytes, with the event number and byte
@@ -393,19 +393,39 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 	return s, nil
 }
 
+var (
+	zeroBlock [512]byte
+	onesBlock = func() (b [512]byte) {
+		for i := range b {
+			b[i] = 0xFF
+		}
+		return b
+	}()
+)
+
 // paddingLen returns len(b) when b is non-empty and all 0x00 or all 0xFF,
 // and 0 otherwise.
 func paddingLen(b []byte) int {
-	c := b[0]
-	if c != 0x00 && c != 0xFF {
+	var block []byte
+	switch b[0] {
+	case 0x00:
+		block = zeroBlock[:]
+	case 0xFF:
+		block = onesBlock[:]
+	default:
 		return 0
 	}
-	// For a real event the loop stops within its 8-byte PCR index and
-	// event type, so this costs little per event.
-	for _, x := range b {
-		if x != c {
+	// A real event differs from the padding within its 8-byte PCR index
+	// and event type, so check those first.
+	if n := min(len(b), 8); !bytes.Equal(b[:n], block[:n]) {
+		return 0
+	}
+	for rest := b; len(rest) > 0; {
+		n := min(len(rest), len(block))
+		if !bytes.Equal(rest[:n], block[:n]) {
 			return 0
 		}
+		rest = rest[n:]
 	}
 	return len(b)
 }

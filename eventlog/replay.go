@@ -50,17 +50,22 @@ func resetValue(i int) byte {
 //
 // The result has all 24 PCRs of every replayed bank.
 func Replay(log *Log) (PCRValues, error) {
-	st, err := replay(log)
+	st, err := replay(log, nil)
 	if err != nil {
 		return nil, err
 	}
 	return st.values(), nil
 }
 
-func replay(log *Log) (*replayState, error) {
+// replay replays the banks of the log that are in only, or all of them
+// when only is nil.
+func replay(log *Log, only PCRValues) (*replayState, error) {
 	st := &replayState{}
 	for _, a := range log.Banks {
-		if _, ok := a.Hash(); ok {
+		if _, ok := a.Hash(); !ok {
+			continue
+		}
+		if _, want := only[a]; only == nil || want {
 			st.algs = append(st.algs, a)
 		}
 	}

@@ -109,7 +109,7 @@ func ParseBlob(data []byte) (*Blob, error) {
 		start := r.off
 		raw := r.sized("policy key")
 		if pub := unmarshalTPM[tpm2.TPM2BPublic](r, "policy key", raw, start); pub != nil {
-			key, err := pub.Contents()
+			key, err := publicContents(*pub)
 			if err == nil {
 				_, err = policyKeyECDSA(key)
 			}
@@ -152,7 +152,7 @@ func ParseBlob(data []byte) (*Blob, error) {
 
 // checkSealedPublic implements checks 5 and 6 of ParseBlob.
 func checkSealedPublic(b *Blob) error {
-	pub, err := b.Public.Contents()
+	pub, err := publicContents(b.Public)
 	if err != nil {
 		return err
 	}
@@ -160,8 +160,7 @@ func checkSealedPublic(b *Blob) error {
 	if err != nil {
 		return err
 	}
-	tmpl := tpm.SealTemplate(want)
-	if pub.Type != tmpl.Type || pub.NameAlg != tmpl.NameAlg {
+	if pub.Type != tpm2.TPMAlgKeyedHash || pub.NameAlg != policyHash {
 		return fmt.Errorf("type 0x%04x with name algorithm 0x%04x is not a sealed data object named with SHA-256", uint16(pub.Type), uint16(pub.NameAlg))
 	}
 	attrs := pub.ObjectAttributes

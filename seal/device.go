@@ -49,11 +49,12 @@ func Seal(t *tpm.TPM, secret []byte, req Request) (*Blob, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj, err := t.Seal(secret, policy)
+	obj, err := t.SealPolicy(secret, policy)
 	if err != nil {
 		return nil, err
 	}
-	b.Public, b.Private = obj.Public, obj.Private
+	b.Public = tpm2.BytesAs2B[tpm2.TPMTPublic](obj.Public)
+	b.Private = tpm2.TPM2BPrivate{Buffer: obj.Private}
 	if err := b.check(); err != nil {
 		return nil, fmt.Errorf("sealed object the TPM returned: %w", err)
 	}
@@ -78,7 +79,7 @@ func Unseal(t *tpm.TPM, b *Blob, approvals []*Approval) ([]byte, error) {
 		return nil, err
 	}
 	changed := b.PCRs.Changed(current)
-	obj := &tpm.SealedObject{Public: b.Public, Private: b.Private}
+	obj := &tpm.Sealed{Public: b.Public.Bytes(), Private: b.Private.Buffer}
 
 	switch b.Kind {
 	case PolicyPCRValues:
@@ -143,10 +144,9 @@ func chooseApproval(t *tpm.TPM, b *Blob, approvals []*Approval, changed []int) (
 
 // unsealSteps unseals obj and turns a TPM policy refusal into a
 // *VerificationError.
-func unsealSteps(t *tpm.TPM, obj *tpm.SealedObject, changed []int, steps ...tpm.PolicyStep) ([]byte, error) {
-	secret, err := t.Unseal(obj, steps...)
-	var pe *tpm.PolicyError
-	if errors.As(err, &pe) {
+func unsealSteps(t *tpm.TPM, obj *tpm.Sealed, changed []int, steps ...tpm.PolicyStep) ([]byte, error) {
+	secret, err := t.UnsealPolicy(obj, steps...)
+	if errors.Is(err, tpm.ErrPolicyMismatch) {
 		reason := "the TPM refused to unseal"
 		if len(changed) > 0 {
 			reason += fmt.Sprintf(": pcrs %s changed since sealing", formatList(changed))

@@ -101,7 +101,7 @@ func testSealExpected(t *testing.T, tp *tpm.TPM) {
 	expectRejected(t, got, err, 2)
 
 	// Bypass the software pre-check: the TPM must refuse as well.
-	got, err = unsealSteps(tp, &tpm.SealedObject{Public: b.Public, Private: b.Private}, []int{2}, pcrStep(b.PCRs))
+	got, err = unsealSteps(tp, &tpm.Sealed{Public: b.Public.Bytes(), Private: b.Private.Buffer}, []int{2}, pcrStep(b.PCRs))
 	expectRejected(t, got, err, 2)
 	if !errors.Is(err, tpm2.TPMRCValue) {
 		t.Errorf("TPM refusal is %v, want TPM_RC_VALUE from PolicyPCR", err)
@@ -178,7 +178,7 @@ func testAuthorized(t *testing.T, tp *tpm.TPM) {
 	approved, _ := second.Policy()
 	steps := append(approvedSteps(second.PCRs, second.Counter, second.Generation),
 		tpm.PolicyAuthorize{Key: b.PolicyKey, Approved: approved, Signature: second.Signature})
-	got, err = unsealSteps(tp, &tpm.SealedObject{Public: b.Public, Private: b.Private}, nil, steps...)
+	got, err = unsealSteps(tp, &tpm.Sealed{Public: b.Public.Bytes(), Private: b.Private.Buffer}, nil, steps...)
 	expectRejected(t, got, err)
 	var pe *tpm.PolicyError
 	if !errors.As(err, &pe) || pe.Step != "PolicyNV" {

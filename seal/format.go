@@ -205,6 +205,19 @@ func appendPCRs(b []byte, p PCRs) []byte {
 	return b
 }
 
+// publicContents decodes a TPM2B_PUBLIC's TPMT_PUBLIC, which go-tpm parses
+// lazily, and rejects bytes the structure does not use.
+func publicContents(pub tpm2.TPM2BPublic) (*tpm2.TPMTPublic, error) {
+	contents, err := pub.Contents()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(tpm2.Marshal(contents), pub.Bytes()) {
+		return nil, errors.New("trailing bytes inside the public area")
+	}
+	return contents, nil
+}
+
 // unmarshalTPM parses a TPM structure with go-tpm, requiring that it uses
 // every byte.
 func unmarshalTPM[T tpm2.Marshallable, P interface {

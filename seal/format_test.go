@@ -14,8 +14,6 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
-
-	"github.com/vouch-attest/vouch/tpm"
 )
 
 // testPCRs returns sha256 values for PCRs 0, 2, 4 and 7 derived from seed.
@@ -45,6 +43,20 @@ func testKey(t testing.TB, seed uint64) *ecdsa.PrivateKey {
 	return actual.(*ecdsa.PrivateKey)
 }
 
+// sealedTemplate returns the public area the tpm package gives a sealed
+// data object with the given policy.
+func sealedTemplate(policy []byte) tpm2.TPMTPublic {
+	return tpm2.TPMTPublic{
+		Type:             tpm2.TPMAlgKeyedHash,
+		NameAlg:          tpm2.TPMAlgSHA256,
+		ObjectAttributes: tpm2.TPMAObject{FixedTPM: true, FixedParent: true, NoDA: true},
+		AuthPolicy:       tpm2.TPM2BDigest{Buffer: policy},
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
+			Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull},
+		}),
+	}
+}
+
 // syntheticBlob builds a blob whose object public area is what the TPM
 // would return. Its private area is placeholder bytes, because parsing
 // does not decrypt it.
@@ -63,7 +75,7 @@ func syntheticBlob(t testing.TB, kind PolicyKind) *Blob {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Public = tpm2.New2B(tpm.SealTemplate(policy))
+	b.Public = tpm2.New2B(sealedTemplate(policy))
 	return b
 }
 

@@ -1,482 +1,285 @@
 package tpm
 
 import (
-	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/vouch-attest/vouch/attest"
 )
 
-// MaxSealSize is the largest secret a sealed data object holds:
-// MAX_SYM_DATA of TPM 2.0 Part 2, 128 bytes on PC Client TPMs.
-const MaxSealSize = 128
+// ErrPolicyMismatch is returned by Unseal when the TPM refuses the policy:
+// the PCRs no longer hold the values the secret was sealed to, or the
+// signed policy does not authorize them.
+var ErrPolicyMismatch = errors.New("the TPM refused the unseal policy: the PCR values differ from the sealed (or authorized) ones")
 
-// policyHash is the hash algorithm of every policy session, sealed object
-// name and policy digest this package creates. It is independent of the PCR
-// bank a policy names.
-const policyHash = tpm2.TPMAlgSHA256
+// maxSealSize is the largest secret a sealed data object holds
+// (MAX_SYM_DATA on common TPMs).
+const maxSealSize = 128
 
-// SealedObject is a sealed data object as TPM2_Create returned it. Its
-// private area is encrypted by the storage root key of this TPM's owner
-// hierarchy and useless on another TPM.
-type SealedObject struct {
-	Public  tpm2.TPM2BPublic
-	Private tpm2.TPM2BPrivate
+// Sealed is a secret sealed to PCR values by the TPM's storage root key.
+// Only the same TPM can unseal it.
+type Sealed struct {
+	// Public and Private are the sealed data object's TPM2B contents.
+	Public  []byte
+	Private []byte
+	// Selection names the PCRs of the policy.
+	Selection attest.Selection
+	// AuthorizingKey, when set, is the TPMT_PUBLIC of the key whose
+	// signature authorizes PCR policies (PolicyAuthorize), and PolicyRef
+	// is the reference the signature covers.
+	AuthorizingKey []byte
+	PolicyRef      []byte
 }
 
-// SealTemplate returns the public area of a sealed data object whose only
-// authorization is authPolicy: a keyed-hash object with no scheme that
-// cannot be duplicated (fixedTPM, fixedParent) and has userWithAuth clear,
-// so its empty authValue cannot unseal it.
-func SealTemplate(authPolicy []byte) tpm2.TPMTPublic {
+// PCRPolicyDigest computes the SHA-256 policy digest of
+// TPM2_PolicyPCR(selection, values) from an empty policy, in software
+// (TPM 2.0 Part 3, section 23.7): the digest a sealed object must carry to
+// be unsealed when the PCRs hold the given values.
+func PCRPolicyDigest(sel attest.Selection, values attest.PCRValues) ([]byte, error) {
+	sel, err := sel.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	if len(sel) == 0 {
+		return nil, errors.New("PCR policy: the selection is empty")
+	}
+	pcrHash := sha256.New()
+	for _, b := range sel {
+		for _, i := range b.PCRs {
+			d, ok := values.Get(b.Hash, i)
+			if !ok {
+				return nil, fmt.Errorf("PCR policy: no value for %s PCR %d", b.Hash, i)
+			}
+			pcrHash.Write(d)
+		}
+	}
+	h := sha256.New()
+	h.Write(make([]byte, sha256.Size))
+	h.Write(binary.BigEndian.AppendUint32(nil, uint32(tpm2.TPMCCPolicyPCR)))
+	h.Write(tpm2.Marshal(toTPML(sel)))
+	h.Write(pcrHash.Sum(nil))
+	return h.Sum(nil), nil
+}
+
+func sealTemplate(policy []byte) tpm2.TPMTPublic {
 	return tpm2.TPMTPublic{
 		Type:    tpm2.TPMAlgKeyedHash,
-		NameAlg: policyHash,
+		NameAlg: tpm2.TPMAlgSHA256,
 		ObjectAttributes: tpm2.TPMAObject{
 			FixedTPM:    true,
 			FixedParent: true,
-			NoDA:        true,
+			// No userWithAuth: only the policy opens the object.
+			NoDA: true,
 		},
-		AuthPolicy: tpm2.TPM2BDigest{Buffer: authPolicy},
+		AuthPolicy: tpm2.TPM2BDigest{Buffer: policy},
 		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
 			Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull},
 		}),
 	}
 }
 
-// Seal creates a sealed data object holding secret under the ECC P-256
-// storage root key (go-tpm's tpm2.ECCSRKTemplate, the TCG provisioning
-// template) of the owner hierarchy. Compute authPolicy with PolicyDigest.
-// The owner hierarchy's authorization must be empty.
-func (t *TPM) Seal(secret, authPolicy []byte) (obj *SealedObject, err error) {
-	if len(secret) == 0 || len(secret) > MaxSealSize {
-		return nil, fmt.Errorf("sealing: the secret is %d bytes, a TPM seals 1 to %d", len(secret), MaxSealSize)
-	}
-	if len(authPolicy) != sha256.Size {
-		return nil, fmt.Errorf("sealing: the policy digest is %d bytes, want %d (SHA-256)", len(authPolicy), sha256.Size)
-	}
+// Seal seals secret to the current values of the selected PCRs.
+func (t *TPM) Seal(secret []byte, sel attest.Selection) (*Sealed, error) {
 	if err := t.lock(); err != nil {
 		return nil, err
 	}
 	defer t.unlock()
-
-	srk, err := t.createSRK()
+	values, _, err := t.readPCRs(sel)
 	if err != nil {
 		return nil, err
 	}
-	defer t.flush(srk.Handle, &err)
-
-	rsp, err := tpm2.Create{
-		ParentHandle: srk,
-		InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
-			Data: tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: secret}),
-		}},
-		InPublic: tpm2.New2B(SealTemplate(authPolicy)),
-	}.Execute(t.t)
-	if err != nil {
-		return nil, fmt.Errorf("creating the sealed object: %w", err)
-	}
-	return &SealedObject{Public: rsp.OutPublic, Private: rsp.OutPrivate}, nil
+	return t.sealTo(secret, sel, values)
 }
 
-// Unseal loads obj under the storage root key, satisfies its policy with
-// steps in a fresh policy session and returns the secret. A refusal by the
-// TPM for policy reasons is a *PolicyError; other failures are operational.
-func (t *TPM) Unseal(obj *SealedObject, steps ...PolicyStep) (secret []byte, err error) {
+// SealToValues seals secret to given PCR values, such as values predicted
+// for the next boot.
+func (t *TPM) SealToValues(secret []byte, sel attest.Selection, values attest.PCRValues) (*Sealed, error) {
 	if err := t.lock(); err != nil {
 		return nil, err
 	}
 	defer t.unlock()
+	return t.sealTo(secret, sel, values)
+}
 
-	srk, err := t.createSRK()
+func (t *TPM) sealTo(secret []byte, sel attest.Selection, values attest.PCRValues) (*Sealed, error) {
+	sel, err := sel.Normalize()
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	policy, err := PCRPolicyDigest(sel, values)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	s, err := t.createSealed(secret, policy)
 	if err != nil {
 		return nil, err
 	}
-	defer t.flush(srk.Handle, &err)
-	loaded, err := tpm2.Load{ParentHandle: srk, InPrivate: obj.Private, InPublic: obj.Public}.Execute(t.t)
-	if err != nil {
-		return nil, fmt.Errorf("loading the sealed object (was it sealed on another TPM, or was the TPM cleared?): %w", err)
-	}
-	defer t.flush(loaded.ObjectHandle, &err)
-
-	sess, closeSession, err := tpm2.PolicySession(t.t, policyHash, 16)
-	if err != nil {
-		return nil, fmt.Errorf("starting a policy session: %w", err)
-	}
-	defer func() {
-		if cerr := closeSession(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("flushing the policy session: %w", cerr))
-		}
-	}()
-
-	for _, step := range steps {
-		if err := step.apply(t, sess.Handle()); err != nil {
-			return nil, policyError(step.name(), err)
-		}
-	}
-	rsp, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: loaded.ObjectHandle, Name: loaded.Name, Auth: sess}}.Execute(t.t)
-	if err != nil {
-		return nil, policyError("Unseal", err)
-	}
-	return rsp.OutData.Buffer, nil
+	s.Selection = sel
+	return s, nil
 }
 
-// createSRK creates the ECC P-256 storage root key in the owner hierarchy.
-// It is derived from the owner seed, so every call returns the same key
-// until the TPM is cleared.
-func (t *TPM) createSRK() (tpm2.AuthHandle, error) {
+// createSRK creates the TCG default ECC P-256 storage root key as a
+// transient primary key. The caller flushes it.
+func (t *TPM) createSRK() (tpm2.NamedHandle, error) {
 	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.TPMRHOwner,
+		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
 		InPublic:      tpm2.New2B(tpm2.ECCSRKTemplate),
 	}.Execute(t.t)
 	if err != nil {
-		return tpm2.AuthHandle{}, fmt.Errorf("creating the storage root key (is an owner password set?): %w", err)
+		return tpm2.NamedHandle{}, fmt.Errorf("creating the storage root key: %w", err)
 	}
-	return tpm2.AuthHandle{Handle: rsp.ObjectHandle, Name: rsp.Name, Auth: tpm2.PasswordAuth(nil)}, nil
+	return tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}, nil
 }
 
-// PolicyError reports that the TPM refused a policy assertion or the
-// unseal that follows it: the PCRs, the revocation counter or an approval
-// signature do not satisfy the sealed object's policy.
-type PolicyError struct {
-	Step string // "PolicyPCR", "PolicyNV", "PolicyAuthorize" or "Unseal"
-	Err  error
-}
-
-func (e *PolicyError) Error() string {
-	return fmt.Sprintf("the TPM refused %s: %v", e.Step, e.Err)
-}
-
-func (e *PolicyError) Unwrap() error { return e.Err }
-
-// policyError returns a *PolicyError when err is a TPM response code of a
-// failed policy check, and err unchanged otherwise.
-func policyError(step string, err error) error {
-	for _, rc := range []tpm2.TPMRC{tpm2.TPMRCPolicyFail, tpm2.TPMRCValue, tpm2.TPMRCPolicy, tpm2.TPMRCSignature} {
-		if errors.Is(err, rc) {
-			return &PolicyError{Step: step, Err: err}
-		}
+func (t *TPM) createSealed(secret, policy []byte) (s *Sealed, err error) {
+	if len(secret) == 0 || len(secret) > maxSealSize {
+		return nil, fmt.Errorf("seal: secret of %d bytes: seal 1 to %d bytes (seal a key, not a file)", len(secret), maxSealSize)
 	}
-	return fmt.Errorf("%s: %w", step, err)
-}
-
-// PolicyStep is one assertion of a policy session. The same steps compute
-// a policy digest offline (PolicyDigest) and satisfy it in the TPM
-// (Unseal), so the two cannot drift apart.
-type PolicyStep interface {
-	name() string
-	update(*tpm2.PolicyCalculator) error
-	apply(t *TPM, session tpm2.TPMHandle) error
-}
-
-// PolicyDigest computes the SHA-256 policy digest of steps run in order
-// from a fresh session.
-func PolicyDigest(steps ...PolicyStep) ([]byte, error) {
-	calc, err := tpm2.NewPolicyCalculator(policyHash)
+	srk, err := t.createSRK()
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range steps {
-		if err := s.update(calc); err != nil {
-			return nil, fmt.Errorf("computing the %s digest: %w", s.name(), err)
-		}
-	}
-	return calc.Hash().Digest, nil
-}
-
-// PolicyPCR asserts that the PCRs of one bank hold Values (TPM2_PolicyPCR).
-type PolicyPCR struct {
-	Bank   attest.Algorithm
-	Values map[int][]byte // by PCR index; each of the bank's digest size
-}
-
-func (p PolicyPCR) name() string { return "PolicyPCR" }
-
-func (p PolicyPCR) command() (tpm2.PolicyPCR, error) {
-	if len(p.Values) == 0 {
-		return tpm2.PolicyPCR{}, errors.New("no PCR values given")
-	}
-	pcrs := make([]int, 0, len(p.Values))
-	for i, v := range p.Values {
-		if i < 0 || i >= attest.MaxPCRs {
-			return tpm2.PolicyPCR{}, fmt.Errorf("PCR %d is out of range 0 to %d", i, attest.MaxPCRs-1)
-		}
-		if p.Bank.Size() == 0 || len(v) != p.Bank.Size() {
-			return tpm2.PolicyPCR{}, fmt.Errorf("PCR %d of bank %s has %d bytes, want %d", i, p.Bank, len(v), p.Bank.Size())
-		}
-		pcrs = append(pcrs, i)
-	}
-	slices.Sort(pcrs)
-	// The TPM hashes the selected PCR values in increasing index order.
-	h := sha256.New()
-	for _, i := range pcrs {
-		h.Write(p.Values[i])
-	}
-	return tpm2.PolicyPCR{
-		PcrDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)},
-		Pcrs:      toTPML(attest.Selection{{Hash: p.Bank, PCRs: pcrs}}),
-	}, nil
-}
-
-func (p PolicyPCR) update(calc *tpm2.PolicyCalculator) error {
-	cmd, err := p.command()
-	if err != nil {
-		return err
-	}
-	return cmd.Update(calc)
-}
-
-func (p PolicyPCR) apply(t *TPM, session tpm2.TPMHandle) error {
-	cmd, err := p.command()
-	if err != nil {
-		return err
-	}
-	cmd.PolicySession = session
-	_, err = cmd.Execute(t.t)
-	return err
-}
-
-// PolicyCounterAtMost asserts that the revocation counter at NV index
-// Index is at most Max (TPM2_PolicyNV with TPM_EO_UNSIGNED_LE). The counter
-// must have CounterPublic's attributes.
-type PolicyCounterAtMost struct {
-	Index tpm2.TPMHandle
-	Max   uint64
-}
-
-func (p PolicyCounterAtMost) name() string { return "PolicyNV" }
-
-func (p PolicyCounterAtMost) command() (tpm2.PolicyNV, error) {
-	nvName, err := CounterName(p.Index)
-	if err != nil {
-		return tpm2.PolicyNV{}, err
-	}
-	return tpm2.PolicyNV{
-		// The counter's empty authValue authorizes the read (AUTHREAD).
-		AuthHandle: tpm2.AuthHandle{Handle: p.Index, Name: nvName, Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:    tpm2.NamedHandle{Handle: p.Index, Name: nvName},
-		OperandB:   tpm2.TPM2BOperand{Buffer: binary.BigEndian.AppendUint64(nil, p.Max)},
-		Offset:     0,
-		Operation:  tpm2.TPMEOUnsignedLE,
-	}, nil
-}
-
-func (p PolicyCounterAtMost) update(calc *tpm2.PolicyCalculator) error {
-	cmd, err := p.command()
-	if err != nil {
-		return err
-	}
-	return cmd.Update(calc)
-}
-
-func (p PolicyCounterAtMost) apply(t *TPM, session tpm2.TPMHandle) error {
-	cmd, err := p.command()
-	if err != nil {
-		return err
-	}
-	cmd.PolicySession = session
-	_, err = cmd.Execute(t.t)
-	return err
-}
-
-// PolicyAuthorize replaces the session's policy digest, which must equal
-// Approved, by the digest of TPM2_PolicyAuthorize with Key's name and an
-// empty policyRef, after the TPM has checked Signature: Key's signature
-// over SHA-256(Approved). For PolicyDigest only Key is used.
-type PolicyAuthorize struct {
-	Key       *tpm2.TPMTPublic
-	Approved  []byte
-	Signature tpm2.TPMTSignature
-}
-
-func (p PolicyAuthorize) name() string { return "PolicyAuthorize" }
-
-func (p PolicyAuthorize) update(calc *tpm2.PolicyCalculator) error {
-	if p.Key == nil {
-		return errors.New("no policy key given")
-	}
-	keyName, err := tpm2.ObjectName(p.Key)
-	if err != nil {
-		return err
-	}
-	return tpm2.PolicyAuthorize{KeySign: *keyName}.Update(calc)
-}
-
-// apply loads the key in the owner hierarchy: TPM2_VerifySignature with a
-// key in the null hierarchy returns a null ticket, which PolicyAuthorize
-// rejects.
-func (p PolicyAuthorize) apply(t *TPM, session tpm2.TPMHandle) (err error) {
-	if p.Key == nil {
-		return errors.New("no policy key given")
-	}
-	loaded, err := tpm2.LoadExternal{InPublic: tpm2.New2B(*p.Key), Hierarchy: tpm2.TPMRHOwner}.Execute(t.t)
-	if err != nil {
-		return fmt.Errorf("loading the policy key: %w", err)
-	}
-	defer t.flush(loaded.ObjectHandle, &err)
-
-	digest := sha256.Sum256(p.Approved) // aHash with an empty policyRef
-	verified, err := tpm2.VerifySignature{
-		KeyHandle: loaded.ObjectHandle,
-		Digest:    tpm2.TPM2BDigest{Buffer: digest[:]},
-		Signature: p.Signature,
+	defer t.flush(srk.Handle, &err)
+	rsp, err := tpm2.Create{
+		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: srk.Name, Auth: tpm2.PasswordAuth(nil)},
+		InSensitive: tpm2.TPM2BSensitiveCreate{Sensitive: &tpm2.TPMSSensitiveCreate{
+			Data: tpm2.NewTPMUSensitiveCreate(&tpm2.TPM2BSensitiveData{Buffer: secret}),
+		}},
+		InPublic: tpm2.New2B(sealTemplate(policy)),
 	}.Execute(t.t)
 	if err != nil {
-		return fmt.Errorf("verifying the approval signature: %w", err)
+		return nil, fmt.Errorf("seal: creating the sealed object: %w", err)
 	}
-	_, err = tpm2.PolicyAuthorize{
-		PolicySession:  session,
-		ApprovedPolicy: tpm2.TPM2BDigest{Buffer: p.Approved},
-		KeySign:        loaded.Name,
-		CheckTicket:    verified.Validation,
+	return &Sealed{Public: rsp.OutPublic.Bytes(), Private: rsp.OutPrivate.Buffer}, nil
+}
+
+// Unseal returns the secret if the PCRs hold the sealed values. It returns
+// an error wrapping ErrPolicyMismatch when they do not.
+func (t *TPM) Unseal(s *Sealed) ([]byte, error) {
+	if s == nil || len(s.AuthorizingKey) != 0 {
+		return nil, errors.New("unseal: the blob needs a signed policy: use UnsealAuthorized")
+	}
+	if err := t.lock(); err != nil {
+		return nil, err
+	}
+	defer t.unlock()
+	return t.unseal(s, func(sess tpm2.Session) error {
+		_, err := tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: toTPML(s.Selection)}.Execute(t.t)
+		return err
+	})
+}
+
+// unseal loads the sealed object under the SRK and unseals it in a policy
+// session that satisfy prepares.
+func (t *TPM) unseal(s *Sealed, satisfy func(tpm2.Session) error) (secret []byte, err error) {
+	srk, err := t.createSRK()
+	if err != nil {
+		return nil, err
+	}
+	rsp, err := tpm2.Load{
+		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: srk.Name, Auth: tpm2.PasswordAuth(nil)},
+		InPrivate:    tpm2.TPM2BPrivate{Buffer: s.Private},
+		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](s.Public),
 	}.Execute(t.t)
-	return err
-}
-
-// Revocation counters are owner-range NV indexes (TCG Registry of Reserved
-// TPM 2.0 Handles: 0x01000000 to 0x013FFFFF).
-const (
-	CounterIndexFirst tpm2.TPMHandle = 0x01000000
-	CounterIndexLast  tpm2.TPMHandle = 0x013FFFFF
-)
-
-// CounterPublic returns the public area of a revocation counter at index:
-// an 8-byte TPM_NT_COUNTER that only the owner increments (OWNERWRITE) and
-// that anyone may read with its empty authValue (AUTHREAD), which
-// TPM2_PolicyNV needs at unseal time. Written is set, as it is after the
-// first increment, so the name matches the index in use.
-func CounterPublic(index tpm2.TPMHandle) (tpm2.TPMSNVPublic, error) {
-	if index < CounterIndexFirst || index > CounterIndexLast {
-		return tpm2.TPMSNVPublic{}, fmt.Errorf("NV index 0x%08x is outside the owner range 0x%08x to 0x%08x", uint32(index), uint32(CounterIndexFirst), uint32(CounterIndexLast))
-	}
-	return tpm2.TPMSNVPublic{
-		NVIndex: index,
-		NameAlg: policyHash,
-		Attributes: tpm2.TPMANV{
-			OwnerWrite: true,
-			AuthRead:   true,
-			NT:         tpm2.TPMNTCounter,
-			NoDA:       true,
-			Written:    true,
-		},
-		DataSize: 8,
-	}, nil
-}
-
-// CounterName returns the TPM name of the revocation counter at index.
-func CounterName(index tpm2.TPMHandle) (tpm2.TPM2BName, error) {
-	pub, err := CounterPublic(index)
+	t.flush(srk.Handle, &err)
 	if err != nil {
-		return tpm2.TPM2BName{}, err
-	}
-	nvName, err := tpm2.NVName(&pub)
-	if err != nil {
-		return tpm2.TPM2BName{}, fmt.Errorf("computing the name of NV 0x%08x: %w", uint32(index), err)
-	}
-	return *nvName, nil
-}
-
-// EnsureCounter defines the revocation counter at index unless it exists,
-// increments it once so that it can be read, and returns its value. A TPM
-// starts a new counter at the highest value any counter on it ever held,
-// so deleting and re-creating the index does not roll it back. An index
-// with other attributes is an error and is left alone. Defining and
-// incrementing need an empty owner authorization.
-func (t *TPM) EnsureCounter(index tpm2.TPMHandle) (uint64, error) {
-	want, err := CounterPublic(index)
-	if err != nil {
-		return 0, err
-	}
-	if err := t.lock(); err != nil {
-		return 0, err
-	}
-	defer t.unlock()
-
-	rsp, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t.t)
-	switch {
-	case err == nil:
-		got, err := rsp.NVPublic.Contents()
-		if err != nil {
-			return 0, fmt.Errorf("decoding the public area of NV 0x%08x: %w", uint32(index), err)
+		if rsp != nil {
+			t.flush(rsp.ObjectHandle, &err)
 		}
-		if !bytes.Equal(tpm2.Marshal(got), tpm2.Marshal(&want)) {
-			return 0, fmt.Errorf("NV 0x%08x exists with other attributes: it is not a vouch revocation counter, choose another index", uint32(index))
+		return nil, fmt.Errorf("unseal: loading the sealed object: %w (was it sealed by this TPM?)", err)
+	}
+	defer t.flush(rsp.ObjectHandle, &err)
+
+	sess, closeSession, err := tpm2.PolicySession(t.t, tpm2.TPMAlgSHA256, 16)
+	if err != nil {
+		return nil, fmt.Errorf("unseal: starting a policy session: %w", err)
+	}
+	defer func() {
+		if cerr := closeSession(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("flushing the unseal policy session: %w", cerr))
 		}
-		return t.readCounter(index)
-	case errors.Is(err, tpm2.TPMRCHandle):
-	default:
-		return 0, fmt.Errorf("reading the public area of NV 0x%08x: %w", uint32(index), err)
+	}()
+	if err := satisfy(sess); err != nil {
+		if isPolicyFailure(err) {
+			return nil, fmt.Errorf("unseal: %w: %w", ErrPolicyMismatch, err)
+		}
+		return nil, fmt.Errorf("unseal: running the policy: %w", err)
 	}
-
-	define := want
-	define.Attributes.Written = false
-	if _, err := (tpm2.NVDefineSpace{
-		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-		PublicInfo: tpm2.New2B(define),
-	}).Execute(t.t); err != nil {
-		return 0, fmt.Errorf("defining the revocation counter NV 0x%08x: %w", uint32(index), err)
-	}
-	return t.incrementCounter(index)
-}
-
-// ReadCounter returns the value of the revocation counter at index.
-func (t *TPM) ReadCounter(index tpm2.TPMHandle) (uint64, error) {
-	if err := t.lock(); err != nil {
-		return 0, err
-	}
-	defer t.unlock()
-	return t.readCounter(index)
-}
-
-func (t *TPM) readCounter(index tpm2.TPMHandle) (uint64, error) {
-	nvName, err := CounterName(index)
+	out, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: rsp.ObjectHandle, Name: rsp.Name, Auth: sess}}.Execute(t.t)
 	if err != nil {
-		return 0, err
+		if isPolicyFailure(err) {
+			return nil, fmt.Errorf("unseal: %w: %w", ErrPolicyMismatch, err)
+		}
+		return nil, fmt.Errorf("unseal: %w", err)
 	}
-	rsp, err := tpm2.NVRead{
-		AuthHandle: tpm2.AuthHandle{Handle: index, Name: nvName, Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:    tpm2.NamedHandle{Handle: index, Name: nvName},
-		Size:       8,
-	}.Execute(t.t)
-	if err != nil {
-		return 0, fmt.Errorf("reading the revocation counter NV 0x%08x: %w", uint32(index), err)
-	}
-	if len(rsp.Data.Buffer) != 8 {
-		return 0, fmt.Errorf("reading the revocation counter NV 0x%08x: got %d bytes, want 8", uint32(index), len(rsp.Data.Buffer))
-	}
-	return binary.BigEndian.Uint64(rsp.Data.Buffer), nil
+	return out.OutData.Buffer, nil
 }
 
-// IncrementCounter adds one to the revocation counter at index and returns
-// the new value. It needs an empty owner authorization.
-func (t *TPM) IncrementCounter(index tpm2.TPMHandle) (uint64, error) {
-	if _, err := CounterPublic(index); err != nil {
-		return 0, err
-	}
-	if err := t.lock(); err != nil {
-		return 0, err
-	}
-	defer t.unlock()
-	return t.incrementCounter(index)
+// isPolicyFailure reports whether err is a TPM response code of a policy
+// check that did not hold. TPM_RC_POLICY is what TPM2_PolicyNV returns when
+// its comparison fails.
+func isPolicyFailure(err error) bool {
+	return errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || errors.Is(err, tpm2.TPMRCSignature) || errors.Is(err, tpm2.TPMRCPolicy)
 }
 
-func (t *TPM) incrementCounter(index tpm2.TPMHandle) (uint64, error) {
-	// Read the name: it differs before the first increment (Written clear).
-	pub, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t.t)
-	if err != nil {
-		return 0, fmt.Errorf("reading the public area of NV 0x%08x: %w", uint32(index), err)
+// sealedFile is the JSON form of a Sealed.
+type sealedFile struct {
+	Format         string               `json:"format"`
+	Public         string               `json:"public"`
+	Private        string               `json:"private"`
+	Selection      attest.SelectionJSON `json:"selection"`
+	AuthorizingKey string               `json:"authorizing_key,omitempty"`
+	PolicyRef      attest.HexBytes      `json:"policy_ref,omitempty"`
+}
+
+const sealedFormat = "vouch-sealed-v1"
+
+// MarshalBinary encodes the sealed blob as JSON. The blob is encrypted by
+// the TPM, yet store it 0600 like any secret-bearing file.
+func (s *Sealed) MarshalBinary() ([]byte, error) {
+	f := sealedFile{
+		Format:    sealedFormat,
+		Public:    base64.StdEncoding.EncodeToString(s.Public),
+		Private:   base64.StdEncoding.EncodeToString(s.Private),
+		Selection: attest.SelectionJSON(s.Selection),
+		PolicyRef: s.PolicyRef,
 	}
-	if _, err := (tpm2.NVIncrement{
-		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:    tpm2.NamedHandle{Handle: index, Name: pub.NVName},
-	}).Execute(t.t); err != nil {
-		return 0, fmt.Errorf("incrementing the revocation counter NV 0x%08x: %w", uint32(index), err)
+	if len(s.AuthorizingKey) > 0 {
+		f.AuthorizingKey = base64.StdEncoding.EncodeToString(s.AuthorizingKey)
 	}
-	return t.readCounter(index)
+	return json.MarshalIndent(f, "", "  ")
+}
+
+// UnmarshalSealed decodes a blob that MarshalBinary encoded.
+func UnmarshalSealed(b []byte) (*Sealed, error) {
+	var f sealedFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("decoding sealed blob: %w", err)
+	}
+	if f.Format != sealedFormat {
+		return nil, fmt.Errorf("decoding sealed blob: format %q, want %q", f.Format, sealedFormat)
+	}
+	s := &Sealed{Selection: attest.Selection(f.Selection), PolicyRef: f.PolicyRef}
+	var err error
+	if s.Public, err = base64.StdEncoding.DecodeString(f.Public); err != nil {
+		return nil, fmt.Errorf("decoding sealed blob public part: %w", err)
+	}
+	if s.Private, err = base64.StdEncoding.DecodeString(f.Private); err != nil {
+		return nil, fmt.Errorf("decoding sealed blob private part: %w", err)
+	}
+	if f.AuthorizingKey != "" {
+		if s.AuthorizingKey, err = base64.StdEncoding.DecodeString(f.AuthorizingKey); err != nil {
+			return nil, fmt.Errorf("decoding sealed blob authorizing key: %w", err)
+		}
+	}
+	if len(s.Public) == 0 || len(s.Private) == 0 {
+		return nil, errors.New("decoding sealed blob: public or private part is empty")
+	}
+	return s, nil
 }

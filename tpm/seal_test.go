@@ -2,217 +2,107 @@ package tpm
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"testing"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/vouch-attest/vouch/attest"
-	"github.com/vouch-attest/vouch/tpm/tpmtest"
 )
 
-const testCounter tpm2.TPMHandle = 0x01000123
-
-func readSHA256(t *testing.T, tp *TPM, pcrs ...int) map[int][]byte {
-	t.Helper()
-	vals, err := tp.ReadPCRs(attest.Selection{{Hash: attest.AlgSHA256, PCRs: pcrs}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vals[attest.AlgSHA256]
-}
-
-func extendSHA256(t *testing.T, tp *TPM, pcr int, data string) {
-	t.Helper()
-	sum := sha256.Sum256([]byte(data))
-	if err := tp.ExtendPCR(pcr, map[attest.Algorithm][]byte{attest.AlgSHA256: sum[:]}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func expectPolicyError(t *testing.T, secret []byte, err error, step string) {
-	t.Helper()
-	var pe *PolicyError
-	if !errors.As(err, &pe) {
-		t.Fatalf("Unseal = %q, %v; want a *PolicyError from %s", secret, err, step)
-	}
-	if pe.Step != step {
-		t.Errorf("PolicyError step %s, want %s (%v)", pe.Step, step, err)
-	}
-}
-
-// testSealPCR seals to PolicyPCR over current values and extends a PCR.
-func testSealPCR(t *testing.T, tp *TPM) {
-	step := PolicyPCR{Bank: attest.AlgSHA256, Values: readSHA256(t, tp, 0, 7, 12)}
-	policy, err := PolicyDigest(step)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, err := tp.Seal([]byte("secret"), policy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertNoTransientHandles(t, tp)
-	got, err := tp.Unseal(obj, step)
-	if err != nil || string(got) != "secret" {
-		t.Fatalf("Unseal = %q, %v", got, err)
-	}
-	assertNoTransientHandles(t, tp)
-
-	// The object has no authValue path: an empty policy session fails.
-	got, err = tp.Unseal(obj)
-	expectPolicyError(t, got, err, "Unseal")
-
-	extendSHA256(t, tp, 12, "tampered")
-	got, err = tp.Unseal(obj, step)
-	expectPolicyError(t, got, err, "PolicyPCR")
-	assertNoTransientHandles(t, tp)
-}
-
-// testSealAuthorized seals to PolicyAuthorize and unseals under a signed
-// PCR policy with a revocation counter, then revokes it.
-func testSealAuthorized(t *testing.T, tp *TPM) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := key.PublicKey.Bytes()
-	keyPub := &tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgECC,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: tpm2.TPMAObject{SignEncrypt: true, UserWithAuth: true},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Scheme:  tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgECDSA, Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256})},
-			CurveID: tpm2.TPMECCNistP256,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: raw[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: raw[33:]}}),
-	}
-	authPolicy, err := PolicyDigest(PolicyAuthorize{Key: keyPub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, err := tp.Seal([]byte("authorized"), authPolicy)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	gen, err := tp.EnsureCounter(testCounter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again, err := tp.EnsureCounter(testCounter); err != nil || again != gen {
-		t.Fatalf("EnsureCounter again = %d, %v; want %d", again, err, gen)
-	}
-	if read, err := tp.ReadCounter(testCounter); err != nil || read != gen {
-		t.Fatalf("ReadCounter = %d, %v; want %d", read, err, gen)
-	}
-
-	pcrStep := PolicyPCR{Bank: attest.AlgSHA256, Values: readSHA256(t, tp, 0, 7)}
-	counterStep := PolicyCounterAtMost{Index: testCounter, Max: gen}
-	approved, err := PolicyDigest(pcrStep, counterStep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sign := func(policy []byte) tpm2.TPMTSignature {
-		digest := sha256.Sum256(policy)
-		r, s, err := ecdsa.Sign(rand.Reader, key, digest[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA, &tpm2.TPMSSignatureECC{
-			Hash: tpm2.TPMAlgSHA256, SignatureR: tpm2.TPM2BECCParameter{Buffer: r.FillBytes(make([]byte, 32))}, SignatureS: tpm2.TPM2BECCParameter{Buffer: s.FillBytes(make([]byte, 32))},
-		})}
-	}
-	authStep := PolicyAuthorize{Key: keyPub, Approved: approved, Signature: sign(approved)}
-	got, err := tp.Unseal(obj, pcrStep, counterStep, authStep)
-	if err != nil || string(got) != "authorized" {
-		t.Fatalf("Unseal under the approval = %q, %v", got, err)
-	}
-	assertNoTransientHandles(t, tp)
-
-	// A signature over another policy is refused by VerifySignature.
-	bad := authStep
-	bad.Signature = sign(append([]byte{1}, approved[1:]...))
-	got, err = tp.Unseal(obj, pcrStep, counterStep, bad)
-	expectPolicyError(t, got, err, "PolicyAuthorize")
-	assertNoTransientHandles(t, tp)
-
-	// Incrementing the counter revokes the approval.
-	next, err := tp.IncrementCounter(testCounter)
-	if err != nil || next != gen+1 {
-		t.Fatalf("IncrementCounter = %d, %v; want %d", next, err, gen+1)
-	}
-	got, err = tp.Unseal(obj, pcrStep, counterStep, authStep)
-	expectPolicyError(t, got, err, "PolicyNV")
-	assertNoTransientHandles(t, tp)
-}
-
-func TestSealCounterRange(t *testing.T) {
-	for _, idx := range []tpm2.TPMHandle{0x00ffffff, 0x01400000, 0x81000001} {
-		if _, err := CounterPublic(idx); err == nil {
-			t.Errorf("CounterPublic(0x%08x) accepted an index outside the owner range", uint32(idx))
-		}
-	}
-}
-
-func TestSealSimulator(t *testing.T) {
+func TestSimulatorSealUnseal(t *testing.T) {
 	tp := openTestSimulator(t)
-	t.Run("pcr", func(t *testing.T) { testSealPCR(t, tp) })
-	t.Run("authorized", func(t *testing.T) { testSealAuthorized(t, tp) })
-	t.Run("counter not rolled back", func(t *testing.T) { testCounterNotRolledBack(t, tp) })
-	t.Run("too large", func(t *testing.T) {
-		policy := bytes.Repeat([]byte{1}, 32)
-		if _, err := tp.Seal(make([]byte, MaxSealSize+1), policy); err == nil {
-			t.Errorf("Seal accepted %d bytes", MaxSealSize+1)
-		}
-	})
+	sel := attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{0, 16}}, {Hash: attest.AlgSHA1, PCRs: []int{16}}}
+	secret := []byte("a 32-byte key for the disk.....")
+	sealed, err := tp.Seal(secret, sel)
+	if err != nil {
+		t.Fatalf("Seal: %v", err)
+	}
+	assertNoTransientHandles(t, tp)
+	got, err := tp.Unseal(sealed)
+	if err != nil {
+		t.Fatalf("Unseal: %v", err)
+	}
+	if !bytes.Equal(got, secret) {
+		t.Fatalf("unsealed %q, want %q", got, secret)
+	}
+
+	// Sealing to predicted values works once the PCRs reach them.
+	values, err := tp.ReadPCRs(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := make([]byte, 32)
+	next[31] = 7
+	h := attest.AlgSHA256.Hash().New()
+	h.Write(values[attest.AlgSHA256][16])
+	h.Write(next)
+	predicted := clonePCRValues(values)
+	predicted.Set(attest.AlgSHA256, 16, h.Sum(nil))
+	future, err := tp.SealToValues(secret, attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{16}}}, predicted)
+	if err != nil {
+		t.Fatalf("SealToValues: %v", err)
+	}
+	if _, err := tp.Unseal(future); !errors.Is(err, ErrPolicyMismatch) {
+		t.Fatalf("Unseal before the PCR reached the predicted value: got %v, want ErrPolicyMismatch", err)
+	}
+	assertNoTransientHandles(t, tp)
+
+	if err := tp.ExtendPCR(16, map[attest.Algorithm][]byte{attest.AlgSHA256: next}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.Unseal(future); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("Unseal at the predicted value: %q, %v", got, err)
+	}
+	// The first blob is now refused.
+	if _, err := tp.Unseal(sealed); !errors.Is(err, ErrPolicyMismatch) {
+		t.Fatalf("Unseal after extend: got %v, want ErrPolicyMismatch", err)
+	}
+	assertNoTransientHandles(t, tp)
 }
 
-func TestSealSwtpm(t *testing.T) {
-	tp, err := Open(Config{Transport: tpmtest.Swtpm(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	t.Run("pcr", func(t *testing.T) { testSealPCR(t, tp) })
-	t.Run("authorized", func(t *testing.T) { testSealAuthorized(t, tp) })
-	t.Run("counter not rolled back", func(t *testing.T) { testCounterNotRolledBack(t, tp) })
-}
-
-// testCounterNotRolledBack checks that deleting and re-defining a counter
-// index does not lower its value: a new counter starts at the highest value
-// any counter of the TPM held.
-func testCounterNotRolledBack(t *testing.T, tp *TPM) {
-	const index tpm2.TPMHandle = 0x01000777
-	first, err := tp.EnsureCounter(index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if _, err := tp.IncrementCounter(index); err != nil {
-			t.Fatal(err)
+func clonePCRValues(v attest.PCRValues) attest.PCRValues {
+	out := attest.PCRValues{}
+	for alg, bank := range v {
+		for i, d := range bank {
+			out.Set(alg, i, bytes.Clone(d))
 		}
 	}
-	nvName, err := CounterName(index)
+	return out
+}
+
+// Failing operations flush what they loaded, too.
+func TestSimulatorFlushOnErrors(t *testing.T) {
+	tp := openTestSimulator(t)
+	ak, err := tp.CreateAK(AKOptions{Type: ECC, Parent: ECC})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = tpm2.NVUndefineSpace{
-		AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:    tpm2.NamedHandle{Handle: index, Name: nvName},
-	}.Execute(tp.Transport())
+	if _, err := tp.ActivateCredential(ak, []byte("not a credential"), []byte("not a secret")); err == nil {
+		t.Error("ActivateCredential with garbage succeeded")
+	}
+	assertNoTransientHandles(t, tp)
+
+	// An AK blob with a damaged private part fails to load.
+	bad := *ak
+	bad.private = bytes.Clone(ak.private)
+	bad.private[len(bad.private)-1] ^= 0xff
+	if _, err := tp.Quote(&bad, nil, attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{0}}}); err == nil {
+		t.Error("Quote with a damaged AK succeeded")
+	}
+	assertNoTransientHandles(t, tp)
+
+	// A quote of a bank the TPM lacks fails after the AK was loaded.
+	if _, err := tp.Quote(ak, nil, attest.Selection{{Hash: attest.AlgSM3, PCRs: []int{0}}}); err == nil {
+		t.Error("Quote of an SM3 bank succeeded on a TPM without one")
+	}
+	assertNoTransientHandles(t, tp)
+
+	sealed, err := tp.Seal([]byte("x"), attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{16}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := tp.EnsureCounter(index)
-	if err != nil {
-		t.Fatal(err)
+	sealed.Private[len(sealed.Private)-1] ^= 0xff
+	if _, err := tp.Unseal(sealed); err == nil {
+		t.Error("Unseal of a damaged blob succeeded")
 	}
-	if again <= first+3 {
-		t.Errorf("re-defined counter starts at %d, not above the old value %d", again, first+3)
-	}
+	assertNoTransientHandles(t, tp)
 }

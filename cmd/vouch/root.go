@@ -46,6 +46,9 @@ func newRootCmd() *cobra.Command {
 		newSealCmd(),
 		newUnsealCmd(),
 		newTOTPCmd(),
+		newEventlogCmd(),
+		newTPMCmd(),
+		newAttestCmd(),
 	)
 	return root
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/vouch-attest/vouch/tpm"
 )
 
+const tpmFlagHelp = "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:PATH, swtpm:tcp:HOST:PORT or simulator (env VOUCH_TPM)"
+
 // sealFlags are the flags shared by vouch seal and vouch totp enroll.
 type sealFlags struct {
 	tpm       string
@@ -29,7 +31,7 @@ type sealFlags struct {
 }
 
 func (f *sealFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.tpm, "tpm", tpm.TransportDevice, "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:PATH, swtpm:tcp:HOST:PORT or simulator")
+	cmd.Flags().StringVar(&f.tpm, "tpm", envOr("VOUCH_TPM", tpm.TransportDevice), tpmFlagHelp)
 	cmd.Flags().StringVar(&f.pcrs, "pcrs", "0,2,4,7", "PCRs to seal to, e.g. 0,2,4,7 or 0-7")
 	cmd.Flags().StringVar(&f.bank, "bank", "sha256", "PCR bank: sha1, sha256, sha384 or sha512")
 	cmd.Flags().StringVar(&f.expect, "expect", "", `seal to the PCR values in this JSON file ({"banks": {"sha256": {"0": "hex"}}}) instead of the current ones`)
@@ -244,7 +246,7 @@ An authorized blob (sealed with --policy-key) needs at least one approval
 			return writePrivateFile(out, secret)
 		},
 	}
-	cmd.Flags().StringVar(&tpmSpec, "tpm", tpm.TransportDevice, "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:PATH, swtpm:tcp:HOST:PORT or simulator")
+	cmd.Flags().StringVar(&tpmSpec, "tpm", envOr("VOUCH_TPM", tpm.TransportDevice), tpmFlagHelp)
 	cmd.Flags().StringArrayVar(&approvals, "approval", nil, "approval file, or directory of *.approval files (repeatable)")
 	cmd.Flags().StringVar(&out, "out", "-", "file to write the secret to (mode 0600), or - for standard output")
 	return cmd
@@ -423,7 +425,7 @@ is read from the TPM's counter.`,
 	}
 	cmd.Flags().StringVar(&keyPath, "key", "", "policy private key (PEM, from vouch seal keygen)")
 	cmd.Flags().StringVar(&out, "out", "", "file to write the approval to")
-	cmd.Flags().StringVar(&tpmSpec, "tpm", tpm.TransportDevice, "TPM to read PCR values and the counter from when --expect or --generation is missing")
+	cmd.Flags().StringVar(&tpmSpec, "tpm", envOr("VOUCH_TPM", tpm.TransportDevice), "TPM to read PCR values and the counter from when --expect or --generation is missing")
 	cmd.Flags().StringVar(&pcrs, "pcrs", "0,2,4,7", "PCRs the approval covers")
 	cmd.Flags().StringVar(&bank, "bank", "sha256", "PCR bank: sha1, sha256, sha384 or sha512")
 	cmd.Flags().StringVar(&expect, "expect", "", `approve the PCR values in this JSON file ({"banks": {"sha256": {"0": "hex"}}})`)
@@ -463,7 +465,7 @@ generation, before or after revoking. Needs an empty owner authorization.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&tpmSpec, "tpm", tpm.TransportDevice, "TPM to use")
+	cmd.Flags().StringVar(&tpmSpec, "tpm", envOr("VOUCH_TPM", tpm.TransportDevice), tpmFlagHelp)
 	cmd.Flags().StringVar(&counter, "counter", "", fmt.Sprintf("NV index of the revocation counter (default 0x%08x)", uint32(seal.DefaultCounterIndex)))
 	return cmd
 }
@@ -495,7 +497,7 @@ func newSealCounterCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&tpmSpec, "tpm", tpm.TransportDevice, "TPM to use")
+	cmd.Flags().StringVar(&tpmSpec, "tpm", envOr("VOUCH_TPM", tpm.TransportDevice), tpmFlagHelp)
 	cmd.Flags().StringVar(&counter, "counter", "", fmt.Sprintf("NV index of the revocation counter (default 0x%08x)", uint32(seal.DefaultCounterIndex)))
 	return cmd
 }
@@ -525,7 +527,7 @@ func newSealInspectCmd() *cobra.Command {
 				} else {
 					fmt.Fprintln(w, "sealed to pcr values:")
 				}
-				printPCRs(w, b.PCRs)
+				printSealPCRs(w, b.PCRs)
 				return nil
 			}
 			a, err := seal.ParseApproval(data)
@@ -543,13 +545,13 @@ func newSealInspectCmd() *cobra.Command {
 				fmt.Fprintln(w, "revocation counter: none")
 			}
 			fmt.Fprintln(w, "approved pcr values:")
-			printPCRs(w, a.PCRs)
+			printSealPCRs(w, a.PCRs)
 			return nil
 		},
 	}
 }
 
-func printPCRs(w io.Writer, p seal.PCRs) {
+func printSealPCRs(w io.Writer, p seal.PCRs) {
 	for _, i := range p.Selection().Indices() {
 		fmt.Fprintf(w, "  %s pcr %2d: %x\n", p.Bank, i, p.Values[i])
 	}

@@ -188,7 +188,7 @@ not when. See docs/totp.md.`,
 			return watchCodes(ctx, w, key, env.now)
 		},
 	}
-	cmd.Flags().StringVar(&tpmSpec, "tpm", tpm.TransportDevice, "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:PATH, swtpm:tcp:HOST:PORT or simulator")
+	cmd.Flags().StringVar(&tpmSpec, "tpm", envOr("VOUCH_TPM", tpm.TransportDevice), tpmFlagHelp)
 	cmd.Flags().StringVar(&blobPath, "blob", defaultTOTPBlob, "sealed secret from vouch totp enroll")
 	cmd.Flags().StringArrayVar(&approvals, "approval", nil, "approval file or directory, for a secret enrolled with --policy-key (default "+defaultTOTPApprovals+" when it exists)")
 	cmd.Flags().BoolVar(&watch, "watch", false, "refresh the code every second until interrupted")
