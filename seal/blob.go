@@ -21,7 +21,7 @@ type Blob struct {
 	Parent ParentKind
 
 	// PCRs are the PCR values the object was sealed against. For
-	// PolicyPCRValues they are the policy itself; for PolicyAuthorized
+	// PolicyPCRValues they are the policy itself. For PolicyAuthorized
 	// they are the values at seal time, kept so that a failed unseal can
 	// name the PCRs that changed.
 	PCRs PCRs

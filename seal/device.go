@@ -15,7 +15,7 @@ import (
 // MaxSecretSize is the largest secret Seal accepts.
 const MaxSecretSize = tpm.MaxSealSize
 
-// Request says what to seal a secret to.
+// Request describes what to seal a secret to.
 type Request struct {
 	// PCRs are the values to seal against: the current values, or values
 	// expected after the next boot. For an authorized seal they are only
@@ -30,7 +30,7 @@ type Request struct {
 	Counter tpm2.TPMHandle
 }
 
-// Seal seals secret in t as req says and returns the blob to store.
+// Seal seals secret in t as req describes and returns the blob to store.
 func Seal(t *tpm.TPM, secret []byte, req Request) (*Blob, error) {
 	b := &Blob{Kind: PolicyPCRValues, Parent: ParentECCSRK, PCRs: req.PCRs}
 	if req.PolicyKey != nil {

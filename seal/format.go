@@ -25,7 +25,7 @@ const FormatVersion = 1
 // and a blob holds three of them, so a larger file is not a blob.
 const MaxFileSize = 256 << 10
 
-// PolicyKind says how a sealed object's authPolicy is built.
+// PolicyKind is the form of a sealed object's authPolicy.
 type PolicyKind uint8
 
 const (

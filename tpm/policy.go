@@ -37,7 +37,7 @@ func (t *TPM) SealPolicy(secret, authPolicy []byte) (*Sealed, error) {
 // UnsealPolicy returns the secret of a SealPolicy object after satisfying
 // its policy with steps, run in order in a fresh policy session. When the
 // TPM rejects a step, the error wraps ErrPolicyMismatch and a *PolicyError
-// naming the step; when it rejects TPM2_Unseal itself, the error wraps
+// naming the step. When it rejects TPM2_Unseal itself, the error wraps
 // ErrPolicyMismatch only.
 func (t *TPM) UnsealPolicy(s *Sealed, steps ...PolicyStep) ([]byte, error) {
 	if err := t.lock(); err != nil {
