@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +59,23 @@ func TestPrintCodeFixedClock(t *testing.T) {
 	}
 	if !strings.Contains(out, bigDigits("287 082")[:20]) {
 		t.Errorf("printCode output lacks the large digits")
+	}
+}
+
+func TestWatchCodesStopsOnCancel(t *testing.T) {
+	key := totp.NewKey(totp.NewSecret([]byte("12345678901234567890")), "", "rfc")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var b strings.Builder
+	clock := func() time.Time { return time.Unix(59, 0) }
+	if err := watchCodes(ctx, &b, key, clock); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.HasPrefix(out, "\x1b[H\x1b[2J") {
+		t.Errorf("watch output does not start by clearing the screen: %q", out[:min(len(out), 20)])
+	}
+	if n := strings.Count(out, "287 082"); n != 1 {
+		t.Errorf("watch drew the code %d times before stopping, want 1", n)
 	}
 }
