@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,39 +13,19 @@ import (
 
 const imaTestdata = "../../ima/testdata"
 
-// runVouch runs the command tree in-process and returns its output and
-// exit code.
-func runVouch(t *testing.T, args ...string) (string, int) {
-	t.Helper()
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.Execute()
-	if err == nil {
-		return out.String(), exitOK
-	}
-	var exit *exitError
-	if errors.As(err, &exit) {
-		return out.String() + err.Error(), exit.code
-	}
-	return out.String() + err.Error(), exitUsage
-}
-
 func TestIMAShow(t *testing.T) {
-	out, code := runVouch(t, "ima", "show", filepath.Join(imaTestdata, "h12ssl.ima.bin"))
+	out, code := runVouch(t, nil, "ima", "show", filepath.Join(imaTestdata, "h12ssl.ima.bin"))
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 	if !strings.Contains(out, "5071 entries (binary list)") || strings.Count(out, "VIOLATION") != 9 {
 		t.Errorf("unexpected output:\n%.500s", out)
 	}
-	out, code = runVouch(t, "ima", "show", "--json", filepath.Join(imaTestdata, "ovmf-shim-sbms.ima.ascii"))
+	out, code = runVouch(t, nil, "ima", "show", "--json", filepath.Join(imaTestdata, "ovmf-shim-sbms.ima.ascii"))
 	if code != exitOK || !strings.Contains(out, `"format": "ascii"`) || !strings.Contains(out, "/lib/modules/efivarfs.ko") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
-	out, code = runVouch(t, "ima", "show", filepath.Join(imaTestdata, "sml-ima-sig-sha256.bin"))
+	out, code = runVouch(t, nil, "ima", "show", filepath.Join(imaTestdata, "sml-ima-sig-sha256.bin"))
 	if code != exitUnreadable || !strings.Contains(out, "list ends inside an entry") || !strings.Contains(out, "/scripts/functions") {
 		t.Errorf("truncated list: exit %d:\n%s", code, out)
 	}
@@ -55,7 +33,7 @@ func TestIMAShow(t *testing.T) {
 
 func TestIMAReplay(t *testing.T) {
 	list := filepath.Join(imaTestdata, "hahuri.ima.bin")
-	out, code := runVouch(t, "ima", "replay", list, "--expect", filepath.Join(imaTestdata, "hahuri.boot.pcrs.json"))
+	out, code := runVouch(t, nil, "ima", "replay", list, "--expect", filepath.Join(imaTestdata, "hahuri.boot.pcrs.json"))
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -64,15 +42,15 @@ func TestIMAReplay(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	out, code = runVouch(t, "ima", "replay", list, "--expect", "sha256:10="+strings.Repeat("00", 32))
+	out, code = runVouch(t, nil, "ima", "replay", list, "--expect", "sha256:10="+strings.Repeat("00", 32))
 	if code != exitMismatch || !strings.Contains(out, "pcr-mismatch") {
 		t.Errorf("wrong PCR: exit %d: %s", code, out)
 	}
-	out, code = runVouch(t, "ima", "replay", list, "--expect", "sha256:10=zz")
+	out, code = runVouch(t, nil, "ima", "replay", list, "--expect", "sha256:10=zz")
 	if code != exitUsage {
 		t.Errorf("bad --expect: exit %d: %s", code, out)
 	}
-	out, code = runVouch(t, "ima", "replay", list, "--bank", "sha1,sha256,sha384")
+	out, code = runVouch(t, nil, "ima", "replay", list, "--bank", "sha1,sha256,sha384")
 	if code != exitOK || !strings.Contains(out, "sha384  10   padded-sha1") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
@@ -103,22 +81,22 @@ func TestIMACheck(t *testing.T) {
 	}
 	expect := filepath.Join(imaTestdata, "h12ssl.boot.pcrs.json")
 
-	out, code := runVouch(t, "ima", "check", list, "--allowlist", allow, "--expect", expect)
+	out, code := runVouch(t, nil, "ima", "check", list, "--allowlist", allow, "--expect", expect)
 	if code != exitMismatch || !strings.Contains(out, "/var/log/") || !strings.Contains(out, "digest is not in the allowlist") {
 		t.Errorf("exit %d:\n%.2000s", code, out)
 	}
 	if !strings.Contains(out, "boot_aggregate: matches sha1 PCRs 0-7") {
 		t.Errorf("boot_aggregate not checked:\n%.500s", out)
 	}
-	out, code = runVouch(t, "ima", "check", list, "--allowlist", allow, "--expect", expect, "--exclude", "/var/log/", "--violations", "warn")
+	out, code = runVouch(t, nil, "ima", "check", list, "--allowlist", allow, "--expect", expect, "--exclude", "/var/log/", "--violations", "warn")
 	if code != exitOK {
 		t.Errorf("with /var/log/ excluded: exit %d:\n%.2000s", code, out)
 	}
-	out, code = runVouch(t, "ima", "check", list, "--allowlist", allow, "--warn", "--violations", "warn")
+	out, code = runVouch(t, nil, "ima", "check", list, "--allowlist", allow, "--warn", "--violations", "warn")
 	if code != exitOK || !strings.Contains(out, "entries not verified against PCR values") {
 		t.Errorf("--warn: exit %d:\n%.500s", code, out)
 	}
-	out, code = runVouch(t, "ima", "check", list)
+	out, code = runVouch(t, nil, "ima", "check", list)
 	if code != exitUsage {
 		t.Errorf("no allowlist: exit %d: %s", code, out)
 	}
@@ -133,7 +111,7 @@ func TestIMAAllowlistCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	outFile := filepath.Join(t.TempDir(), "allow.txt")
-	out, code := runVouch(t, "ima", "allowlist", "create", "--dir", dir, "-o", outFile)
+	out, code := runVouch(t, nil, "ima", "allowlist", "create", "--dir", dir, "-o", outFile)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -145,7 +123,7 @@ func TestIMAAllowlistCreate(t *testing.T) {
 	if want := hex.EncodeToString(sum[:]) + "  /usr/bin/tool\n"; string(got) != want {
 		t.Errorf("allowlist = %q", got)
 	}
-	if _, code := runVouch(t, "ima", "allowlist", "create"); code != exitUsage {
+	if _, code := runVouch(t, nil, "ima", "allowlist", "create"); code != exitUsage {
 		t.Errorf("no source: exit %d", code)
 	}
 }
