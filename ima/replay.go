@@ -2,6 +2,7 @@ package ima
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding"
 	"encoding/binary"
@@ -260,8 +261,17 @@ func extend(pcr []byte, alg Algorithm, d []byte) {
 	var buf [128]byte
 	n := copy(buf[:], pcr)
 	n += copy(buf[n:], d)
-	out := sum(alg, buf[:n])
-	copy(pcr, out.bytes())
+	switch alg {
+	case SHA1:
+		s := sha1.Sum(buf[:n])
+		copy(pcr, s[:])
+	case SHA256:
+		s := sha256.Sum256(buf[:n])
+		copy(pcr, s[:])
+	default:
+		out := sum(alg, buf[:n])
+		copy(pcr, out.bytes())
+	}
 }
 
 // hashPrefix feeds the entry into the prefix hash: its PCR, logged

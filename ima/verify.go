@@ -17,8 +17,8 @@ const DefaultMaxStalledRounds = 3
 // imaPCR is the PCR that IMA extends unless its policy names another.
 const imaPCR = 10
 
-// State is what a verifier keeps per machine and boot between rounds of
-// incremental verification. It encodes to JSON; persist it only after
+// State is the record a verifier keeps per machine and boot between rounds
+// of incremental verification. It encodes to JSON. Persist it only after
 // Verify returns no error.
 type State struct {
 	// ResetCount is the TPM resetCount of the boot this state belongs to.
@@ -122,9 +122,9 @@ type snapshot struct {
 //  2. every entry's template data hashes to its logged template hash;
 //  3. some prefix of the verified entries plus the new ones replays, in
 //     every quoted bank that has PCR 10, to the quoted values of PCR 10
-//     and of every other PCR the entries extend; the longest such prefix
-//     is verified and the rest is pending. The prefix holds at least the
-//     boot_aggregate, which IMA extends before any program runs;
+//     and of every other PCR the entries extend. The longest such prefix
+//     is verified and the rest is pending. The prefix contains at least
+//     the boot_aggregate, which IMA extends before any program runs;
 //  4. no verified entry extends a PCR the quote does not cover;
 //  5. entry 0 is a boot_aggregate matching the quoted PCRs 0-9 (see
 //     CheckBootAggregate), unless opts.InsecureSkipBootAggregate;
@@ -365,7 +365,7 @@ func (e *engine) restore(prev *State) error {
 		}
 		for pcr, v := range prev.Banks[i].PCRs {
 			if pcr < 0 || pcr >= maxPCR || len(v) != b.size {
-				return fmt.Errorf("state holds an invalid %s PCR %d value of %d bytes", b.alg, pcr, len(v))
+				return fmt.Errorf("stored state contains an invalid %s PCR %d value of %d bytes: discard the state and send the list from offset 0", b.alg, pcr, len(v))
 			}
 			copy(b.schemes[0].pcrs[pcr], v)
 			if pcr != imaPCR || !allZero(v) {
