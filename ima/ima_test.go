@@ -237,6 +237,9 @@ func TestASCIIRoundTrip(t *testing.T) {
 	}
 }
 
+// TestNamesWithSpacesAndUTF8 checks names with UTF-8 and with spaces. The
+// kernel logs spaces as underscores, but the parsers keep any byte they
+// are given, so lists from other producers keep their names too.
 func TestNamesWithSpacesAndUTF8(t *testing.T) {
 	base := loadEntries(t, "hahuri.ima.bin")[1]
 	sig := loadEntries(t, "sml-ima-sig-sha256.bin")[1]
