@@ -110,6 +110,10 @@ func AddDir(a *ima.Allowlist, root string, opts Options) (int, error) {
 // arMagic starts a Debian package, which is an ar archive.
 const arMagic = "!<arch>\n"
 
+// maxZstdWindow bounds the zstd window size of a data archive. The xz
+// decoder keeps its default 8 MiB dictionary.
+const maxZstdWindow = 128 << 20
+
 // arHeaderSize is the size of an ar member header.
 const arHeaderSize = 60
 
@@ -188,7 +192,9 @@ func decompress(name string, r io.Reader) (io.Reader, func(), error) {
 		}
 		return zr, noop, nil
 	case ".zst":
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		// Bound the window a hostile package can make the decoder
+		// allocate; dpkg-deb's windows are far smaller.
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
