@@ -16,7 +16,7 @@ import (
 // ErrPolicyMismatch is returned by Unseal when the TPM refuses the policy:
 // the PCRs no longer hold the values the secret was sealed to, or the
 // signed policy does not authorize them.
-var ErrPolicyMismatch = errors.New("the TPM refused the unseal policy: the PCR values differ from the sealed (or authorized) ones")
+var ErrPolicyMismatch = errors.New("unseal policy rejected by the TPM: the PCR values differ from the sealed or approved ones")
 
 // maxSealSize is the largest secret a sealed data object holds
 // (MAX_SYM_DATA on common TPMs).
@@ -52,7 +52,7 @@ func PCRPolicyDigest(sel attest.Selection, values attest.PCRValues) ([]byte, err
 	pcrHash := sha256.New()
 	for _, b := range sel {
 		for _, i := range b.PCRs {
-			d, ok := values.Get(b.Hash, i)
+			d, ok := attest.GetPCR(values, b.Hash, i)
 			if !ok {
 				return nil, fmt.Errorf("PCR policy: no value for %s PCR %d", b.Hash, i)
 			}

@@ -49,6 +49,8 @@ func newRootCmd() *cobra.Command {
 		newEventlogCmd(),
 		newTPMCmd(),
 		newAttestCmd(),
+		newIMACmd(),
+		newPredictCmd(),
 	)
 	return root
 }
