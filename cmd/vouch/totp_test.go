@@ -61,8 +61,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// runProcess runs the vouch binary and returns its stdout, stderr and exit code.
-func runProcess(t *testing.T, stdin string, args ...string) (string, string, int) {
+// run runs the vouch binary and returns its stdout, stderr and exit code.
+func runBinary(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(vouchBinary(t), args...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -80,10 +80,10 @@ func runProcess(t *testing.T, stdin string, args ...string) (string, string, int
 	return "", "", 0
 }
 
-// mustRunProcess runs vouch and fails the test unless it exits 0.
-func mustRunProcess(t *testing.T, stdin string, args ...string) string {
+// mustRun runs vouch and fails the test unless it exits 0.
+func mustRun(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	out, errOut, code := runProcess(t, stdin, args...)
+	out, errOut, code := runBinary(t, stdin, args...)
 	if code != 0 {
 		t.Fatalf("vouch %s exited %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
 	}
@@ -94,7 +94,7 @@ func mustRunProcess(t *testing.T, stdin string, args ...string) string {
 // names each of the given texts.
 func mustExitMismatch(t *testing.T, want []string, args ...string) {
 	t.Helper()
-	out, errOut, code := runProcess(t, "", args...)
+	out, errOut, code := runBinary(t, "", args...)
 	if code != exitMismatch {
 		t.Fatalf("vouch %s exited %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, exitMismatch, out, errOut)
 	}
@@ -131,7 +131,7 @@ var (
 // pquerna/otp's independent computation for the time step show names.
 func checkShow(t *testing.T, uri string, args ...string) {
 	t.Helper()
-	out := mustRunProcess(t, "", append([]string{"totp", "show"}, args...)...)
+	out := mustRun(t, "", append([]string{"totp", "show"}, args...)...)
 	m := showPattern.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("totp show output has no code line:\n%s", out)
@@ -188,7 +188,7 @@ func TestTOTPSwtpm(t *testing.T) {
 	blob := filepath.Join(dir, "var", "totp.seal")
 	qrPath := filepath.Join(dir, "qr.png")
 
-	out := mustRunProcess(t, "", "totp", "enroll", "--tpm", spec, "--blob", blob, "--png", qrPath, "--account", "test-host")
+	out := mustRun(t, "", "totp", "enroll", "--tpm", spec, "--blob", blob, "--png", qrPath, "--account", "test-host")
 	m := uriPattern.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("enroll printed no otpauth URI:\n%s", out)
@@ -212,7 +212,7 @@ func TestTOTPSwtpm(t *testing.T) {
 		t.Errorf("sealed blob contains the base32 secret in the clear")
 	}
 
-	_, errOut, code := runProcess(t, "", "totp", "enroll", "--tpm", spec, "--blob", blob)
+	_, errOut, code := runBinary(t, "", "totp", "enroll", "--tpm", spec, "--blob", blob)
 	if code != exitUsage || !strings.Contains(errOut, "--force") {
 		t.Errorf("enrolling over an existing blob exited %d (%s), want %d with a hint about --force", code, errOut, exitUsage)
 	}
@@ -233,16 +233,16 @@ func TestTOTPAuthorizedSwtpm(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mustRunProcess(t, "", "seal", "keygen", "--out", policyKey)
-	out := mustRunProcess(t, "", "totp", "enroll", "--tpm", spec, "--blob", blob, "--account", "host", "--no-qr", "--policy-key", policyKey+".pub")
+	mustRun(t, "", "seal", "keygen", "--out", policyKey)
+	out := mustRun(t, "", "totp", "enroll", "--tpm", spec, "--blob", blob, "--account", "host", "--no-qr", "--policy-key", policyKey+".pub")
 	uri := uriPattern.FindStringSubmatch(out)[1]
-	generation := strings.TrimSpace(mustRunProcess(t, "", "seal", "counter", "--tpm", spec))
+	generation := strings.TrimSpace(mustRun(t, "", "seal", "counter", "--tpm", spec))
 
 	// Without an approval an authorized blob does not unseal.
 	mustExitMismatch(t, []string{"no approvals given"}, "totp", "show", "--tpm", spec, "--blob", blob)
 
 	first := filepath.Join(approvals, "1-first.approval")
-	mustRunProcess(t, "", "seal", "authorize", "--tpm", spec, "--key", policyKey, "--out", first)
+	mustRun(t, "", "seal", "authorize", "--tpm", spec, "--key", policyKey, "--out", first)
 	checkShow(t, uri, "--tpm", spec, "--blob", blob, "--approval", approvals)
 
 	// An update changes PCR 4: the first approval no longer applies.
@@ -254,21 +254,21 @@ func TestTOTPAuthorizedSwtpm(t *testing.T) {
 	expect := filepath.Join(dir, "expected.json")
 	writeExpected(t, expect, currentPCRs(t, spec))
 	second := filepath.Join(approvals, "2-second.approval")
-	mustRunProcess(t, "", "seal", "authorize", "--key", policyKey, "--expect", expect, "--generation", generation, "--out", second)
+	mustRun(t, "", "seal", "authorize", "--key", policyKey, "--expect", expect, "--generation", generation, "--out", second)
 	checkShow(t, uri, "--tpm", spec, "--blob", blob, "--approval", approvals)
 
 	// Revoke: the second approval stops working, a re-signed one works.
-	out = mustRunProcess(t, "", "seal", "revoke", "--tpm", spec)
+	out = mustRun(t, "", "seal", "revoke", "--tpm", spec)
 	if !strings.Contains(out, "is now") {
 		t.Errorf("revoke printed %q", out)
 	}
 	mustExitMismatch(t, []string{"approval 2: generation " + generation + " is revoked"},
 		"totp", "show", "--tpm", spec, "--blob", blob, "--approval", approvals)
 	third := filepath.Join(approvals, "3-third.approval")
-	mustRunProcess(t, "", "seal", "authorize", "--tpm", spec, "--key", policyKey, "--out", third)
+	mustRun(t, "", "seal", "authorize", "--tpm", spec, "--key", policyKey, "--out", third)
 	checkShow(t, uri, "--tpm", spec, "--blob", blob, "--approval", approvals)
 
-	inspect := mustRunProcess(t, "", "seal", "inspect", third)
+	inspect := mustRun(t, "", "seal", "inspect", third)
 	if !strings.Contains(inspect, "approval, format version 1") || !strings.Contains(inspect, "sha256 pcr  4:") {
 		t.Errorf("seal inspect of an approval printed:\n%s", inspect)
 	}
@@ -307,12 +307,12 @@ func TestSealUnsealSwtpm(t *testing.T) {
 	blob := filepath.Join(dir, "secret.seal")
 	secret := "disk unlock key material"
 
-	mustRunProcess(t, secret, "seal", "--tpm", spec, "--pcrs", "0-7", "--in", "-", "--out", blob)
-	if got := mustRunProcess(t, "", "unseal", "--tpm", spec, blob); got != secret {
+	mustRun(t, secret, "seal", "--tpm", spec, "--pcrs", "0-7", "--in", "-", "--out", blob)
+	if got := mustRun(t, "", "unseal", "--tpm", spec, blob); got != secret {
 		t.Errorf("unseal printed %q, want %q", got, secret)
 	}
 	outFile := filepath.Join(dir, "out")
-	mustRunProcess(t, "", "unseal", "--tpm", spec, "--out", outFile, blob)
+	mustRun(t, "", "unseal", "--tpm", spec, "--out", outFile, blob)
 	if got, _ := os.ReadFile(outFile); string(got) != secret {
 		t.Errorf("unseal --out wrote %q", got)
 	}
@@ -323,19 +323,19 @@ func TestSealUnsealSwtpm(t *testing.T) {
 	next.Values[2] = bytes.Repeat([]byte{0xee}, 32)
 	writeExpected(t, expect, next)
 	blob2 := filepath.Join(dir, "next.seal")
-	mustRunProcess(t, "x", "seal", "--tpm", spec, "--expect", expect, "--in", "-", "--out", blob2)
+	mustRun(t, "x", "seal", "--tpm", spec, "--expect", expect, "--in", "-", "--out", blob2)
 	mustExitMismatch(t, []string{"pcrs 2 of bank sha256 changed since sealing"}, "unseal", "--tpm", spec, blob2)
 
 	// Bad input: a damaged blob is an input error, not a refusal.
 	data, _ := os.ReadFile(blob)
 	damaged := filepath.Join(dir, "damaged.seal")
 	os.WriteFile(damaged, data[:len(data)-5], 0o600)
-	_, errOut, code := runProcess(t, "", "unseal", "--tpm", spec, damaged)
+	_, errOut, code := runBinary(t, "", "unseal", "--tpm", spec, damaged)
 	if code != exitUnreadable || !strings.Contains(errOut, "truncated") {
 		t.Errorf("unseal of a truncated blob exited %d: %s", code, errOut)
 	}
 	// The secret never comes from the command line.
-	_, _, code = runProcess(t, "", "seal", "--tpm", spec, "--out", blob, "secret-on-command-line")
+	_, _, code = runBinary(t, "", "seal", "--tpm", spec, "--out", blob, "secret-on-command-line")
 	if code == 0 {
 		t.Errorf("seal accepted a positional argument")
 	}
