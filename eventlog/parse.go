@@ -193,12 +193,11 @@ func Parse(raw []byte) (*Log, error) {
 		p.known = log.Banks
 	}
 
-	// Estimate the event count from the size to avoid regrowing the slices
-	// on typical logs: real events average several hundred bytes.
-	estimate := len(raw)/256 + 4
-	p.events = make([]Event, 0, estimate)
-	p.digests = make([]Digest, 0, estimate*len(log.Banks))
-	p.digestStart = make([]int32, 0, estimate+1)
+	// Size the slices exactly, so a log costs one allocation each.
+	nEvents, nDigests := countEvents(raw, p.off, log.Format, p.algs)
+	p.events = make([]Event, 0, nEvents+1)
+	p.digests = make([]Digest, 0, nDigests+len(p.pending))
+	p.digestStart = make([]int32, 0, nEvents+2)
 	p.add(first)
 
 	off := p.off
@@ -344,6 +343,69 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	ev.Data = rest[pos:end:end]
 	p.off = off + end
 	return ev, nil
+}
+
+// countEvents walks the event headers from off and returns how many events
+// and known-algorithm digests they hold, stopping at the first header that
+// does not fit (the parse loop then reports it).
+func countEvents(raw []byte, off int, format Format, algs []AlgorithmSize) (events, digests int) {
+	for off < len(raw) {
+		rest := raw[off:]
+		if paddingLen(rest) > 0 {
+			return events, digests
+		}
+		if format == FormatSHA1 {
+			if len(rest) < sha1EventHeaderSize {
+				return events, digests
+			}
+			size := uint64(binary.LittleEndian.Uint32(rest[28:]))
+			if size > uint64(len(rest)-sha1EventHeaderSize) {
+				return events, digests
+			}
+			off += sha1EventHeaderSize + int(size)
+			events++
+			digests++
+			continue
+		}
+		if len(rest) < 12 {
+			return events, digests
+		}
+		count := binary.LittleEndian.Uint32(rest[8:])
+		if count > uint32(len(algs)) {
+			return events, digests
+		}
+		pos := 12
+		for i := uint32(0); i < count; i++ {
+			if len(rest)-pos < 2 {
+				return events, digests
+			}
+			alg := Algorithm(binary.LittleEndian.Uint16(rest[pos:]))
+			size := -1
+			for _, a := range algs {
+				if a.Alg == alg {
+					size = a.Size
+					break
+				}
+			}
+			if size < 0 || len(rest)-pos-2 < size {
+				return events, digests
+			}
+			if alg.Size() != 0 {
+				digests++
+			}
+			pos += 2 + size
+		}
+		if len(rest)-pos < 4 {
+			return events, digests
+		}
+		size := uint64(binary.LittleEndian.Uint32(rest[pos:]))
+		if size > uint64(len(rest)-pos-4) {
+			return events, digests
+		}
+		off += pos + 4 + int(size)
+		events++
+	}
+	return events, digests
 }
 
 // parseSpecID decodes TCG_EfiSpecIDEvent.

@@ -278,6 +278,7 @@ func compareBank(log *Log, st *replayState, alg Algorithm, quoted map[int][]byte
 		indexes = append(indexes, i)
 	}
 	sort.Ints(indexes)
+	br.PCRs = make([]PCRResult, 0, len(indexes))
 	b := st.bank(alg)
 	if b < 0 {
 		br.Status = BankUnused
