@@ -225,6 +225,7 @@ func Parse(raw []byte) (*Log, error) {
 		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
+	dc.finish()
 	log.Events = p.events
 	return log, nil
 }

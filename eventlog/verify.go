@@ -272,30 +272,28 @@ func mismatchedBanks(r *Result) []int {
 }
 
 func compareBank(log *Log, st *replayState, alg Algorithm, quoted map[int][]byte) BankResult {
-	br := BankResult{Bank: alg}
-	indexes := make([]int, 0, len(quoted))
-	for i := range quoted {
-		indexes = append(indexes, i)
-	}
-	sort.Ints(indexes)
-	br.PCRs = make([]PCRResult, 0, len(indexes))
+	br := BankResult{Bank: alg, Status: BankMatch, PCRs: make([]PCRResult, 0, len(quoted))}
 	b := st.bank(alg)
 	if b < 0 {
 		br.Status = BankUnused
-		for _, i := range indexes {
-			q := quoted[i]
+	}
+	size := alg.Size()
+	// Verify checked that every quoted index is below NumPCRs, so this
+	// visits each quoted PCR once, in index order.
+	for i := 0; i < NumPCRs; i++ {
+		q, ok := quoted[i]
+		if !ok {
+			continue
+		}
+		if b < 0 {
 			br.PCRs = append(br.PCRs, PCRResult{Index: i, Quoted: q})
 			if !isResetValue(i, q) {
 				br.Status = BankNotInLog
 			}
+			continue
 		}
-		return br
-	}
-	br.Status = BankMatch
-	size := alg.Size()
-	for _, i := range indexes {
 		r := st.pcrs[b][i][:size:size]
-		p := PCRResult{Index: i, Replayed: r, Quoted: quoted[i], Match: bytes.Equal(r, quoted[i])}
+		p := PCRResult{Index: i, Replayed: r, Quoted: q, Match: bytes.Equal(r, q)}
 		if !p.Match {
 			br.Status = BankMismatch
 		}
