@@ -233,17 +233,24 @@ type decoder struct {
 
 // newDecoder sizes the slabs for the events' types.
 func newDecoder(events []Event) *decoder {
-	var seps, actions, ipls, vars, images, blobs, other int
+	var seps, actions, ipls, vars, images, blobs, other, text int
 	for i := range events {
 		switch events[i].Type {
 		case EV_SEPARATOR:
 			seps++
 		case EV_ACTION, EV_EFI_ACTION:
 			actions++
+			text += len(events[i].Data)
 		case EV_IPL:
 			ipls++
+			text += len(events[i].Data)
 		case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
 			vars++
+			if d := events[i].Data; len(d) >= 32 {
+				// The UTF-8 name is at most as long as its UTF-16 form,
+				// and the event data bounds both.
+				text += int(min(binary.LittleEndian.Uint64(d[16:]), uint64(len(d))))
+			}
 		case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
 			images++
 		case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_POST_CODE:
@@ -252,7 +259,10 @@ func newDecoder(events []Event) *decoder {
 			other++
 		}
 	}
-	dc := &decoder{}
+	dc := &decoder{
+		text:   make([]byte, 0, text),
+		fixups: make([]stringFixup, 0, actions+ipls+vars),
+	}
 	dc.opaque.reserve(other)
 	dc.separators.reserve(seps)
 	dc.actions.reserve(actions)

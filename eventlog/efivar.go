@@ -193,8 +193,10 @@ func looksLikeDER(b []byte) bool {
 }
 
 // parseSignatureLists decodes a sequence of EFI_SIGNATURE_LIST structures.
+// A first pass checks the sizes and counts the entries, so the lists and
+// all their entries take one allocation each.
 func parseSignatureLists(d []byte) ([]SignatureList, error) {
-	var lists []SignatureList
+	nLists, nSigs := 0, 0
 	for off := 0; off < len(d); {
 		if len(d)-off < 28 {
 			return nil, fmt.Errorf("signature list at byte %d: %d bytes left, shorter than a 28-byte EFI_SIGNATURE_LIST header", off, len(d)-off)
@@ -210,18 +212,32 @@ func parseSignatureLists(d []byte) ([]SignatureList, error) {
 		if body%sigSize != 0 {
 			return nil, fmt.Errorf("signature list at byte %d: %d bytes of signatures is not a multiple of the signature size %d", off, body, sigSize)
 		}
-		var l SignatureList
+		nLists++
+		nSigs += int(body / sigSize)
+		off += int(listSize)
+	}
+
+	lists := make([]SignatureList, nLists)
+	sigs := make([]SignatureData, nSigs)
+	off := 0
+	for i := range lists {
+		h := d[off:]
+		listSize := uint64(binary.LittleEndian.Uint32(h[16:]))
+		headerSize := uint64(binary.LittleEndian.Uint32(h[20:]))
+		sigSize := uint64(binary.LittleEndian.Uint32(h[24:]))
+		n := int((listSize - 28 - headerSize) / sigSize)
+		l := &lists[i]
 		copy(l.Type[:], h[:16])
-		l.Signatures = make([]SignatureData, body/sigSize)
+		l.Signatures = sigs[:n:n]
+		sigs = sigs[n:]
 		p := 28 + headerSize
-		for i := range l.Signatures {
-			s := &l.Signatures[i]
+		for j := range l.Signatures {
+			s := &l.Signatures[j]
 			copy(s.Owner[:], h[p:p+16])
 			s.Data = h[p+16 : p+sigSize : p+sigSize]
 			s.X509 = l.Type == CertX509GUID && looksLikeDER(s.Data)
 			p += sigSize
 		}
-		lists = append(lists, l)
 		off += int(listSize)
 	}
 	return lists, nil
