@@ -38,9 +38,9 @@ type NoAction struct {
 	Signature string `json:"signature,omitempty"`
 }
 
-// Separator is an EV_SEPARATOR event. A value other than 0 means the
-// firmware logged an error (PFP section 3.3.2.2); SeaBIOS writes
-// 0xFFFFFFFF.
+// Separator is an EV_SEPARATOR event. Firmware writes 0, or 0xFFFFFFFF
+// (0x00000001 in TPM 1.2 logs) to signal an error; SeaBIOS writes
+// 0xFFFFFFFF. Windows writes "WBCL" (0x4C434257) in PCRs 12 to 14.
 type Separator struct {
 	Value uint32 `json:"value"`
 	Error bool   `json:"error"`
@@ -326,7 +326,7 @@ func (dc *decoder) decode(e *Event) EventData {
 			return &Opaque{Reason: fmt.Sprintf("separator data is %d bytes, expected 4", len(d))}
 		}
 		v := binary.LittleEndian.Uint32(d)
-		return dc.separators.put(Separator{Value: v, Error: v != 0})
+		return dc.separators.put(Separator{Value: v, Error: v == 0xFFFFFFFF || v == 1})
 	case EV_ACTION, EV_EFI_ACTION:
 		a := dc.actions.put(Action{})
 		dc.setASCII(&a.Text, d)
