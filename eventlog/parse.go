@@ -295,6 +295,7 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	if count == 0 || count > uint32(len(p.algs)) {
 		return Event{}, p.errorf(num, off, "%s event for PCR %d has %d digests, expected 1 to the %d algorithms the Spec ID event lists", ev.Type, ev.PCR, count, len(p.algs))
 	}
+
 	pos := 12
 	var seen uint64 // bit i set when p.algs[i] was seen
 	for i := uint32(0); i < count; i++ {
@@ -330,6 +331,7 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 		}
 		pos += size
 	}
+
 	if len(rest)-pos < 4 {
 		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "truncated event data size of %s event for PCR %d; the log was cut short", ev.Type, ev.PCR)
@@ -422,6 +424,7 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 		Errata:        data[22],
 		UintnSize:     data[23],
 	}
+
 	n := binary.LittleEndian.Uint32(data[24:])
 	if n == 0 || n > maxSpecIDAlgorithms {
 		return nil, fmt.Errorf("numberOfAlgorithms is %d, expected 1 to %d", n, maxSpecIDAlgorithms)
@@ -448,6 +451,7 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 		s.Algorithms[i] = AlgorithmSize{Alg: alg, Size: size}
 		pos += 4
 	}
+
 	vendorSize := int(data[pos])
 	pos++
 	if vendorSize > len(data)-pos {
