@@ -221,8 +221,11 @@ func (t *TPM) unseal(s *Sealed, satisfy func(tpm2.Session) error) (secret []byte
 	return out.OutData.Buffer, nil
 }
 
+// isPolicyFailure reports whether err is a TPM response code of a policy
+// check that did not hold. TPM_RC_POLICY is what TPM2_PolicyNV returns when
+// its comparison fails.
 func isPolicyFailure(err error) bool {
-	return errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || errors.Is(err, tpm2.TPMRCSignature)
+	return errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || errors.Is(err, tpm2.TPMRCSignature) || errors.Is(err, tpm2.TPMRCPolicy)
 }
 
 // sealedFile is the JSON form of a Sealed.
