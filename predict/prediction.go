@@ -6,7 +6,7 @@
 // The result is a Prediction: a list of reference values, each naming the
 // event kind, the PCR, the component it came from and its digest in every
 // bank. A Prediction says what a boot would measure if it used these
-// artifacts; it says nothing about whether they should be trusted. Signing
+// artifacts, and nothing about whether they should be trusted. Signing
 // and policy are the bundle and policy packages' concern.
 //
 // Every parser in this package reads untrusted bytes (a package downloaded
@@ -89,11 +89,11 @@ func (d *Digest) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// Digests holds one digest per bank.
+// Digests maps each bank to a digest.
 type Digests map[Bank]Digest
 
 // Kind names what a reference value measures. Each kind fixes the event type
-// and the usual PCR; Reference records both so that a reader need not know
+// and the usual PCR. Reference records both so that a reader need not know
 // the table below.
 type Kind string
 
@@ -162,7 +162,7 @@ func (p *Package) String() string {
 
 // Reference is one predicted measurement.
 type Reference struct {
-	// Kind says what is measured.
+	// Kind is what is measured.
 	Kind Kind `json:"kind"`
 	// PCR is the PCR index the event extends.
 	PCR int `json:"pcr"`
@@ -181,7 +181,7 @@ type Reference struct {
 	Event string `json:"event,omitempty"`
 	// Note qualifies the value, e.g. which of several alternatives it is.
 	Note string `json:"note,omitempty"`
-	// Digests holds the event digest in each bank.
+	// Digests is the event digest in each bank.
 	Digests Digests `json:"digests"`
 }
 
