@@ -131,6 +131,12 @@ const (
 	// KindShimSbatLevel is shim's EV_EFI_VARIABLE_AUTHORITY measurement of
 	// the SbatLevel variable in PCR 7.
 	KindShimSbatLevel Kind = "shim-sbatlevel"
+	// KindSeparator is the EV_SEPARATOR event firmware logs in PCRs 0 to 7
+	// when it hands over to the boot loader.
+	KindSeparator Kind = "separator"
+	// KindEFIAction is an EV_EFI_ACTION event whose text the UEFI
+	// specification fixes, such as "Exit Boot Services Invocation".
+	KindEFIAction Kind = "efi-action"
 )
 
 // TCG PC Client event type names used in Reference.EventType.
@@ -140,6 +146,8 @@ const (
 	EventEFIVariableDriverConfig    = "EV_EFI_VARIABLE_DRIVER_CONFIG"
 	EventEFIVariableAuthority       = "EV_EFI_VARIABLE_AUTHORITY"
 	EventEventTag                   = "EV_EVENT_TAG"
+	EventSeparator                  = "EV_SEPARATOR"
+	EventEFIAction                  = "EV_EFI_ACTION"
 )
 
 // Package identifies the distribution package an artifact came from.
