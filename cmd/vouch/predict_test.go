@@ -12,7 +12,7 @@ import (
 	"github.com/vouch-attest/vouch/predict"
 )
 
-func runVouch(t *testing.T, args ...string) (string, error) {
+func runPredictCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	root := newRootCmd()
 	var out bytes.Buffer
@@ -33,7 +33,7 @@ func TestPredictGrubConfig(t *testing.T) {
 	if err := os.WriteFile(initrd, []byte("initrd"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runVouch(t, "predict", "--bank", "sha256",
+	out, err := runPredictCmd(t, "predict", "--bank", "sha256",
 		kernel, initrd,
 		"--grub-cfg", filepath.Join("..", "..", "predict", "testdata", "ovmf-swtpm", "grub.cfg"),
 		"--stub-cmdline", "quiet")
@@ -81,7 +81,7 @@ func TestPredictUsageErrors(t *testing.T) {
 		{[]string{"predict", "/nonexistent/file.deb"}, exitUnreadable, "no such file"},
 	}
 	for _, c := range cases {
-		_, err := runVouch(t, c.args...)
+		_, err := runPredictCmd(t, c.args...)
 		var exit *exitError
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, expected one containing %q", c.args, err, c.want)
