@@ -123,7 +123,7 @@ func TestShimMeasurementsMatchCorpus(t *testing.T) {
 				t.Fatalf("log has %d PCR 14 events, expected MokList, MokListX and MokListTrusted", len(moks))
 			}
 			for _, e := range moks {
-				got := requireMatch(t, e, refsOf(refs, KindShimMokList))
+				got := requireMatch(t, e, refsOf(refs, KindShimVariable))
 				if got.Event+"\x00" != string(e.Data) {
 					t.Errorf("%s matched %s", describe(e), got.Event)
 				}
@@ -137,8 +137,10 @@ func TestShimMeasurementsMatchCorpus(t *testing.T) {
 						continue
 					}
 					switch r.Kind {
-					case KindShimSbatLevel:
-						sbat++
+					case KindShimVariable:
+						if r.Event == "SbatLevel" {
+							sbat++
+						}
 					case KindVariableAuthority:
 						vendor++
 					}

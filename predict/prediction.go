@@ -125,18 +125,17 @@ const (
 	// the db or MokList entry (an EFI_SIGNATURE_DATA) that authorized a boot
 	// application.
 	KindVariableAuthority Kind = "variable-authority"
-	// KindShimMokList is shim's EV_IPL measurement of MokList, MokListX or
-	// MokListTrusted in PCR 14.
-	KindShimMokList Kind = "shim-moklist"
-	// KindShimSbatLevel is shim's EV_EFI_VARIABLE_AUTHORITY measurement of
-	// the SbatLevel variable in PCR 7.
-	KindShimSbatLevel Kind = "shim-sbatlevel"
+	// KindShimVariable is one of shim's own variable measurements: MokList,
+	// MokListX or MokListTrusted (EV_IPL in PCR 14), or SbatLevel
+	// (EV_EFI_VARIABLE_AUTHORITY in PCR 7). Reference.Event names the
+	// variable.
+	KindShimVariable Kind = "shim-variable"
 	// KindSeparator is the EV_SEPARATOR event firmware logs in PCRs 0 to 7
 	// when it hands over to the boot loader.
 	KindSeparator Kind = "separator"
-	// KindEFIAction is an EV_EFI_ACTION event whose text the UEFI
-	// specification fixes, such as "Exit Boot Services Invocation".
-	KindEFIAction Kind = "efi-action"
+	// KindEFIAction is an EV_EFI_ACTION event whose text the TCG firmware
+	// profile fixes, such as "Exit Boot Services Invocation".
+	KindEFIAction Kind = "action"
 )
 
 // TCG PC Client event type names used in Reference.EventType.

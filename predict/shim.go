@@ -136,7 +136,7 @@ func (s *Shim) References(mokVars Variables, banks []Bank) ([]Reference, error) 
 	if len(mokList) == 0 {
 		mokList = signatureList(GUIDCertSHA256, GUIDShimLock, make([]byte, 32))
 	}
-	if err := add(KindShimMokList, 14, EventIPL, "MokList", "MokList", "", mokList); err != nil {
+	if err := add(KindShimVariable, 14, EventIPL, "MokList", "MokList", "", mokList); err != nil {
 		return nil, err
 	}
 
@@ -147,13 +147,13 @@ func (s *Shim) References(mokVars Variables, banks []Bank) ([]Reference, error) 
 	if len(mokListX) == 0 {
 		mokListX = signatureList(GUIDCertSHA256, GUIDShimLock, make([]byte, 32))
 	}
-	if err := add(KindShimMokList, 14, EventIPL, "MokListX", "MokListX", "", mokListX); err != nil {
+	if err := add(KindShimVariable, 14, EventIPL, "MokListX", "MokListX", "", mokListX); err != nil {
 		return nil, err
 	}
 
 	// MokListTrusted is measured as its one-byte state. Shim 15.6 and later
 	// log 1 unless the user ran mokutil --untrusted-mok.
-	if err := add(KindShimMokList, 14, EventIPL, "MokListTrusted", "MokListTrusted", "default state", []byte{1}); err != nil {
+	if err := add(KindShimVariable, 14, EventIPL, "MokListTrusted", "MokListTrusted", "default state", []byte{1}); err != nil {
 		return nil, err
 	}
 
@@ -168,7 +168,7 @@ func (s *Shim) References(mokVars Variables, banks []Bank) ([]Reference, error) 
 			continue
 		}
 		seen[p.level] = true
-		err := add(KindShimSbatLevel, 7, EventEFIVariableAuthority, "SbatLevel", "SbatLevel", p.note,
+		err := add(KindShimVariable, 7, EventEFIVariableAuthority, "SbatLevel", "SbatLevel", p.note,
 			VariableData(GUIDShimLock, "SbatLevel", []byte(p.level)))
 		if err != nil {
 			return nil, err
