@@ -518,3 +518,66 @@ func TestFirmwareParts(t *testing.T) {
 		}
 	}
 }
+
+// predictedBundle converts the prediction `vouch predict` made from the
+// Debian shim, GRUB and kernel packages of the corpus boot, after edit
+// changes its JSON, into a verified bundle.
+func predictedBundle(t *testing.T, edit func(string) string) *bundle.Verified {
+	t.Helper()
+	data, err := os.ReadFile("../bundle/testdata/predict-debian-12-shim-sbms.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	comps, err := bundle.FromPrediction([]byte(edit(string(data))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signBundle(t, "debian-12.8", comps)
+}
+
+// TestCheckPredictedBundle judges the real boot against values predicted
+// from the packages (not from the log) and the machine's firmware values.
+func TestCheckPredictedBundle(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{predictedBundle(t, func(s string) string { return s })},
+		Baseline: approvedBaseline(t, ev),
+	}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Trusted || len(v.Unmatched) != 0 {
+		t.Fatalf("predicted bundle does not accept the boot: %v", v.Failures())
+	}
+
+	// A kernel build that differs from the booted one: its Authenticode
+	// and file digests change, and the verdict names the kernel events.
+	const (
+		authenticode = "61e79ca0acd7e9f18984bea7b44650801ed54fd95a8786c16c583b86acf9d538"
+		fileHash     = "85667e6c72245133bd7e3e80bac7d16b26fda15c0a3c68faa4b713850ea526cd"
+	)
+	p.Bundles = []*bundle.Verified{predictedBundle(t, func(s string) string {
+		s = strings.ReplaceAll(s, authenticode, "9a"+authenticode[2:])
+		return strings.ReplaceAll(s, fileHash, "c4"+fileHash[2:])
+	})}
+	v, err = p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Fatal("boot trusted with another kernel's digests")
+	}
+	var got []string
+	for i := range v.Unmatched {
+		got = append(got, v.Unmatched[i].String())
+	}
+	want := []string{
+		"PCR 9, event 41, vmlinuz file sha256 85667e6c7224…: bundle debian-12.8 allows vmlinuz-6.1.0-57-amd64 c4667e6c7224…",
+		"PCR 4, event 42, vmlinuz Authenticode sha256 61e79ca0acd7…: bundle debian-12.8 allows vmlinuz-6.1.0-57-amd64 9ae79ca0acd7…",
+		"PCR 4, event 43, vmlinuz Authenticode sha256 61e79ca0acd7…: bundle debian-12.8 allows vmlinuz-6.1.0-57-amd64 9ae79ca0acd7…",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("unmatched events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
