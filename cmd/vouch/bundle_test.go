@@ -2,33 +2,11 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// runVouch runs the command tree with args and returns its output and exit
-// code as main would compute it.
-func runVouch(t *testing.T, args ...string) (string, int) {
-	t.Helper()
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.Execute()
-	if err == nil {
-		return out.String(), exitOK
-	}
-	out.WriteString(err.Error())
-	var exit *exitError
-	if errors.As(err, &exit) {
-		return out.String(), exit.code
-	}
-	return out.String(), exitUsage
-}
 
 func TestBundleCLIRoundTrip(t *testing.T) {
 	dir := t.TempDir()
@@ -36,7 +14,7 @@ func TestBundleCLIRoundTrip(t *testing.T) {
 	bare := filepath.Join(dir, "bundle.json")
 	signed := filepath.Join(dir, "bundle.dsse.json")
 
-	out, code := runVouch(t, "bundle", "keygen", "--alg", "ecdsa-p256", "--out", key)
+	out, code := runVouch(t, nil, "bundle", "keygen", "--alg", "ecdsa-p256", "--out", key)
 	if code != exitOK {
 		t.Fatalf("keygen: exit %d: %s", code, out)
 	}
@@ -47,31 +25,31 @@ func TestBundleCLIRoundTrip(t *testing.T) {
 	if perm := info.Mode().Perm(); perm != 0o600 {
 		t.Errorf("private key mode = %o, want 600", perm)
 	}
-	if _, code := runVouch(t, "bundle", "keygen", "--out", key); code == exitOK {
+	if _, code := runVouch(t, nil, "bundle", "keygen", "--out", key); code == exitOK {
 		t.Error("keygen overwrote an existing key")
 	}
 
-	out, code = runVouch(t, "bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
+	out, code = runVouch(t, nil, "bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
 		"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z",
 		"--components", "../../bundle/testdata/debian-12-shim-grub.json", "-o", bare)
 	if code != exitOK {
 		t.Fatalf("create: exit %d: %s", code, out)
 	}
-	out, code = runVouch(t, "bundle", "sign", "--key", key+".key", bare, "-o", signed)
+	out, code = runVouch(t, nil, "bundle", "sign", "--key", key+".key", bare, "-o", signed)
 	if code != exitOK {
 		t.Fatalf("sign: exit %d: %s", code, out)
 	}
 
 	trust := "debian=" + key + ".pub"
-	out, code = runVouch(t, "bundle", "verify", "--trust", trust, "--at", "2026-06-01T00:00:00Z", signed)
+	out, code = runVouch(t, nil, "bundle", "verify", "--trust", trust, "--at", "2026-06-01T00:00:00Z", signed)
 	if code != exitOK || !strings.Contains(out, "ok "+signed+": bundle debian-12.8 by debian") {
 		t.Fatalf("verify: exit %d: %s", code, out)
 	}
-	out, code = runVouch(t, "bundle", "verify", "--trust", trust, "--at", "2027-06-01T00:00:00Z", signed)
+	out, code = runVouch(t, nil, "bundle", "verify", "--trust", trust, "--at", "2027-06-01T00:00:00Z", signed)
 	if code != exitMismatch || !strings.Contains(out, "(expired)") {
 		t.Errorf("verify expired: exit %d: %s", code, out)
 	}
-	out, code = runVouch(t, "bundle", "verify", "--trust", trust, "--at", "2026-06-01T00:00:00Z", bare)
+	out, code = runVouch(t, nil, "bundle", "verify", "--trust", trust, "--at", "2026-06-01T00:00:00Z", bare)
 	if code != exitMismatch || !strings.Contains(out, "(unsigned)") {
 		t.Errorf("verify bare: exit %d: %s", code, out)
 	}
@@ -87,17 +65,17 @@ func TestBundleCLIRoundTrip(t *testing.T) {
 	if err := os.WriteFile(tampered, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, code = runVouch(t, "bundle", "verify", "--trust", trust, "--at", "2026-06-01T00:00:00Z", tampered)
+	out, code = runVouch(t, nil, "bundle", "verify", "--trust", trust, "--at", "2026-06-01T00:00:00Z", tampered)
 	if code != exitMismatch || !strings.Contains(out, "(bad-signature)") {
 		t.Errorf("verify tampered: exit %d: %s", code, out)
 	}
 
-	out, code = runVouch(t, "bundle", "show", signed)
+	out, code = runVouch(t, nil, "bundle", "show", signed)
 	if code != exitOK || !strings.Contains(out, "grubx64.efi") || !strings.Contains(out, "(unverified)") {
 		t.Errorf("show: exit %d: %s", code, out)
 	}
 
-	out, code = runVouch(t, "bundle", "verify", signed)
+	out, code = runVouch(t, nil, "bundle", "verify", signed)
 	if code != exitUsage || !strings.Contains(out, "--trust") {
 		t.Errorf("verify without keys: exit %d: %s", code, out)
 	}

@@ -31,14 +31,14 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
 	}
 	for _, args := range steps {
-		if out, code := runVouch(t, args...); code != exitOK {
+		if out, code := runVouch(t, nil, args...); code != exitOK {
 			t.Fatalf("%v: exit %d: %s", args, code, out)
 		}
 	}
 	check := func(log string, extra ...string) (string, int) {
 		args := append([]string{"policy", "check", log + "eventlog.bin", "--pcrs", log + "pcrs.json",
 			"--bundle", signed, "--trust", "lab=" + key + ".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned}, extra...)
-		return runVouch(t, args...)
+		return runVouch(t, nil, args...)
 	}
 
 	out, code := check(sbms, "--expect", "0-9,14")
@@ -57,14 +57,14 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 	}
 
 	// PCR values of another boot: the log does not replay to them.
-	out, code = runVouch(t, "policy", "check", sbms+"eventlog.bin", "--pcrs", sboff+"pcrs.json", "--bundle", signed,
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sboff+"pcrs.json", "--bundle", signed,
 		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z")
 	if code != exitMismatch || !strings.Contains(out, "does not reproduce the PCR values") {
 		t.Errorf("check against other PCRs: exit %d:\n%s", code, out)
 	}
 
 	// An expired bundle is rejected before judging.
-	out, code = runVouch(t, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
 		"--trust", "lab="+key+".pub", "--at", "2028-01-01T00:00:00Z")
 	if code != exitMismatch || !strings.Contains(out, "(expired)") {
 		t.Errorf("check with an expired bundle: exit %d:\n%s", code, out)
@@ -79,7 +79,7 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 		t.Errorf("check with rules: exit %d:\n%s", code, out)
 	}
 
-	out, code = runVouch(t, "policy", "check", sbms+"eventlog.bin")
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin")
 	if code != exitUsage || !strings.Contains(out, "--pcrs") {
 		t.Errorf("check without PCR values: exit %d: %s", code, out)
 	}
@@ -101,11 +101,11 @@ func TestBundleCreateFromLog(t *testing.T) {
 		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--approve-by", "bob", "-o", learned},
 	}
 	for _, args := range steps {
-		if out, code := runVouch(t, args...); code != exitOK {
+		if out, code := runVouch(t, nil, args...); code != exitOK {
 			t.Fatalf("%v: exit %d: %s", args, code, out)
 		}
 	}
-	out, code := runVouch(t, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
 		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned)
 	if code != exitOK || !strings.Contains(out, "reference bundle golden-2, baseline golden revision 1") {
 		t.Errorf("check: exit %d:\n%s", code, out)
@@ -113,7 +113,7 @@ func TestBundleCreateFromLog(t *testing.T) {
 
 	// Without the machine's firmware values only the operating system's
 	// events match: no boot application is listed.
-	out, code = runVouch(t, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
 		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z")
 	if code != exitMismatch || strings.Contains(out, "Authenticode") || !strings.Contains(out, "PCR 7, event 4, SecureBoot") {
 		t.Errorf("check without baseline: exit %d:\n%s", code, out)
@@ -184,7 +184,7 @@ func TestPolicyCheckWithQuote(t *testing.T) {
 	writeCorpusQuote(t, sbms+"eventlog.bin", quote, []byte{1, 2, 3, 4})
 
 	learned := filepath.Join(dir, "learned.json")
-	if out, code := runVouch(t, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--approve-by", "alice", "-o", learned); code != exitOK {
+	if out, code := runVouch(t, nil, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--approve-by", "alice", "-o", learned); code != exitOK {
 		t.Fatalf("learn: exit %d: %s", code, out)
 	}
 	// The baseline alone covers the firmware PCRs; warn about the rest.
@@ -192,18 +192,18 @@ func TestPolicyCheckWithQuote(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(`{"reference_values": "warn", "secure_boot": {}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, code := runVouch(t, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
+	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
 		"--baseline", learned, "--rules", rules, "--expect", "0-9,14")
 	if code != exitOK || !strings.Contains(out, "quoted PCRs 0-9,14,") || !strings.Contains(out, "rule      secure_boot passed") {
 		t.Errorf("check with the quote: exit %d:\n%s", code, out)
 	}
 
-	out, code = runVouch(t, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "05060708", "--baseline", learned)
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "05060708", "--baseline", learned)
 	if code != exitMismatch || !strings.Contains(out, "nonce") {
 		t.Errorf("check with another nonce: exit %d:\n%s", code, out)
 	}
 
-	out, code = runVouch(t, "policy", "check", corpusDir+"shim-sboff/eventlog.bin", "--quote", quote, "--nonce", "01020304", "--baseline", learned)
+	out, code = runVouch(t, nil, "policy", "check", corpusDir+"shim-sboff/eventlog.bin", "--quote", quote, "--nonce", "01020304", "--baseline", learned)
 	if code != exitMismatch || !strings.Contains(out, "does not reproduce the PCR values") {
 		t.Errorf("check of another log with the quote: exit %d:\n%s", code, out)
 	}

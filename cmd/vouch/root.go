@@ -45,9 +45,14 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newBundleCmd(),
 		newPolicyCmd(),
+		newSealCmd(),
+		newUnsealCmd(),
+		newTOTPCmd(),
 		newEventlogCmd(),
 		newTPMCmd(),
 		newAttestCmd(),
+		newIMACmd(),
+		newPredictCmd(),
 	)
 	return root
 }
