@@ -227,11 +227,11 @@ func TestPolicyCheckPredictedBundle(t *testing.T) {
 		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--machine", "vm1", "--approve-by", "alice", "-o", learned},
 	}
 	for _, args := range steps {
-		if out, code := runVouch(t, args...); code != exitOK {
+		if out, code := runVouch(t, nil, args...); code != exitOK {
 			t.Fatalf("%v: exit %d: %s", args, code, out)
 		}
 	}
-	out, code := runVouch(t, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json",
+	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json",
 		"--bundle", signed, "--trust", "debian="+key+".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned)
 	if code != exitOK || !strings.Contains(out, "48 matched, 0 matched nothing") {
 		t.Errorf("check: exit %d:\n%s", code, out)
