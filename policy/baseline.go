@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vouch-attest/vouch/bundle"
@@ -132,13 +133,7 @@ func learn(ev *Evidence, keep func(i int) bool) []bundle.Component {
 		for bank, d := range e.Digests {
 			v.Digests[bank] = bundle.Digest(d)
 		}
-		// The id of a measurement lists its digests in a fixed bank order.
-		id := fmt.Sprint(e.PCR)
-		for _, bank := range bankOrder {
-			if d, ok := e.Digests[bank]; ok {
-				id += "/" + string(bank) + ":" + string(d)
-			}
-		}
+		id := valueID(v)
 		kind := Classify(e)
 		if e.DataTrusted && (kind == bundle.KindGRUBCommand || kind == bundle.KindKernelCmdline) {
 			v.Data = e.Text
@@ -201,4 +196,96 @@ func ParseBaseline(data []byte) (*Baseline, error) {
 		}
 	}
 	return b, nil
+}
+
+// Diff lists what changed from one baseline revision to the next, one line
+// per component whose values differ, for the administrator who approves
+// the new revision ("PCR 0 firmware blob 0x820000+0xe0000 (firmware-blob):
+// sha256 c4ff2cfc23ae… → f4f0c5269727…").
+func Diff(old, next *Baseline) []string {
+	type key struct {
+		name string
+		kind bundle.Kind
+	}
+	values := func(b *Baseline) (map[key][]bundle.Value, []key) {
+		m := make(map[key][]bundle.Value)
+		var order []key
+		if b == nil {
+			return m, nil
+		}
+		for _, c := range b.Components {
+			k := key{c.Name, c.Kind}
+			if _, ok := m[k]; !ok {
+				order = append(order, k)
+			}
+			m[k] = append(m[k], c.Values...)
+		}
+		return m, order
+	}
+	oldValues, oldOrder := values(old)
+	newValues, newOrder := values(next)
+
+	var out []string
+	seen := make(map[key]bool)
+	for _, k := range append(oldOrder, newOrder...) {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		removed := subtractValues(oldValues[k], newValues[k])
+		added := subtractValues(newValues[k], oldValues[k])
+		if len(removed) == 0 && len(added) == 0 {
+			continue
+		}
+		pcr := 0
+		if len(removed) > 0 {
+			pcr = removed[0].PCR
+		} else {
+			pcr = added[0].PCR
+		}
+		out = append(out, fmt.Sprintf("PCR %d %s (%s): %s → %s", pcr, k.name, k.kind, describeValues(removed), describeValues(added)))
+	}
+	return out
+}
+
+// valueID identifies a value by its PCR and digests in a fixed bank order.
+func valueID(v bundle.Value) string {
+	id := fmt.Sprint(v.PCR)
+	for _, bank := range bankOrder {
+		if d, ok := v.Digests[bank]; ok {
+			id += "/" + string(bank) + ":" + string(d)
+		}
+	}
+	return id
+}
+
+// subtractValues returns the values of a whose id is not in b.
+func subtractValues(a, b []bundle.Value) []bundle.Value {
+	in := make(map[string]bool, len(b))
+	for _, v := range b {
+		in[valueID(v)] = true
+	}
+	var out []bundle.Value
+	for _, v := range a {
+		if !in[valueID(v)] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func describeValues(vs []bundle.Value) string {
+	if len(vs) == 0 {
+		return "(none)"
+	}
+	var parts []string
+	for _, v := range vs {
+		for _, bank := range bankOrder {
+			if d, ok := v.Digests[bank]; ok {
+				parts = append(parts, fmt.Sprintf("%s %s", bank, shortHex(d)))
+				break
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -581,3 +581,65 @@ func TestCheckPredictedBundle(t *testing.T) {
 		t.Errorf("unmatched events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestVerdictReasons(t *testing.T) {
+	ev := loadCorpus(t, "shim-sboff")
+	golden := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(golden, osPCRs))},
+		Baseline: approvedBaseline(t, golden),
+		Rules:    Rules{SecureBoot: &SecureBootRule{Action: Warn}},
+	}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := v.Reasons()
+	if len(reasons) != len(v.Unmatched)+1 {
+		t.Fatalf("%d reasons for %d unmatched events and one failed rule", len(reasons), len(v.Unmatched))
+	}
+	var secureBoot *Reason
+	for i := range reasons {
+		if reasons[i].Code == ReasonEventUnmatched && reasons[i].Event != nil && *reasons[i].Event == 4 {
+			secureBoot = &reasons[i]
+		}
+	}
+	if secureBoot == nil || *secureBoot.PCR != 7 || secureBoot.Action != Enforce || len(secureBoot.Expected) != 1 ||
+		secureBoot.Expected[0] != "ccfc4bb32888a345bc8aeadaba552b627d99348c767681ab3141f5b01e40a40e" {
+		t.Errorf("SecureBoot event reason = %+v", secureBoot)
+	}
+	last := reasons[len(reasons)-1]
+	if last.Code != ReasonRuleFailed || last.Rule != "secure_boot" || last.Action != Warn || last.Event == nil || *last.Event != 4 {
+		t.Errorf("rule reason = %+v", last)
+	}
+}
+
+// TestBaselineDiff compares the firmware values of the same OVMF build with
+// two variable stores: Secure Boot on with Microsoft keys, and off.
+func TestBaselineDiff(t *testing.T) {
+	on, err := LearnBaseline("vm1", loadCorpus(t, "shim-sbms"), nil, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := LearnBaseline("vm1", loadCorpus(t, "shim-sboff"), on, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := Diff(on, off)
+	joined := strings.Join(diff, "\n")
+	for _, want := range []string{
+		"PCR 7 SecureBoot (secure-boot-variable): sha256 ccfc4bb32888… → sha256 115aa827dbcc…",
+		"PCR 0 firmware blob 0x820000+0xe0000 (firmware-blob): sha256 c4ff2cfc23ae… → sha256 f4f0c5269727…",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("diff lacks %q:\n%s", want, joined)
+		}
+	}
+	// The db authority for shim is logged only with Secure Boot on.
+	if !strings.Contains(joined, "PCR 7 db (variable-authority): sha256 4d4a8e2c7413… → (none)") {
+		t.Errorf("diff lacks the removed db authority:\n%s", joined)
+	}
+	if d := Diff(on, on); len(d) != 0 {
+		t.Errorf("diff of a baseline with itself = %v", d)
+	}
+}
