@@ -154,8 +154,8 @@ func learn(ev *Evidence, keep func(i int) bool) []bundle.Component {
 	return out
 }
 
-// Learned is what vouch policy learn writes: a golden machine's firmware
-// values and the reference values of its other PCRs. The "components"
+// Learned is the output of vouch policy learn: a golden machine's firmware
+// values and the reference values of its other events. The "components"
 // member makes the file usable as input to vouch bundle create.
 type Learned struct {
 	Baseline   *Baseline          `json:"baseline"`

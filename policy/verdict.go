@@ -7,8 +7,9 @@ import (
 	"github.com/vouch-attest/vouch/bundle"
 )
 
-// Policy is what a machine is judged against: signed bundles, the
-// machine's approved firmware values and local rules.
+// Policy is the set of reference values and rules a machine is judged
+// against: signed bundles, the machine's approved firmware values and
+// local rules.
 type Policy struct {
 	// Bundles are verified reference-value bundles. Their values
 	// combine: an event matches when any bundle has its digest.
