@@ -20,10 +20,10 @@ var FirmwarePCRs = []int{0, 1, 2, 3, 5, 6, 7}
 // firmwareParts marks the events that the firmware itself logged: every
 // event of PCRs 0 to 7 before the first boot application starts, every
 // later event of PCRs 0 to 3, 5 and 6, and separators and actions. The
-// rest of PCR 7 after that point (shim's SbatLevel and the certificates
-// shim verified GRUB and the kernel with) and the boot applications in
-// PCR 4 belong to the operating system and its bundles, so that a baseline
-// never keeps an old shim's values accepted.
+// rest of PCR 7 after that point is shim's: its SbatLevel and the
+// certificates it verified GRUB and the kernel with. That, and the boot
+// applications in PCR 4, belong to the operating system and its bundles,
+// so that a baseline never keeps an old shim's values accepted.
 func firmwareParts(ev *Evidence) []bool {
 	parts := make([]bool, len(ev.events))
 	booted := false
