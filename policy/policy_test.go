@@ -643,3 +643,29 @@ func TestBaselineDiff(t *testing.T) {
 		t.Errorf("diff of a baseline with itself = %v", d)
 	}
 }
+
+// TestCheckConcurrent runs checks of one Policy in parallel, as a verifier
+// does; run with -race to catch shared writes.
+func TestCheckConcurrent(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(ev, osPCRs))},
+		Baseline: approvedBaseline(t, ev),
+		Rules:    Rules{SecureBoot: &SecureBootRule{}, KernelCmdline: &CmdlineRule{Allow: []string{"/vmlinuz .*"}}},
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			v, err := p.Check(ev)
+			if err == nil && !v.Trusted {
+				err = errors.New("verdict not trusted")
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -142,7 +142,7 @@ func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
 	if ev == nil || ev.quoted == nil {
 		return nil, errNoEvidence
 	}
-	if err := p.Rules.Compile(); err != nil {
+	if err := p.Rules.Validate(); err != nil {
 		return nil, err
 	}
 	refs := newReferenceSet()
