@@ -1,0 +1,120 @@
+package verifier
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/store"
+)
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// Handler returns the HTTP handler of the API under /v1.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPIDocument)
+	})
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+
+	// Agent endpoints: enrollment proves the AK by credential activation,
+	// evidence by the AK's signature over a fresh nonce.
+	mux.HandleFunc("POST /v1/enroll", s.handleEnroll)
+	mux.HandleFunc("POST /v1/enroll/{id}/activate", s.handleActivate)
+	mux.HandleFunc("GET /v1/agents/{name}/challenge", s.handleChallenge)
+	mux.HandleFunc("POST /v1/agents/{name}/evidence", s.handleEvidence)
+
+	// Admin endpoints need the bearer token.
+	mux.Handle("GET /v1/machines", s.admin(s.handleListMachines))
+	mux.Handle("GET /v1/machines/{name}", s.admin(s.handleShowMachine))
+	mux.Handle("DELETE /v1/machines/{name}", s.admin(s.handleForget))
+	mux.Handle("POST /v1/machines/{name}/approve", s.admin(s.handleApprove))
+	mux.Handle("POST /v1/machines/{name}/revoke", s.admin(s.handleRevoke))
+	mux.Handle("POST /v1/machines/{name}/attest", s.admin(s.handleAttestNow))
+	mux.Handle("GET /v1/history", s.admin(s.handleHistory))
+	mux.Handle("GET /v1/eks", s.admin(s.handleListEKs))
+	mux.Handle("POST /v1/eks", s.admin(s.handlePinEK))
+	mux.Handle("POST /v1/eks/{hash}/revoke", s.admin(s.handleRevokeEK))
+	mux.Handle("POST /v1/token/rotate", s.admin(s.handleRotateToken))
+
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/openapi.json)")
+	})
+	return mux
+}
+
+func (s *Server) admin(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok || !s.tokens.check(tok) {
+			s.log.Warn("rejected admin request without a valid token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid admin token: send Authorization: Bearer <token> (the token is in the server's data directory)")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, api.Error{Code: code, Message: message})
+}
+
+// decode reads a JSON request body of at most limit bytes, writing the
+// error response itself when it fails.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	err := api.Decode(r.Body, limit, v)
+	if errors.Is(err, api.ErrTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body exceeds the limit of "+itoa(limit)+" bytes")
+		return false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+// internalError logs err and answers 500 without its text, which may name
+// internal paths.
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, api.CodeInternal, "internal error; the server log has the cause")
+}
+
+func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, api.CodeNotFound, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, api.CodeConflict, err.Error())
+	default:
+		s.internalError(w, r, err)
+	}
+}
+
+var machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func validName(name string) bool { return machineNamePattern.MatchString(name) }
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
