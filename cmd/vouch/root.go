@@ -43,6 +43,8 @@ func newRootCmd() *cobra.Command {
 	// Each subcommand tree lives in its own file of this package.
 	root.AddCommand(
 		newVersionCmd(),
+		newHostsCmd(),
+		newEKCmd(),
 	)
 	return root
 }
