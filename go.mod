@@ -3,6 +3,8 @@ module github.com/vouch-attest/vouch
 go 1.26.8
 
 require (
+	github.com/google/go-tpm v0.9.8
+	github.com/google/go-tpm-tools v0.4.11
 	github.com/spf13/cobra v1.10.2
 	modernc.org/sqlite v1.62.0
 )
