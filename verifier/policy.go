@@ -26,8 +26,8 @@ const (
 )
 
 // FirstBootPolicy takes a machine's first attested boot as its reference:
-// for each PCR, the ordered list of event digests in the strongest bank
-// the log has. A later boot matches when each PCR has the same digests.
+// for each PCR, the ordered list of event digests in one bank (SHA-256 when
+// the log has it). A later boot matches when each PCR has the same digests.
 // An event whose digest the reference does not have for that PCR is
 // reported with the reference event at the same position; a reference
 // event absent from the boot is reported as missing.
@@ -43,10 +43,12 @@ type referenceEvent struct {
 	Digest string `json:"digest"`
 }
 
-// bankPreference orders banks from strongest to weakest.
-var bankPreference = []string{"sha512", "sha384", "sha256", "sm3_256", "sha1"}
+// bankPreference orders the banks reference values are kept in: SHA-256
+// first, the bank every current TPM and log has, then the other SHA-2
+// banks, SHA-1 last.
+var bankPreference = []string{"sha256", "sha384", "sha512", "sm3_256", "sha1"}
 
-func strongestBank(events []MeasuredEvent) string {
+func referenceBank(events []MeasuredEvent) string {
 	have := map[string]bool{}
 	for _, e := range events {
 		for b := range e.Digests {
@@ -63,7 +65,7 @@ func strongestBank(events []MeasuredEvent) string {
 
 // Learn implements Policy.
 func (FirstBootPolicy) Learn(events []MeasuredEvent) ([]byte, error) {
-	ref := firstBootReference{Bank: strongestBank(events), PCRs: map[int][]referenceEvent{}}
+	ref := firstBootReference{Bank: referenceBank(events), PCRs: map[int][]referenceEvent{}}
 	if ref.Bank == "" {
 		return nil, fmt.Errorf("learn reference values: the event log has no events in a known bank")
 	}

@@ -61,7 +61,8 @@ type Config struct {
 	// UnreachableAfter is the number of missed intervals after which a
 	// machine becomes unreachable (default 3).
 	UnreachableAfter int
-	// PCRs are quoted in every active bank (default 0-15).
+	// PCRs are quoted in every active bank and checked against the event
+	// log (default 0-9 and 14, the PCRs firmware and boot loaders log).
 	PCRs []int
 	// MaxWait bounds how long a challenge request is held open (default 25s).
 	MaxWait time.Duration
@@ -128,9 +129,7 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		cfg.UnreachableAfter = 3
 	}
 	if len(cfg.PCRs) == 0 {
-		for i := 0; i < 16; i++ {
-			cfg.PCRs = append(cfg.PCRs, i)
-		}
+		cfg.PCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14}
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 25 * time.Second

@@ -45,6 +45,8 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newHostsCmd(),
 		newEKCmd(),
+		newServerCmd(),
+		newAgentCmd(),
 	)
 	return root
 }
