@@ -132,3 +132,21 @@ func digestOf(alg attest.Algorithm, data []byte) []byte {
 	w.Write(data)
 	return w.Sum(nil)
 }
+
+// ExtendUnrecorded extends pcr with the digest of RogueImage in every
+// active bank without recording an event, as code that hides from the
+// event log would. The log then no longer replays to the PCR.
+func ExtendUnrecorded(d *DeviceTPM, pcr int) error {
+	digests := map[attest.Algorithm][]byte{}
+	for _, alg := range []attest.Algorithm{attest.AlgSHA1, attest.AlgSHA256, attest.AlgSHA384, attest.AlgSHA512} {
+		digests[alg] = digestOf(alg, RogueImage)
+	}
+	banks, err := d.Extend(pcr, digests)
+	if err != nil {
+		return err
+	}
+	if len(banks) == 0 {
+		return errors.New("unrecorded extend: the TPM has no SHA bank")
+	}
+	return nil
+}

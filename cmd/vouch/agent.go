@@ -36,7 +36,8 @@ enrollment are kept in --state-dir across restarts.
 --simulate-boot LOG replays a recorded boot event log into a simulator or
 swtpm (once per TPM power-on) and attests with that log. With it, SIGUSR1
 makes the agent record an unapproved boot application in PCR 4 and in its
-log, to show how the verifier reports it.`,
+log, to show how the verifier reports it; SIGUSR2 extends PCR 4 without
+recording an event.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -147,13 +148,24 @@ func tamperOnSignal(ctx context.Context, dev *agent.DeviceTPM, eventLog string, 
 	Error(string, ...any)
 }) {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sig)
 	for {
+		var s os.Signal
 		select {
 		case <-ctx.Done():
 			return
-		case <-sig:
+		case s = <-sig:
+		}
+		if s == syscall.SIGUSR2 {
+			if err := agent.ExtendUnrecorded(dev, 4); err != nil {
+				log.Error("simulated tampering failed", "err", err)
+				continue
+			}
+			log.Warn("simulated tampering: extended PCR 4 without recording an event")
+			continue
+		}
+		{
 			n, err := agent.AppendRogueEvent(dev, eventLog, 4)
 			if err != nil {
 				log.Error("simulated tampering failed", "err", err)

@@ -47,6 +47,7 @@ func newRootCmd() *cobra.Command {
 		newEKCmd(),
 		newServerCmd(),
 		newAgentCmd(),
+		newDemoCmd(),
 	)
 	return root
 }
