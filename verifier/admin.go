@@ -85,7 +85,8 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleApprove approves a machine and the reference values learned from
-// its first attested boot, then asks for an attestation at once.
+// its first attested boot (or, before that boot, the values it will
+// give), then asks for an attestation at once.
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	m, err := s.store.Machine(ctx, r.PathValue("name"))
@@ -99,7 +100,13 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	}
 	detail := "machine approved"
 	m.Approved = true
-	if m.Reference != nil && !m.ReferenceApproved {
+	switch {
+	case m.Reference == nil:
+		// Approved before its first verified boot: the reference values
+		// learned from that boot are approved with the machine.
+		m.ReferenceApproved = true
+		detail = "machine approved, with the reference values its first verified boot will give"
+	case !m.ReferenceApproved:
 		m.ReferenceApproved = true
 		detail = fmt.Sprintf("machine and the reference values of boot %d approved", m.BootCount)
 	}

@@ -55,9 +55,8 @@ type session struct {
 }
 
 type cachedLog struct {
-	resetCount uint32
-	sha256     string
-	log        []byte
+	sha256 string
+	log    []byte
 }
 
 func (s *Server) sessionLocked(name string) *session {
@@ -184,7 +183,7 @@ func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge,
 		id: id, machine: m.Name, nonce: nonce, pcrs: slices.Clone(s.cfg.PCRs),
 		expires: now.Add(s.cfg.ChallengeTTL), imaOffset: m.IMAOffset,
 	}
-	if c, ok := s.logCache[m.Name]; ok && c.resetCount == m.ResetCount && c.sha256 == m.EventLogSHA256 {
+	if c, ok := s.logCache[m.Name]; ok {
 		ch.logSHA256 = c.sha256
 	}
 	s.challenges[id] = ch
@@ -332,7 +331,7 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	sum := sha256.Sum256(logBytes)
 	j.machine.EventLogSHA256 = hex.EncodeToString(sum[:])
 	s.mu.Lock()
-	s.logCache[m.Name] = cachedLog{resetCount: q.ResetCount, sha256: j.machine.EventLogSHA256, log: logBytes}
+	s.logCache[m.Name] = cachedLog{sha256: j.machine.EventLogSHA256, log: logBytes}
 	s.mu.Unlock()
 
 	if j.machine.Reference == nil {
@@ -341,7 +340,9 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 			return untrusted(j, api.Reason{Code: "reference_unlearnable", Message: err.Error()}), nil
 		}
 		j.machine.Reference = ref
-		j.machine.ReferenceApproved = s.cfg.AutoApproveReference
+		// ReferenceApproved may already be set: an administrator approved
+		// the machine before this first verified boot.
+		j.machine.ReferenceApproved = j.machine.ReferenceApproved || s.cfg.AutoApproveReference
 		j.learned = true
 	}
 	reasons, err := s.policy.Evaluate(j.machine.Reference, events)
@@ -371,13 +372,13 @@ func (s *Server) eventLogOf(m store.Machine, ev *api.Evidence) ([]byte, *api.Rea
 		return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent has no event log: " + ev.EventLogMissing + "; without it no quoted PCR can be explained"}
 	}
 	if len(ev.EventLog) == 0 {
+		// The cache is keyed by content: a log with the same SHA-256 is
+		// the same log, in this boot or the previous one.
 		s.mu.Lock()
 		c, ok := s.logCache[m.Name]
 		s.mu.Unlock()
-		// A new boot cleared m.EventLogSHA256, so a cached log of the
-		// previous boot never matches.
-		if !ok || ev.EventLogSHA256 == "" || c.sha256 != ev.EventLogSHA256 || c.resetCount != m.ResetCount || m.EventLogSHA256 != c.sha256 {
-			return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent omitted the event log but the verifier has no copy of it for this boot"}
+		if !ok || ev.EventLogSHA256 == "" || c.sha256 != ev.EventLogSHA256 {
+			return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent omitted the event log but the verifier has no copy of it"}
 		}
 		return c.log, nil
 	}
