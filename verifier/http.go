@@ -26,30 +26,48 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 
-	// Agent endpoints: enrollment proves the AK by credential activation,
-	// evidence by the AK's signature over a fresh nonce.
-	mux.HandleFunc("POST /v1/enroll", s.handleEnroll)
-	mux.HandleFunc("POST /v1/enroll/{id}/activate", s.handleActivate)
-	mux.HandleFunc("GET /v1/agents/{name}/challenge", s.handleChallenge)
-	mux.HandleFunc("POST /v1/agents/{name}/evidence", s.handleEvidence)
-
-	// Admin endpoints need the bearer token.
-	mux.Handle("GET /v1/machines", s.admin(s.handleListMachines))
-	mux.Handle("GET /v1/machines/{name}", s.admin(s.handleShowMachine))
-	mux.Handle("DELETE /v1/machines/{name}", s.admin(s.handleForget))
-	mux.Handle("POST /v1/machines/{name}/approve", s.admin(s.handleApprove))
-	mux.Handle("POST /v1/machines/{name}/revoke", s.admin(s.handleRevoke))
-	mux.Handle("POST /v1/machines/{name}/attest", s.admin(s.handleAttestNow))
-	mux.Handle("GET /v1/history", s.admin(s.handleHistory))
-	mux.Handle("GET /v1/eks", s.admin(s.handleListEKs))
-	mux.Handle("POST /v1/eks", s.admin(s.handlePinEK))
-	mux.Handle("POST /v1/eks/{hash}/revoke", s.admin(s.handleRevokeEK))
-	mux.Handle("POST /v1/token/rotate", s.admin(s.handleRotateToken))
-
+	for _, rt := range s.routes() {
+		if rt.admin {
+			mux.Handle(rt.pattern, s.admin(rt.handler))
+		} else {
+			mux.HandleFunc(rt.pattern, rt.handler)
+		}
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/openapi.json)")
 	})
 	return mux
+}
+
+type route struct {
+	pattern string
+	admin   bool
+	handler http.HandlerFunc
+}
+
+// routes lists the API's endpoints; openapi.json documents each of them.
+func (s *Server) routes() []route {
+	return []route{
+		// Agent endpoints: enrollment proves the AK by credential
+		// activation, evidence by the AK's signature over a fresh nonce.
+		{"POST /v1/enroll", false, s.handleEnroll},
+		{"POST /v1/enroll/{id}/activate", false, s.handleActivate},
+		{"GET /v1/agents/{name}/challenge", false, s.handleChallenge},
+		{"POST /v1/agents/{name}/evidence", false, s.handleEvidence},
+
+		// Admin endpoints need the bearer token.
+		{"GET /v1/machines", true, s.handleListMachines},
+		{"GET /v1/machines/{name}", true, s.handleShowMachine},
+		{"DELETE /v1/machines/{name}", true, s.handleForget},
+		{"POST /v1/machines/{name}/approve", true, s.handleApprove},
+		{"POST /v1/machines/{name}/revoke", true, s.handleRevoke},
+		{"POST /v1/machines/{name}/attest", true, s.handleAttestNow},
+		{"GET /v1/history", true, s.handleHistory},
+		{"GET /v1/eks", true, s.handleListEKs},
+		{"POST /v1/eks", true, s.handlePinEK},
+		{"POST /v1/eks/{hash}/revoke", true, s.handleRevokeEK},
+		{"POST /v1/token/rotate", true, s.handleRotateToken},
+	}
 }
 
 func (s *Server) admin(h http.HandlerFunc) http.Handler {

@@ -119,6 +119,10 @@ func comparePCR(pcr int, bank string, want []referenceEvent, got []MeasuredEvent
 		remaining[r.Digest]++
 	}
 	var reasons []api.Reason
+	// replaced counts reference digests already reported as what an
+	// unexpected event stands in place of, so they are not reported a
+	// second time as missing.
+	replaced := map[string]int{}
 	for pos, e := range got {
 		d := e.Digests[bank]
 		if remaining[d] > 0 {
@@ -142,6 +146,7 @@ func comparePCR(pcr int, bank string, want []referenceEvent, got []MeasuredEvent
 			reason.Message += ": " + e.Summary
 		}
 		if pos < len(want) {
+			replaced[want[pos].Digest]++
 			reason.Expected = []string{want[pos].Digest}
 			reason.Message += fmt.Sprintf("; the reference boot had %s %s at this position", want[pos].Type, want[pos].Digest)
 		} else {
@@ -152,6 +157,10 @@ func comparePCR(pcr int, bank string, want []referenceEvent, got []MeasuredEvent
 	for _, r := range want {
 		if remaining[r.Digest] > 0 {
 			remaining[r.Digest]--
+			if replaced[r.Digest] > 0 {
+				replaced[r.Digest]--
+				continue
+			}
 			reasons = append(reasons, api.Reason{
 				Code:    ReasonEventMissing,
 				PCR:     intPtr(pcr),

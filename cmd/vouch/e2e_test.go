@@ -4,7 +4,6 @@ package main
 // processes talking HTTPS on loopback, with the TPM simulator and swtpm.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -610,6 +608,3 @@ func TestHostsCLI(t *testing.T) {
 		t.Errorf("hosts show after forget: exit %d\n%s", code, out)
 	}
 }
-
-var _ sync.Mutex
-var _ = bufio.NewScanner
