@@ -71,7 +71,7 @@ func (d *DeviceTPM) Quote(nonce []byte, pcrs []int) ([]byte, []byte, []api.PCRBa
 	for _, b := range sel {
 		bank := api.PCRBank{Alg: uint16(b.Hash), Values: map[int][]byte{}}
 		for _, i := range b.PCRs {
-			if v, ok := values.Get(b.Hash, i); ok {
+			if v, ok := attest.GetPCR(values, b.Hash, i); ok {
 				bank.Values[i] = v
 			}
 		}
@@ -107,7 +107,7 @@ func (d *DeviceTPM) PCR(alg attest.Algorithm, index int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, ok := vals.Get(alg, index)
+	v, ok := attest.GetPCR(vals, alg, index)
 	if !ok {
 		return nil, fmt.Errorf("PCR %d of bank %s not returned", index, alg)
 	}

@@ -124,7 +124,7 @@ func AppendRogueEvent(d *DeviceTPM, path string, pcr int) (int, error) {
 }
 
 func digestOf(alg attest.Algorithm, data []byte) []byte {
-	h := alg.Hash()
+	h := attest.HashFunc(alg)
 	if h == 0 {
 		return nil
 	}

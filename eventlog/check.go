@@ -53,14 +53,19 @@ func (f Finding) String() string {
 // systemd-stub's PCR 11 to 13 events) are not checked: their digest covers
 // memory or files that are not in the log.
 func Check(log *Log) []Finding {
+	return checkBank(log, 0)
+}
+
+// checkBank checks the digests of one bank, or of all banks when bank is 0.
+func checkBank(log *Log, bank Algorithm) []Finding {
 	var out []Finding
 	for i := range log.Events {
-		out = checkEvent(&log.Events[i], out)
+		out = checkEvent(&log.Events[i], bank, out)
 	}
 	return out
 }
 
-func checkEvent(e *Event, out []Finding) []Finding {
+func checkEvent(e *Event, bank Algorithm, out []Finding) []Finding {
 	if o, ok := e.Decoded.(*Opaque); ok && o.Reason != "" {
 		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingMalformedData, Detail: o.Reason})
 	}
@@ -69,10 +74,10 @@ func checkEvent(e *Event, out []Finding) []Finding {
 	}
 	var buf [sha512.Size]byte
 	for _, d := range e.Digests {
-		if _, ok := d.Alg.Hash(); !ok {
+		if _, ok := d.Alg.Hash(); !ok || (bank != 0 && d.Alg != bank) {
 			continue
 		}
-		if bytes.Equal(digestOf(d.Alg, &buf, e.Data), d.Value) || matchVariant(e, d, &buf) {
+		if matchesData(e, d, &buf) {
 			continue
 		}
 		out = append(out, Finding{
@@ -95,35 +100,37 @@ func digestIsDataHash(e *Event) bool {
 	return false
 }
 
-// matchVariant tries the accepted alternative preimages of a digest.
-func matchVariant(e *Event, d Digest, buf *[sha512.Size]byte) bool {
+// matchesData reports whether the digest is the hash of the event data or
+// of one of its accepted variants. The variant real logs use most is tried
+// first, so a typical event costs one hash per bank.
+func matchesData(e *Event, d Digest, buf *[sha512.Size]byte) bool {
+	is := func(data []byte) bool { return bytes.Equal(digestOf(d.Alg, buf, data), d.Value) }
 	switch v := e.Decoded.(type) {
 	case *EFIVariable:
-		if e.Type == EV_EFI_VARIABLE_BOOT && bytes.Equal(digestOf(d.Alg, buf, v.Data), d.Value) {
+		if e.Type == EV_EFI_VARIABLE_BOOT && is(v.Data) {
 			return true
 		}
-		for k := len(e.Data) - v.TrailingBytes; k < len(e.Data); k++ {
-			if bytes.Equal(digestOf(d.Alg, buf, e.Data[:k]), d.Value) {
-				return true
+		if v.TrailingBytes > 0 {
+			for k := len(e.Data) - v.TrailingBytes; k < len(e.Data); k++ {
+				if is(e.Data[:k]) {
+					return true
+				}
 			}
 		}
 	case *IPL:
-		data := e.Data
-		if v.TrailingNUL && !v.UTF16 && bytes.Equal(digestOf(d.Alg, buf, data[:len(data)-1]), d.Value) {
-			return true
+		if cmd, ok := grubCommand(e.Data); ok {
+			if n := len(cmd); n > 0 && cmd[n-1] == 0 && is(cmd[:n-1]) {
+				return true
+			}
+			if is(cmd) {
+				return true
+			}
 		}
-		cmd, ok := grubCommand(data)
-		if !ok {
-			return false
-		}
-		if bytes.Equal(digestOf(d.Alg, buf, cmd), d.Value) {
-			return true
-		}
-		if n := len(cmd); n > 0 && cmd[n-1] == 0 && bytes.Equal(digestOf(d.Alg, buf, cmd[:n-1]), d.Value) {
+		if v.TrailingNUL && !v.UTF16 && is(e.Data[:len(e.Data)-1]) {
 			return true
 		}
 	}
-	return false
+	return is(e.Data)
 }
 
 // grubCommand strips the prefix GRUB puts before the string it measures:

@@ -123,7 +123,7 @@ var corpusVerdicts = map[string]verdict{
 	},
 }
 
-// loadTruth reads a truth file and drops the PCRs the manifest says to
+// loadTruth reads a truth file and drops the PCRs the manifest lists as
 // ignore (PCR 10, extended by IMA, for firmware logs).
 func loadTruth(t testing.TB, path string, ignored []int) PCRValues {
 	t.Helper()
@@ -143,9 +143,20 @@ func loadTruth(t testing.TB, path string, ignored []int) PCRValues {
 	return want
 }
 
+// TestCorpusLogs walks every TCG log of the corpus named by VOUCH_CORPUS.
 func TestCorpusLogs(t *testing.T) {
-	dir := corpusDir(t)
+	testCorpus(t, corpusDir(t))
+}
+
+// TestTestdataLogs walks the Apache- and BSD-licensed corpus logs copied
+// into testdata, so the verdicts are checked in every clone.
+func TestTestdataLogs(t *testing.T) {
+	testCorpus(t, filepath.Join("testdata", "corpus"))
+}
+
+func testCorpus(t *testing.T, dir string) {
 	records := corpusLogs(t, dir)
+	var failed int
 	var parsed, truths, correct int
 	for _, r := range records {
 		t.Run(r.Path, func(t *testing.T) {
@@ -161,6 +172,7 @@ func TestCorpusLogs(t *testing.T) {
 				if !errors.Is(err, ErrMalformed) {
 					t.Errorf("Parse error %v does not wrap ErrMalformed", err)
 				}
+				failed++
 				return
 			}
 			if err != nil {
@@ -181,7 +193,10 @@ func TestCorpusLogs(t *testing.T) {
 		})
 	}
 	t.Logf("%d of %d logs parse (%d fail as documented); %d of %d logs with truth PCR values get the expected verdict",
-		parsed, len(records), len(corpusParseFailures), correct, truths)
+		parsed, len(records), failed, correct, truths)
+	if parsed+failed != len(records) || correct != truths {
+		t.Errorf("%d logs neither parse nor fail as documented, %d verdicts are wrong", len(records)-parsed-failed, truths-correct)
+	}
 }
 
 // checkVerdict verifies the log against want with every workaround

@@ -7,6 +7,27 @@ import (
 	"strings"
 )
 
+// DevicePath is a binary EFI device path (UEFI specification, section
+// 10.3). It is formatted only on request, because most callers never look
+// at most paths.
+type DevicePath []byte
+
+// String returns the text form of the path; see formatDevicePath.
+func (p DevicePath) String() string {
+	text, _ := formatDevicePath(p)
+	return text
+}
+
+// File returns the path's file path nodes joined into one path, such as
+// "\EFI\BOOT\BOOTX64.EFI", or "" when the path has none.
+func (p DevicePath) File() string {
+	_, file := formatDevicePath(p)
+	return file
+}
+
+// MarshalText encodes the path in its text form.
+func (p DevicePath) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
 // formatDevicePath renders an EFI device path in the text form of the UEFI
 // specification (section 10.6), for example
 // "PciRoot(0x0)/Pci(0x1,0x1)/Sata(0x0,0xFFFF,0x0)/HD(1,GPT,...)/\EFI\BOOT\BOOTX64.EFI",

@@ -5,9 +5,9 @@
 // Everything in a Log is untrusted: the log is written by the firmware and
 // the operating system and travels next to the quote. An event proves
 // nothing until Verify shows that the log replays to PCR values that a
-// verified quote covers, and Verify reports event data that does not hash
+// verified quote covers. Verify also reports event data that does not hash
 // to the event's digest, because such data can show one thing while the
-// PCR holds another.
+// PCR contains another.
 //
 // Both formats are read: the TPM 1.2 format of SHA-1 TCG_PCClientPCREvent
 // records, and the crypto-agile format (TCG_PCR_EVENT2) announced by a
@@ -111,21 +111,21 @@ func (e *Event) Digest(alg Algorithm) []byte {
 // SpecIDEvent is the TCG_EfiSpecIDEvent structure that opens a crypto-agile
 // log (PFP section 10.4.5.1).
 type SpecIDEvent struct {
-	PlatformClass uint32
-	VersionMinor  uint8
-	VersionMajor  uint8
-	Errata        uint8
-	UintnSize     uint8
+	PlatformClass uint32 `json:"platform_class"`
+	VersionMinor  uint8  `json:"version_minor"`
+	VersionMajor  uint8  `json:"version_major"`
+	Errata        uint8  `json:"errata"`
+	UintnSize     uint8  `json:"uintn_size"`
 	// Algorithms lists every algorithm with the digest size the header
 	// gives, unknown algorithms included.
-	Algorithms []AlgorithmSize
-	VendorInfo []byte
+	Algorithms []AlgorithmSize `json:"algorithms"`
+	VendorInfo HexBytes        `json:"vendor_info,omitempty"`
 }
 
 // AlgorithmSize is one entry of the Spec ID event's digest size list.
 type AlgorithmSize struct {
-	Alg  Algorithm
-	Size int
+	Alg  Algorithm `json:"alg"`
+	Size int       `json:"size"`
 }
 
 // ParseError reports malformed log bytes, with the event number and byte
@@ -154,10 +154,10 @@ const (
 )
 
 // Parse parses a binary event log in either format. A log must contain at
-// least one event and, when crypto-agile, at least one bank this package
-// knows. Bytes after the last event are accepted only when they are all
-// 0x00 or all 0xFF, the unused space of a fixed-size log area (TDX CCEL
-// tables are padded with 0xFF).
+// least one event and, when crypto-agile, list at least one algorithm this
+// package supports. Bytes after the last event are accepted only when they
+// are all 0x00 or all 0xFF, the unused space of a fixed-size log area (TDX
+// CCEL tables are padded with 0xFF).
 //
 // Parse checks structure only. It never hashes anything: Replay and Verify
 // do.
@@ -187,7 +187,7 @@ func Parse(raw []byte) (*Log, error) {
 			}
 		}
 		if len(log.Banks) == 0 {
-			return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: Spec ID event lists no hash algorithm this parser knows (%v): the log has no bank to replay", ErrMalformed, spec.Algorithms)}
+			return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: Spec ID event lists no hash algorithm this parser supports (%v): the log has no bank to replay", ErrMalformed, spec.Algorithms)}
 		}
 		p.algs = spec.Algorithms
 		p.known = log.Banks
@@ -221,9 +221,10 @@ func Parse(raw []byte) (*Log, error) {
 	}
 
 	p.digestStart = append(p.digestStart, int32(len(p.digests)))
+	dc := newDecoder(p.events)
 	for i := range p.events {
 		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
-		p.events[i].Decoded = decode(&p.events[i])
+		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
 	log.Events = p.events
 	return log, nil
@@ -393,19 +394,39 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 	return s, nil
 }
 
+var (
+	zeroBlock [512]byte
+	onesBlock = func() (b [512]byte) {
+		for i := range b {
+			b[i] = 0xFF
+		}
+		return b
+	}()
+)
+
 // paddingLen returns len(b) when b is non-empty and all 0x00 or all 0xFF,
 // and 0 otherwise.
 func paddingLen(b []byte) int {
-	c := b[0]
-	if c != 0x00 && c != 0xFF {
+	var block []byte
+	switch b[0] {
+	case 0x00:
+		block = zeroBlock[:]
+	case 0xFF:
+		block = onesBlock[:]
+	default:
 		return 0
 	}
-	// For a real event the loop stops within its 8-byte PCR index and
-	// event type, so this costs little per event.
-	for _, x := range b {
-		if x != c {
+	// A real event differs from the padding within its 8-byte PCR index
+	// and event type, so check those first.
+	if n := min(len(b), 8); !bytes.Equal(b[:n], block[:n]) {
+		return 0
+	}
+	for rest := b; len(rest) > 0; {
+		n := min(len(rest), len(block))
+		if !bytes.Equal(rest[:n], block[:n]) {
 			return 0
 		}
+		rest = rest[n:]
 	}
 	return len(b)
 }

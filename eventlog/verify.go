@@ -107,9 +107,9 @@ type BankResult struct {
 type PCRResult struct {
 	Index int `json:"index"`
 	// Replayed is nil when the bank cannot be replayed from the log.
-	Replayed []byte `json:"replayed"`
-	Quoted   []byte `json:"quoted"`
-	Match    bool   `json:"match"`
+	Replayed HexBytes `json:"replayed"`
+	Quoted   HexBytes `json:"quoted"`
+	Match    bool     `json:"match"`
 	// Events lists the numbers of the events that extended this PCR, set
 	// for a mismatch so the caller can show what fed it.
 	Events []int `json:"events,omitempty"`
@@ -190,7 +190,11 @@ var ErrNoVerifiedBank = errors.New("no quoted bank can be verified from the even
 //     fixes completely is reported with the workaround's name;
 //  5. quoted banks the log has no digests for are reported unused when
 //     every value is a reset value, and not in the log otherwise;
-//  6. every event passes Check; failures are returned as findings.
+//  6. every event's data hashes to its digest in the strongest matching
+//     bank (see Check), and failures are returned as findings. Checking
+//     one verified bank suffices: its digests are authenticated by the
+//     replay, so data that hashes to them is what was measured. With no
+//     matching bank, every bank is checked.
 //
 // It returns the result with a nil error when Result.Verified is true,
 // the result with a *MismatchError when a bank mismatches, and the result
@@ -210,7 +214,7 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 			}
 		}
 	}
-	st, err := replay(log)
+	st, err := replay(log, quoted)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +238,7 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 			}
 		}
 	}
-	res.Findings = Check(log)
+	res.Findings = checkBank(log, strongestMatch(res))
 
 	switch {
 	case len(mismatchedBanks(res)) > 0:
@@ -243,6 +247,18 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 		return res, ErrNoVerifiedBank
 	}
 	return res, nil
+}
+
+// strongestMatch returns the bank with the largest digest among those that
+// matched, or 0 when none did.
+func strongestMatch(r *Result) Algorithm {
+	var best Algorithm
+	for _, b := range r.Banks {
+		if b.Status == BankMatch && b.Bank.Size() > best.Size() {
+			best = b.Bank
+		}
+	}
+	return best
 }
 
 func mismatchedBanks(r *Result) []int {

@@ -67,16 +67,18 @@ func openDevice(path string) (transport.TPMCloser, string, error) {
 	if path != "" {
 		paths = []string{path}
 	}
-	var errs []error
+	var first error
 	for _, p := range paths {
 		f, err := os.OpenFile(p, os.O_RDWR, 0)
 		if err != nil {
-			errs = append(errs, err)
+			if first == nil {
+				first = err
+			}
 			continue
 		}
 		return &deviceTransport{f: f}, p, nil
 	}
-	return nil, "", fmt.Errorf("opening TPM device: %w (no TPM here? use --tpm swtpm:... or --tpm simulator)", errors.Join(errs...))
+	return nil, "", fmt.Errorf("opening TPM device: %w (tried %s; no TPM here? use --tpm swtpm:... or --tpm simulator)", first, strings.Join(paths, ", "))
 }
 
 // deviceTransport sends commands to a TPM character device. The kernel

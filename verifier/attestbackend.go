@@ -25,11 +25,14 @@ const (
 // AttestBackend is the production Backend: the attest package checks keys
 // and quotes, the eventlog package replays logs.
 type AttestBackend struct {
-	// Roots holds the TPM vendor CA certificates EK certificates must chain
+	// Roots are the TPM vendor CA certificates EK certificates must chain
 	// to in vendor-roots mode.
-	Roots *x509.CertPool
-	// Intermediates holds vendor intermediate CAs, if any.
-	Intermediates *x509.CertPool
+	Roots []*x509.Certificate
+	// Intermediates are vendor intermediate CAs, if any.
+	Intermediates []*x509.Certificate
+	// InsecureAllowSHA1 accepts SHA-1 signatures in EK certificate chains,
+	// which older Infineon and Nuvoton CAs use.
+	InsecureAllowSHA1 bool
 	// Workarounds lists the event log quirks replay may correct for.
 	Workarounds []eventlog.Workaround
 }
@@ -47,37 +50,20 @@ func (b *AttestBackend) ParseEK(publicArea []byte) (EKKey, error) {
 	return EKKey{PKIX: pkix, Opaque: ek}, nil
 }
 
-// VerifyEKCertificate implements Backend. It checks that the certificate
-// holds the EK's public key and chains to Roots.
-//
-// TODO: move to attest once it validates EK certificates, including the
-// TPM manufacturer fields of the subject alternative name.
+// VerifyEKCertificate implements Backend with attest.VerifyEKCertificate:
+// the certificate must certify the EK and chain to Roots.
 func (b *AttestBackend) VerifyEKCertificate(certDER []byte, ek EKKey, now time.Time) error {
-	if b.Roots == nil {
+	if len(b.Roots) == 0 {
 		return errors.New("no TPM vendor roots are configured: give --ek-roots, or pin the EK")
 	}
-	cert, err := x509.ParseCertificate(certDER)
-	if err != nil {
-		return fmt.Errorf("EK certificate does not parse: %w", err)
+	pub, ok := ek.Opaque.(*attest.EKPublic)
+	if !ok {
+		return errors.New("EK was not parsed by this back end")
 	}
-	pkix, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
-	if err != nil || string(pkix) != string(ek.PKIX) {
-		return errors.New("EK certificate certifies another key than the EK the agent sent")
-	}
-	// EK certificates carry a critical subject alternative name with the
-	// TPM's manufacturer, model and version as a directoryName, which
-	// crypto/x509 does not process.
-	cert.UnhandledCriticalExtensions = nil
-	_, err = cert.Verify(x509.VerifyOptions{
-		Roots:         b.Roots,
-		Intermediates: b.Intermediates,
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	_, err := attest.VerifyEKCertificate(certDER, pub.Key, attest.EKCertificateOptions{
+		Roots: b.Roots, Intermediates: b.Intermediates, CurrentTime: now, InsecureAllowSHA1: b.InsecureAllowSHA1,
 	})
-	if err != nil {
-		return fmt.Errorf("EK certificate: %w", err)
-	}
-	return nil
+	return err
 }
 
 // ParseAK implements Backend.
@@ -117,7 +103,7 @@ func (b *AttestBackend) VerifyQuote(ak AKKey, quote, signature, nonce []byte, pc
 		}
 		values[alg] = map[int][]byte{}
 		for i, v := range bank.Values {
-			values.Set(alg, i, v)
+			attest.SetPCR(values, alg, i, v)
 		}
 		sel = append(sel, attest.BankSelection{Hash: alg, PCRs: pcrs})
 	}
@@ -158,14 +144,7 @@ func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEv
 	if err != nil {
 		return nil, Fail(ReasonEventLogInvalid, "the event log does not parse: "+err.Error())
 	}
-	quoted := eventlog.PCRValues{}
-	for alg, pcrs := range vq.Verified {
-		bank := map[int][]byte{}
-		for i, v := range pcrs {
-			bank[i] = v
-		}
-		quoted[eventlog.Algorithm(alg)] = bank
-	}
+	quoted := vq.Verified
 	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{Workarounds: b.Workarounds})
 	var mismatch *eventlog.MismatchError
 	switch {

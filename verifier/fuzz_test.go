@@ -21,7 +21,7 @@ func FuzzReplayEventLog(f *testing.F) {
 	zero := make([]byte, 32)
 	vq := &attest.VerifiedQuote{Verified: attest.PCRValues{}}
 	for i := 0; i < 10; i++ {
-		vq.Verified.Set(attest.AlgSHA256, i, zero)
+		attest.SetPCR(vq.Verified, attest.AlgSHA256, i, zero)
 	}
 	q := &QuoteResult{Opaque: vq}
 	b := &AttestBackend{}

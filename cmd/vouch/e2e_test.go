@@ -2,6 +2,7 @@ package main
 
 // End-to-end tests: the vouch binary runs as a server and as agents, real
 // processes talking HTTPS on loopback, with the TPM simulator and swtpm.
+// The binary is built once per test run (vouchBinary).
 
 import (
 	"context"
@@ -22,26 +23,6 @@ import (
 	"github.com/vouch-attest/vouch/tpm"
 )
 
-var vouchBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vouch-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	vouchBin = filepath.Join(dir, "vouch")
-	out, err := exec.Command("go", "build", "-o", vouchBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build vouch: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // proc is a vouch process whose output goes to a file in the test's
 // directory.
 type proc struct {
@@ -57,7 +38,7 @@ func startProc(t *testing.T, logPath string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(vouchBin, args...)
+	cmd := exec.Command(vouchBinary(t), args...)
 	cmd.Stdout = f
 	cmd.Stderr = f
 	if err := cmd.Start(); err != nil {
@@ -535,7 +516,7 @@ func TestHostsCLI(t *testing.T) {
 	s.waitFor(t, "cli1", "pending", stateIs(api.StatePending))
 
 	run := func(env []string, args ...string) (string, int) {
-		cmd := exec.Command(vouchBin, args...)
+		cmd := exec.Command(vouchBinary(t), args...)
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

@@ -48,6 +48,16 @@ func newRootCmd() *cobra.Command {
 		newServerCmd(),
 		newAgentCmd(),
 		newDemoCmd(),
+		newBundleCmd(),
+		newPolicyCmd(),
+		newSealCmd(),
+		newUnsealCmd(),
+		newTOTPCmd(),
+		newEventlogCmd(),
+		newTPMCmd(),
+		newAttestCmd(),
+		newIMACmd(),
+		newPredictCmd(),
 	)
 	return root
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,18 +53,16 @@ func parsePCRList(s string) ([]int, error) {
 	return out, nil
 }
 
-func loadRoots(paths []string) (*x509.CertPool, int, error) {
-	if len(paths) == 0 {
-		return nil, 0, nil
-	}
-	pool := x509.NewCertPool()
-	n := 0
+// loadRoots reads TPM vendor CA certificates (PEM or DER) from files and
+// folders.
+func loadRoots(paths []string) ([]*x509.Certificate, error) {
+	var roots []*x509.Certificate
 	for _, p := range paths {
 		files := []string{p}
 		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
 			entries, err := os.ReadDir(p)
 			if err != nil {
-				return nil, 0, err
+				return nil, err
 			}
 			files = files[:0]
 			for _, e := range entries {
@@ -75,24 +74,37 @@ func loadRoots(paths []string) (*x509.CertPool, int, error) {
 		for _, f := range files {
 			data, err := os.ReadFile(f)
 			if err != nil {
-				return nil, 0, fmt.Errorf("read EK root: %w", err)
+				return nil, fmt.Errorf("read EK root: %w", err)
 			}
-			if pool.AppendCertsFromPEM(data) {
-				n++
+			rest, found := data, false
+			for {
+				var block *pem.Block
+				block, rest = pem.Decode(rest)
+				if block == nil {
+					break
+				}
+				if block.Type != "CERTIFICATE" {
+					continue
+				}
+				cert, err := x509.ParseCertificate(block.Bytes)
+				if err != nil {
+					return nil, fmt.Errorf("EK root %s: %w", f, err)
+				}
+				roots, found = append(roots, cert), true
+			}
+			if found {
 				continue
 			}
-			cert, err := x509.ParseCertificate(data)
-			if err != nil {
-				continue // not a certificate: a README or a CRL in the folder
+			if cert, err := x509.ParseCertificate(data); err == nil {
+				roots = append(roots, cert)
 			}
-			pool.AddCert(cert)
-			n++
+			// Anything else (a README, a CRL) in a roots folder is skipped.
 		}
 	}
-	if n == 0 {
-		return nil, 0, fmt.Errorf("no certificate found in --ek-roots %s", strings.Join(paths, ", "))
+	if len(paths) > 0 && len(roots) == 0 {
+		return nil, fmt.Errorf("no certificate found in --ek-roots %s", strings.Join(paths, ", "))
 	}
-	return pool, n, nil
+	return roots, nil
 }
 
 func newServerCmd() *cobra.Command {
@@ -123,7 +135,7 @@ server certificate (unless --tls-cert is given) and an admin token
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
-			roots, nroots, err := loadRoots(ekRoots)
+			roots, err := loadRoots(ekRoots)
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
@@ -187,7 +199,7 @@ server certificate (unless --tls-cert is given) and an admin token
 				fmt.Fprintf(out, "server CA fingerprint (agents pin it with --server-fingerprint): %s\n", fingerprint)
 			}
 			fmt.Fprintf(out, "admin token file: %s\n", tokenPath)
-			log.Info("verifier configured", "ek_mode", ekMode, "ek_roots", nroots, "require_approval", requireApproval,
+			log.Info("verifier configured", "ek_mode", ekMode, "ek_roots", len(roots), "require_approval", requireApproval,
 				"interval", interval, "pcrs", pcrs, "data_dir", dataDir)
 			if err := srv.ListenAndServe(ctx, ln, cert); err != nil {
 				return withExitCode(exitUnavailable, err)
