@@ -57,6 +57,10 @@ type session struct {
 type cachedLog struct {
 	sha256 string
 	log    []byte
+	// events is the replay of log against the PCR values whose digest is
+	// valuesSHA256.
+	valuesSHA256 string
+	events       []MeasuredEvent
 }
 
 func (s *Server) sessionLocked(name string) *session {
@@ -321,17 +325,28 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	if reason != nil {
 		return untrusted(j, *reason), nil
 	}
-	events, err := s.be.ReplayEventLog(logBytes, q)
-	if f, ok := AsFailure(err); ok {
-		return untrusted(j, f.Reasons...), nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	sum := sha256.Sum256(logBytes)
-	j.machine.EventLogSHA256 = hex.EncodeToString(sum[:])
+	logSHA256 := hex.EncodeToString(sum[:])
+	// The replay of the same log against the same verified PCR values
+	// gives the same events: reuse the last one when both are unchanged.
 	s.mu.Lock()
-	s.logCache[m.Name] = cachedLog{sha256: j.machine.EventLogSHA256, log: logBytes}
+	cached := s.logCache[m.Name]
+	s.mu.Unlock()
+	var events []MeasuredEvent
+	if cached.sha256 == logSHA256 && cached.valuesSHA256 == q.ValuesSHA256 && q.ValuesSHA256 != "" {
+		events = cached.events
+	} else {
+		events, err = s.be.ReplayEventLog(logBytes, q)
+		if f, ok := AsFailure(err); ok {
+			return untrusted(j, f.Reasons...), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	j.machine.EventLogSHA256 = logSHA256
+	s.mu.Lock()
+	s.logCache[m.Name] = cachedLog{sha256: logSHA256, log: logBytes, valuesSHA256: q.ValuesSHA256, events: events}
 	s.mu.Unlock()
 
 	if j.machine.Reference == nil {

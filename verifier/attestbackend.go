@@ -1,6 +1,8 @@
 package verifier
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -126,9 +128,14 @@ func (b *AttestBackend) VerifyQuote(ak AKKey, quote, signature, nonce []byte, pc
 		Clock:        vq.Clock.Clock,
 		Opaque:       vq,
 	}
-	for alg := range vq.Verified {
+	h := sha256.New()
+	for _, alg := range vq.Verified.Banks() {
 		res.Banks = append(res.Banks, alg.String())
+		for _, i := range vq.Verified.Indexes(alg) {
+			fmt.Fprintf(h, "%d/%d/%x;", alg, i, vq.Verified[alg][i])
+		}
 	}
+	res.ValuesSHA256 = hex.EncodeToString(h.Sum(nil))
 	return res, nil
 }
 

@@ -53,8 +53,12 @@ type QuoteResult struct {
 	RestartCount uint32
 	Clock        uint64
 	// Banks lists the hash names of the verified banks.
-	Banks  []string
-	Opaque any
+	Banks []string
+	// ValuesSHA256 is a digest of every verified PCR value (bank, index
+	// and value): two quotes with the same ValuesSHA256 cover the same
+	// values, so the replay of one log against them gives the same result.
+	ValuesSHA256 string
+	Opaque       any
 }
 
 // MeasuredEvent is one event of an event log whose replay reproduced the
