@@ -1,5 +1,5 @@
-// Package agent is the vouch agent: it enrolls its machine's TPM with the
-// vouch server, then keeps an outbound session open and answers each
+// Package agent is the vouch agent. It enrolls its machine's TPM with the
+// vouch server, then keeps an outbound session open and responds to each
 // challenge with a quote, the PCR values of every active bank and the
 // event log.
 package agent
@@ -23,10 +23,10 @@ import (
 	"github.com/vouch-attest/vouch/api"
 )
 
-// DefaultEventLogPath is where Linux exposes the firmware's TCG event log.
+// DefaultEventLogPath is the securityfs file of the firmware's TCG event log on Linux.
 const DefaultEventLogPath = "/sys/kernel/security/tpm0/binary_bios_measurements"
 
-// TPM is what the agent needs from its TPM. The tpm package provides the
+// TPM is the set of TPM operations the agent uses. The tpm package provides the
 // implementation for devices, swtpm and the simulator.
 type TPM interface {
 	// EK returns the EK's TPMT_PUBLIC and its certificate (nil if none).
@@ -57,7 +57,8 @@ type Config struct {
 	Facts        api.Facts
 	Logger       *slog.Logger
 	// MinBackoff and MaxBackoff bound the reconnection delay (defaults 1s
-	// and 60s); each failure doubles it, with full jitter.
+	// and 60s). Each failure doubles it, and jitter spreads it over its
+	// upper half.
 	MinBackoff, MaxBackoff time.Duration
 	// Wait is how long each challenge request may be held open (default 25s).
 	Wait time.Duration
@@ -79,7 +80,7 @@ type state struct {
 	EKSHA256 string `json:"ek_sha256,omitempty"`
 }
 
-// PermanentError is an answer of the verifier that retrying cannot change
+// PermanentError is a rejection by the verifier that retrying cannot change
 // (a revoked EK, a name taken by another TPM). The agent stops on it.
 type PermanentError struct{ Err error }
 
@@ -157,7 +158,7 @@ func (a *Agent) saveState() error {
 	return os.Rename(tmp, a.statePath())
 }
 
-// Run enrolls when needed and answers challenges until ctx is done. It
+// Run enrolls when needed and responds to challenges until ctx is done. It
 // returns ctx's error, or a *PermanentError when the verifier rejects the
 // machine for good.
 func (a *Agent) Run(ctx context.Context) error {
@@ -195,8 +196,8 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // backoff returns the delay before retry n (from 1): exponential from
-// MinBackoff, capped at MaxBackoff, with full jitter so a fleet that lost
-// its verifier does not reconnect in step.
+// MinBackoff, capped at MaxBackoff, and drawn at random from the upper half
+// of that value so a fleet that lost its verifier does not reconnect in step.
 func (a *Agent) backoff(n int) time.Duration {
 	d := a.cfg.MinBackoff
 	for i := 1; i < n && d < a.cfg.MaxBackoff; i++ {
@@ -238,7 +239,7 @@ func (a *Agent) Enroll(ctx context.Context) error {
 	return nil
 }
 
-// classify marks the verifier's final answers permanent.
+// classify marks the verifier's final rejections permanent.
 func classify(err error) error {
 	switch api.ErrorCode(err) {
 	case api.CodeEKRevoked, api.CodeEKUntrusted, api.CodeConflict, api.CodeAKInvalid:

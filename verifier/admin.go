@@ -86,7 +86,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 
 // handleApprove approves a machine and the reference values learned from
 // its first attested boot (or, before that boot, the values it will
-// give), then asks for an attestation at once.
+// give), then requests an attestation at once.
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	m, err := s.store.Machine(ctx, r.PathValue("name"))

@@ -98,8 +98,8 @@ func (s *Server) interval(m store.Machine) time.Duration {
 }
 
 // handleChallenge holds the agent's request open until the machine's next
-// attestation is due (or wait elapses, answering 204) and then returns a
-// fresh challenge.
+// attestation is due, then returns a fresh challenge. It responds 204 when
+// wait elapses first.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	ctx := r.Context()
@@ -198,7 +198,7 @@ func revoked(m store.Machine) bool {
 	return slices.Contains(m.Reasons, ReasonRevoked)
 }
 
-// handleEvidence verifies the answer to a challenge and records the verdict.
+// handleEvidence verifies the evidence for a challenge and records the verdict.
 func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var ev api.Evidence

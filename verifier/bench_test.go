@@ -228,10 +228,9 @@ func cpuTime() time.Duration {
 // BenchmarkAttestation measures one verifier attesting a fleet: each
 // operation is one attestation (long-poll challenge, TLS, quote check,
 // replay of an 83-event log, policy, and a synchronous SQLite commit of
-// the verdict). The agents' quote signing runs in this process too; the
-// SignQuote sub-benchmark measures it so it can be subtracted, and
-// VerifyQuote and SignatureOnly are the peers to compare the server's CPU
-// per attestation with.
+// the verdict). The agents' quote signing runs in this process too, so the
+// SignQuote sub-benchmark measures it for subtraction. VerifyQuote and
+// SignatureOnly are the peers for the server's CPU per attestation.
 func BenchmarkAttestation(b *testing.B) {
 	for _, machines := range []int{1, 16} {
 		b.Run(fmt.Sprintf("Server/machines=%d", machines), func(b *testing.B) {

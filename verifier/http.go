@@ -110,7 +110,7 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 	return true
 }
 
-// internalError logs err and answers 500 without its text, which may name
+// internalError logs err and responds 500 without its text, which may name
 // internal paths.
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

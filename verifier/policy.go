@@ -29,7 +29,7 @@ const (
 // for each PCR, the ordered list of event digests in one bank (SHA-256 when
 // the log has it). A later boot matches when each PCR has the same digests.
 // An event whose digest the reference does not have for that PCR is
-// reported with the reference event at the same position; a reference
+// reported with the reference event at the same position. A reference
 // event absent from the boot is reported as missing.
 type FirstBootPolicy struct{}
 
@@ -111,17 +111,16 @@ func (FirstBootPolicy) Evaluate(reference []byte, events []MeasuredEvent) ([]api
 
 // comparePCR matches one PCR's events against its reference events as
 // multisets of digests, so the report names exactly the events that
-// differ; it then reports the order when the sets agree but the sequence
-// does not (the PCR value depends on the order).
+// differ. When the multisets agree but the sequence does not, it reports
+// the first event out of order, because the PCR value depends on the order.
 func comparePCR(pcr int, bank string, want []referenceEvent, got []MeasuredEvent) []api.Reason {
 	remaining := map[string]int{}
 	for _, r := range want {
 		remaining[r.Digest]++
 	}
 	var reasons []api.Reason
-	// replaced counts reference digests already reported as what an
-	// unexpected event stands in place of, so they are not reported a
-	// second time as missing.
+	// replaced counts reference digests already reported as replaced by an
+	// unexpected event, so they are not reported a second time as missing.
 	replaced := map[string]int{}
 	for pos, e := range got {
 		d := e.Digests[bank]

@@ -1,7 +1,7 @@
-// Package verifier is the vouch server: it enrolls machines by their TPM's
-// endorsement key, binds each attestation key by credential activation,
-// challenges enrolled agents with fresh nonces, verifies their quotes and
-// event logs, judges them with a Policy and keeps each machine's state and
+// Package verifier is the vouch server. It enrolls machines by their TPM's
+// endorsement key and binds each attestation key by credential activation.
+// It challenges enrolled agents with fresh nonces, verifies their quotes and
+// event logs, judges them with a Policy, and keeps each machine's state and
 // history in a store.Store.
 package verifier
 
@@ -56,7 +56,7 @@ type Config struct {
 	// Jitter is the fraction of Interval by which each attestation is
 	// randomly moved earlier or later (default 0.1).
 	Jitter float64
-	// ChallengeTTL is how long a nonce may be answered (default 30s).
+	// ChallengeTTL is how long an agent may take to return evidence for a nonce (default 30s).
 	ChallengeTTL time.Duration
 	// UnreachableAfter is the number of missed intervals after which a
 	// machine becomes unreachable (default 3).
@@ -184,7 +184,7 @@ func (s *Server) RotateToken() (string, error) { return s.tokens.rotate() }
 // ListenAndServe serves the API with TLS on addr until ctx is done, then
 // shuts down gracefully: it stops accepting connections and waits up to
 // 10 seconds for running requests. A nil cert serves plain HTTP, which
-// only the --insecure-http flag of vouch server asks for.
+// only the --insecure-http flag of vouch server requests.
 func (s *Server) ListenAndServe(ctx context.Context, ln net.Listener, cert *tls.Certificate) error {
 	srv := &http.Server{
 		Handler:           s.Handler(),

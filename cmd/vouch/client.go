@@ -130,8 +130,8 @@ func first(values ...string) string {
 	return ""
 }
 
-// apiExit maps an API call's error to an exit code: the server answered
-// with an error (usage), or it could not be reached (unavailable).
+// apiExit maps an API call's error to an exit code: the server returned
+// an error (usage), or it could not be reached (unavailable).
 func apiExit(err error) error {
 	if err == nil {
 		return nil

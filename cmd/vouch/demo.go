@@ -169,7 +169,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		d.say("  %-10s replays %s (%s)", m.name, m.log, m.about)
 	}
 	d.say("Each agent enrolls its EK and AK (credential activation proves they share a TPM),")
-	d.say("then answers nonces with quotes and its event log. The verifier learns each")
+	d.say("then responds to nonces with quotes and its event log. The verifier learns each")
 	d.say("machine's reference values from its first verified boot and waits for approval.")
 	if err := d.waitAll(ctx, func(m api.Machine) bool {
 		return m.State == api.StatePending && strings.Contains(strings.Join(m.ReasonCodes, ","), verifier.ReasonReferenceUnapproved)
