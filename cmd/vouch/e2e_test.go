@@ -589,3 +589,62 @@ func TestHostsCLI(t *testing.T) {
 		t.Errorf("hosts show after forget: exit %d\n%s", code, out)
 	}
 }
+
+// provisionSwtpm manufactures a swtpm state with EK certificates signed by
+// a local CA in dir (swtpm_setup with swtpm_localca, kept out of the
+// system-wide /var/lib/swtpm-localca), and returns the CA's root and
+// intermediate certificate files.
+func provisionSwtpm(t *testing.T, dir string) (root, intermediate string) {
+	t.Helper()
+	if _, err := exec.LookPath("swtpm_setup"); err != nil {
+		t.Skip("swtpm_setup is not installed (apt-get install swtpm-tools)")
+	}
+	ca := filepath.Join(dir, "localca")
+	for _, d := range []string{ca, filepath.Join(dir, "swtpm")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	localConf := filepath.Join(dir, "localca.conf")
+	os.WriteFile(localConf, fmt.Appendf(nil, "statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n", ca, ca, ca, ca), 0o600)
+	options := filepath.Join(dir, "localca.options")
+	os.WriteFile(options, []byte("--platform-manufacturer vouch-test\n--platform-version 1\n--platform-model swtpm\n"), 0o600)
+	setupConf := filepath.Join(dir, "swtpm_setup.conf")
+	os.WriteFile(setupConf, fmt.Appendf(nil, "create_certs_tool = swtpm_localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha256,sha1\n", localConf, options), 0o600)
+	out, err := exec.Command("swtpm_setup", "--tpm2", "--tpmstate", filepath.Join(dir, "swtpm"), "--create-ek-cert", "--config", setupConf).CombinedOutput()
+	if err != nil {
+		t.Fatalf("swtpm_setup: %v\n%s", err, out)
+	}
+	return filepath.Join(ca, "swtpm-localca-rootca-cert.pem"), filepath.Join(ca, "issuercert.pem")
+}
+
+// TestVendorRootsSwtpm enrolls a swtpm whose EK certificate chains to the
+// configured roots, and rejects it when the roots are another vendor's.
+func TestVendorRootsSwtpm(t *testing.T) {
+	dir := t.TempDir()
+	root, intermediate := provisionSwtpm(t, dir)
+	sw := startSwtpm(t, filepath.Join(dir, "swtpm"))
+	bootLog := demoLog(t, dir, "rhel8-uefi.bin")
+
+	// Roots of another vendor: the real TPM vendor CAs in testdata.
+	other := startServer(t, filepath.Join(dir, "data-other"), "", "--ek-roots", "testdata/ekroots")
+	a := startAgent(t, other, dir, "vendor", sw.spec(), bootLog)
+	if code := a.exited(t, 20*time.Second); code != exitMismatch || !strings.Contains(a.output(), api.CodeEKUntrusted) {
+		t.Errorf("EK certificate of an unknown vendor: exit %d\n%s", code, tail(a.output(), 10))
+	}
+	other.proc.stop()
+
+	s := startServer(t, filepath.Join(dir, "data"), "", "--ek-roots", root, "--ek-intermediates", intermediate)
+	second := filepath.Join(dir, "second")
+	os.MkdirAll(second, 0o700)
+	a = startAgent(t, s, second, "vendor", sw.spec(), bootLog)
+	d := s.waitFor(t, "vendor", "pending with learned reference values", func(d api.MachineDetail) bool {
+		return d.State == api.StatePending && hasReason(d, "reference_unapproved")
+	})
+	var eks []api.EK
+	s.client.Do(context.Background(), http.MethodGet, "/v1/eks", nil, &eks)
+	if len(eks) != 1 || eks[0].SHA256 != d.EKSHA256 || !strings.Contains(eks[0].Note, "vendor-root") {
+		t.Errorf("EKs = %+v, want the machine's EK trusted by a vendor root", eks)
+	}
+	a.stop()
+}

@@ -102,7 +102,7 @@ func loadRoots(paths []string) ([]*x509.Certificate, error) {
 		}
 	}
 	if len(paths) > 0 && len(roots) == 0 {
-		return nil, fmt.Errorf("no certificate found in --ek-roots %s", strings.Join(paths, ", "))
+		return nil, fmt.Errorf("no certificate found in %s", strings.Join(paths, ", "))
 	}
 	return roots, nil
 }
@@ -111,7 +111,7 @@ func newServerCmd() *cobra.Command {
 	var (
 		listen, dataDir, ekMode, pcrs, logLevel   string
 		tlsCert, tlsKey, tlsCA                    string
-		hosts, ekRoots                            []string
+		hosts, ekRoots, ekIntermediates           []string
 		requireApproval, autoApproveRef, insecure bool
 		interval, challengeTTL                    time.Duration
 		unreachableAfter                          int
@@ -139,6 +139,10 @@ server certificate (unless --tls-cert is given) and an admin token
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
+			intermediates, err := loadRoots(ekIntermediates)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
 			if err := verifier.EnsureDataDir(dataDir); err != nil {
 				return withExitCode(exitUnavailable, err)
 			}
@@ -153,7 +157,7 @@ server certificate (unless --tls-cert is given) and an admin token
 			defer st.Close()
 			srv, err := verifier.New(verifier.Config{
 				Store:                st,
-				Backend:              &verifier.AttestBackend{Roots: roots},
+				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates},
 				Logger:               log,
 				EKMode:               ekMode,
 				RequireApproval:      requireApproval,
@@ -212,6 +216,7 @@ server certificate (unless --tls-cert is given) and an admin token
 	f.StringVar(&dataDir, "data-dir", "/var/lib/vouch", "directory of the database, TLS files and admin token")
 	f.StringVar(&ekMode, "ek-mode", verifier.EKModeVendorRoots, "how EKs are trusted: vendor-roots (certificate chains to --ek-roots), pinned (only EKs pinned with 'vouch ek pin'), or tofu (trust on first use); pinned EKs are accepted in every mode")
 	f.StringSliceVar(&ekRoots, "ek-roots", nil, "PEM or DER TPM vendor CA certificates, files or folders (vendor-roots mode)")
+	f.StringSliceVar(&ekIntermediates, "ek-intermediates", nil, "PEM or DER intermediate CA certificates of TPM vendors, files or folders")
 	f.BoolVar(&requireApproval, "require-approval", false, "keep newly enrolled machines pending until 'vouch hosts approve'")
 	f.BoolVar(&autoApproveRef, "insecure-auto-approve-reference", false, "trust the reference values learned from each machine's first boot without an administrator's approval")
 	f.DurationVar(&interval, "interval", 60*time.Second, "time between attestations of a machine (jittered by 10%)")
