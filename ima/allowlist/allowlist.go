@@ -195,7 +195,7 @@ func decompress(name string, r io.Reader) (io.Reader, func(), error) {
 		return zr, noop, nil
 	case ".zst":
 		// Bound the window a hostile package can make the decoder
-		// allocate; dpkg-deb's windows are far smaller.
+		// allocate. The windows dpkg-deb writes are far smaller.
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
