@@ -228,12 +228,12 @@ func Parse(raw []byte) (*Log, error) {
 }
 
 type parser struct {
-	raw         []byte
-	off         int
-	algs        []AlgorithmSize // crypto-agile header list
-	known       []Algorithm
-	events      []Event
-	digests     []Digest
+	raw     []byte
+	off     int
+	algs    []AlgorithmSize // crypto-agile header list
+	known   []Algorithm
+	events  []Event
+	digests []Digest
 }
 
 func (p *parser) add(ev Event) {
