@@ -14,8 +14,8 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// compressTar writes files as a tar archive compressed as the member name's
-// suffix says.
+// compressTar writes files as a tar archive, compressed with the method
+// that the member name's suffix selects.
 func compressTar(t *testing.T, member string, files map[string][]byte) []byte {
 	t.Helper()
 	var raw bytes.Buffer

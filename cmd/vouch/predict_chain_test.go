@@ -35,11 +35,13 @@ func cachedDeb(t *testing.T, name, version string) string {
 		}
 		cache = filepath.Join(home, ".cache", "vouch")
 	}
+
 	dir := filepath.Join(cache, "debs")
 	pattern := filepath.Join(dir, name+"_"+strings.ReplaceAll(version, ":", "%3a")+"_*.deb")
 	if found, _ := filepath.Glob(pattern); len(found) > 0 {
 		return found[0]
 	}
+
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +54,7 @@ func cachedDeb(t *testing.T, name, version string) string {
 		}
 		t.Skip(msg)
 	}
+
 	found, _ := filepath.Glob(pattern)
 	if len(found) == 0 {
 		t.Fatalf("apt-get download %s=%s wrote no file matching %s", name, version, pattern)
