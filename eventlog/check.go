@@ -44,10 +44,11 @@ func (f Finding) String() string {
 // EV_OMIT_BOOT_DEVICE_EVENTS, EV_S_CRTM_VERSION, EV_EFI_GPT_EVENT(2),
 // EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT(2),
 // EV_EFI_VARIABLE_AUTHORITY and the EV_IPL strings GRUB writes to PCR 8.
-// Known variants are accepted: EV_EFI_VARIABLE_BOOT digests of the
-// variable's value alone (most firmware), GRUB's hash of a command without
-// its "grub_cmd: " prefix and with or without a trailing NUL, and variable
-// digests over a prefix of the data that contains the whole structure.
+// Three known variants are accepted. Most firmware digests only the value
+// of an EV_EFI_VARIABLE_BOOT variable. GRUB hashes a command without its
+// "grub_cmd: " prefix, with or without a trailing NUL. Some firmware
+// digests a prefix of a variable event's data that contains the whole
+// structure.
 //
 // Events of other types (images, firmware blobs, GRUB's PCR 9 files,
 // systemd-stub's PCR 11 to 13 events) are not checked: their digest covers

@@ -193,12 +193,11 @@ func Parse(raw []byte) (*Log, error) {
 		p.known = log.Banks
 	}
 
-	// Estimate the event count from the size to avoid regrowing the slices
-	// on typical logs: real events average several hundred bytes.
-	estimate := len(raw)/256 + 4
-	p.events = make([]Event, 0, estimate)
-	p.digests = make([]Digest, 0, estimate*len(log.Banks))
-	p.digestStart = make([]int32, 0, estimate+1)
+	// Size the slices exactly, so a log costs one allocation each.
+	nEvents, nDigests := countEvents(raw, p.off, log.Format, p.algs)
+	p.events = make([]Event, 0, nEvents+1)
+	p.digests = make([]Digest, 0, nDigests+len(p.pending))
+	p.digestStart = make([]int32, 0, nEvents+2)
 	p.add(first)
 
 	off := p.off
@@ -226,6 +225,7 @@ func Parse(raw []byte) (*Log, error) {
 		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
+	dc.finish()
 	log.Events = p.events
 	return log, nil
 }
@@ -295,6 +295,7 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	if count == 0 || count > uint32(len(p.algs)) {
 		return Event{}, p.errorf(num, off, "%s event for PCR %d has %d digests, expected 1 to the %d algorithms the Spec ID event lists", ev.Type, ev.PCR, count, len(p.algs))
 	}
+
 	pos := 12
 	var seen uint64 // bit i set when p.algs[i] was seen
 	for i := uint32(0); i < count; i++ {
@@ -330,6 +331,7 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 		}
 		pos += size
 	}
+
 	if len(rest)-pos < 4 {
 		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "truncated event data size of %s event for PCR %d; the log was cut short", ev.Type, ev.PCR)
@@ -346,6 +348,69 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	return ev, nil
 }
 
+// countEvents walks the event headers from off and returns how many events
+// and known-algorithm digests they hold, stopping at the first header that
+// does not fit (the parse loop then reports it).
+func countEvents(raw []byte, off int, format Format, algs []AlgorithmSize) (events, digests int) {
+	for off < len(raw) {
+		rest := raw[off:]
+		if paddingLen(rest) > 0 {
+			return events, digests
+		}
+		if format == FormatSHA1 {
+			if len(rest) < sha1EventHeaderSize {
+				return events, digests
+			}
+			size := uint64(binary.LittleEndian.Uint32(rest[28:]))
+			if size > uint64(len(rest)-sha1EventHeaderSize) {
+				return events, digests
+			}
+			off += sha1EventHeaderSize + int(size)
+			events++
+			digests++
+			continue
+		}
+		if len(rest) < 12 {
+			return events, digests
+		}
+		count := binary.LittleEndian.Uint32(rest[8:])
+		if count > uint32(len(algs)) {
+			return events, digests
+		}
+		pos := 12
+		for i := uint32(0); i < count; i++ {
+			if len(rest)-pos < 2 {
+				return events, digests
+			}
+			alg := Algorithm(binary.LittleEndian.Uint16(rest[pos:]))
+			size := -1
+			for _, a := range algs {
+				if a.Alg == alg {
+					size = a.Size
+					break
+				}
+			}
+			if size < 0 || len(rest)-pos-2 < size {
+				return events, digests
+			}
+			if alg.Size() != 0 {
+				digests++
+			}
+			pos += 2 + size
+		}
+		if len(rest)-pos < 4 {
+			return events, digests
+		}
+		size := uint64(binary.LittleEndian.Uint32(rest[pos:]))
+		if size > uint64(len(rest)-pos-4) {
+			return events, digests
+		}
+		off += pos + 4 + int(size)
+		events++
+	}
+	return events, digests
+}
+
 // parseSpecID decodes TCG_EfiSpecIDEvent.
 func parseSpecID(data []byte) (*SpecIDEvent, error) {
 	const fixed = 16 + 4 + 4 + 4 // signature, platformClass, versions+errata+uintnSize, numberOfAlgorithms
@@ -359,6 +424,7 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 		Errata:        data[22],
 		UintnSize:     data[23],
 	}
+
 	n := binary.LittleEndian.Uint32(data[24:])
 	if n == 0 || n > maxSpecIDAlgorithms {
 		return nil, fmt.Errorf("numberOfAlgorithms is %d, expected 1 to %d", n, maxSpecIDAlgorithms)
@@ -385,6 +451,7 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 		s.Algorithms[i] = AlgorithmSize{Alg: alg, Size: size}
 		pos += 4
 	}
+
 	vendorSize := int(data[pos])
 	pos++
 	if vendorSize > len(data)-pos {
@@ -407,6 +474,13 @@ var (
 // paddingLen returns len(b) when b is non-empty and all 0x00 or all 0xFF,
 // and 0 otherwise.
 func paddingLen(b []byte) int {
+	// Fast path: a real event differs from the padding within its 8-byte
+	// PCR index and event type.
+	if len(b) >= 8 {
+		if w := binary.LittleEndian.Uint64(b); w != 0 && w != ^uint64(0) {
+			return 0
+		}
+	}
 	var block []byte
 	switch b[0] {
 	case 0x00:

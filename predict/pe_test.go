@@ -106,7 +106,7 @@ type peSpec struct {
 
 // buildPE writes a minimal PE32+ image with the given sections, each raw
 // data block aligned to 0x200 bytes.
-func buildPE(t *testing.T, spec peSpec) []byte {
+func buildPE(t testing.TB, spec peSpec) []byte {
 	t.Helper()
 	const lfanew = 0x40
 	const optSize = 112 + 16*8

@@ -13,15 +13,17 @@ import (
 const level = qrcode.Medium
 
 // Terminal returns the QR code of text drawn with Unicode half blocks, two
-// module rows per line, including the quiet zone. It draws light modules
-// with the terminal's foreground colour, so it scans on a terminal with light
-// text on a dark background, such as the Linux console.
-func Terminal(text string) (string, error) {
+// module rows per line, including the quiet zone. By default it draws the
+// light modules with the terminal's foreground colour, so the code scans on
+// a terminal with light text on a dark background, such as the Linux
+// console. With lightBackground it draws the dark modules instead, for dark
+// text on a light background.
+func Terminal(text string, lightBackground bool) (string, error) {
 	q, err := qrcode.New(text, level)
 	if err != nil {
 		return "", fmt.Errorf("encode qr code of %d bytes: %w", len(text), err)
 	}
-	return q.ToSmallString(false), nil
+	return q.ToSmallString(lightBackground), nil
 }
 
 // PNG returns the QR code of text as a PNG image of size by size pixels,

@@ -44,47 +44,50 @@ func TestPNGDecodes(t *testing.T) {
 }
 
 // TestTerminalDecodes turns the half-block drawing back into pixels, as a
-// phone camera sees it on a dark terminal, and decodes that.
+// phone camera sees it on a terminal, and decodes that.
 func TestTerminalDecodes(t *testing.T) {
-	text, err := Terminal(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	width := len([]rune(lines[0]))
-	if width > 80 {
-		t.Errorf("terminal qr code is %d columns wide, more than a console's 80", width)
-	}
+	for _, lightBackground := range []bool{false, true} {
+		text, err := Terminal(uri, lightBackground)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+		width := len([]rune(lines[0]))
+		if width > 80 {
+			t.Errorf("terminal qr code is %d columns wide, more than a console's 80", width)
+		}
 
-	const scale = 4 // pixels per module
-	img := image.NewGray(image.Rect(0, 0, width*scale, 2*len(lines)*scale))
-	for row, line := range lines {
-		for col, r := range []rune(line) {
-			// The foreground (light) is drawn by the block characters.
-			var top, bottom bool
-			switch r {
-			case '█':
-				top, bottom = true, true
-			case '▀':
-				top = true
-			case '▄':
-				bottom = true
-			case ' ':
-			default:
-				t.Fatalf("unexpected rune %q in terminal output", r)
-			}
-			for dy := range scale {
-				for dx := range scale {
-					img.SetGray(col*scale+dx, 2*row*scale+dy, lum(top))
-					img.SetGray(col*scale+dx, (2*row+1)*scale+dy, lum(bottom))
+		// The block characters are drawn in the foreground colour: light
+		// on a dark terminal, dark on a light one.
+		const scale = 4 // pixels per module
+		img := image.NewGray(image.Rect(0, 0, width*scale, 2*len(lines)*scale))
+		for row, line := range lines {
+			for col, r := range []rune(line) {
+				var top, bottom bool
+				switch r {
+				case '█':
+					top, bottom = true, true
+				case '▀':
+					top = true
+				case '▄':
+					bottom = true
+				case ' ':
+				default:
+					t.Fatalf("unexpected rune %q in terminal output", r)
+				}
+				for dy := range scale {
+					for dx := range scale {
+						img.SetGray(col*scale+dx, 2*row*scale+dy, lum(top != lightBackground))
+						img.SetGray(col*scale+dx, (2*row+1)*scale+dy, lum(bottom != lightBackground))
+					}
 				}
 			}
 		}
-	}
-	// No PURE_BARCODE hint: the drawing has a dark half row below the
-	// quiet zone when the module count is odd, as a camera would see it.
-	if got := decode(t, img, nil); got != uri {
-		t.Errorf("decoded %q, want %q", got, uri)
+		// No PURE_BARCODE hint: the drawing may end with a half row of
+		// terminal background below the quiet zone, as a camera sees it.
+		if got := decode(t, img, nil); got != uri {
+			t.Errorf("light background %v: decoded %q, want %q", lightBackground, got, uri)
+		}
 	}
 }
 

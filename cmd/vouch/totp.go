@@ -58,6 +58,7 @@ func newTOTPEnrollCmd(env totpEnv) *cobra.Command {
 		blobPath, png   string
 		issuer, account string
 		force, showNoQR bool
+		lightTerminal   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "enroll",
@@ -105,7 +106,7 @@ console and clear the screen afterwards.`,
 
 			w := cmd.OutOrStdout()
 			if !showNoQR {
-				art, err := qr.Terminal(uri)
+				art, err := qr.Terminal(uri, lightTerminal)
 				if err != nil {
 					return err
 				}
@@ -139,6 +140,7 @@ console and clear the screen afterwards.`,
 	cmd.Flags().StringVar(&account, "account", "", "account name the authenticator app shows (default: the host name)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an existing sealed secret")
 	cmd.Flags().BoolVar(&showNoQR, "no-qr", false, "do not draw the QR code on the terminal")
+	cmd.Flags().BoolVar(&lightTerminal, "light-terminal", false, "draw the QR code for dark text on a light background (the default suits the Linux console)")
 	return cmd
 }
 
