@@ -70,7 +70,7 @@ type harness struct {
 	logDir string
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "vouch.db"), nil)
@@ -93,7 +93,9 @@ func newHarness(t *testing.T, cfg Config) *harness {
 		// shared simulator.
 		cfg.PCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14}
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	srv, err := New(cfg, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +114,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
