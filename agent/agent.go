@@ -60,9 +60,9 @@ type Config struct {
 	EventLogPath string
 	// IMAPath is the binary IMA measurement list; empty sends none.
 	IMAPath string
-	TPM          TPM
-	Facts        api.Facts
-	Logger       *slog.Logger
+	TPM     TPM
+	Facts   api.Facts
+	Logger  *slog.Logger
 	// MinBackoff and MaxBackoff bound the reconnection delay (defaults 1s
 	// and 60s). Each failure doubles it, and jitter spreads it over its
 	// upper half.

@@ -1,10 +1,10 @@
 package verifier
 
 import (
-	"encoding/json"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
