@@ -100,6 +100,10 @@ func (s *Server) interval(m store.Machine) time.Duration {
 // handleChallenge holds the agent's request open until the machine's next
 // attestation is due, then returns a fresh challenge. It responds 204 when
 // wait elapses first.
+//
+// NOTE: the request itself is not authenticated (only the evidence is, by
+// the AK's signature), so a client that polls a machine's challenges can
+// delay its attestations until the machine is reported unreachable.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	ctx := r.Context()
