@@ -21,7 +21,12 @@ import (
 	"time"
 
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/ima"
 )
+
+// DefaultIMAPath is the securityfs file of the binary IMA measurement list.
+const DefaultIMAPath = "/sys/kernel/security/ima/binary_runtime_measurements"
 
 // DefaultEventLogPath is the securityfs file of the firmware's TCG event log on Linux.
 const DefaultEventLogPath = "/sys/kernel/security/tpm0/binary_bios_measurements"
@@ -53,9 +58,11 @@ type Config struct {
 	StateDir string
 	// EventLogPath is the TCG event log (default DefaultEventLogPath).
 	EventLogPath string
-	TPM          TPM
-	Facts        api.Facts
-	Logger       *slog.Logger
+	// IMAPath is the binary IMA measurement list; empty sends none.
+	IMAPath string
+	TPM     TPM
+	Facts   api.Facts
+	Logger  *slog.Logger
 	// MinBackoff and MaxBackoff bound the reconnection delay (defaults 1s
 	// and 60s). Each failure doubles it, and jitter spreads it over its
 	// upper half.
@@ -70,6 +77,11 @@ type Agent struct {
 	client *api.Client
 	log    *slog.Logger
 	state  state
+	// resetCount is the TPM resetCount of the last quote, and quoted
+	// whether there was one: a change means a reboot, after which the IMA
+	// list is sent from its start.
+	resetCount uint32
+	quoted     bool
 }
 
 // state is the agent's identity, kept in StateDir/agent.json.
@@ -311,5 +323,51 @@ func (a *Agent) Evidence(ch *api.Challenge) (*api.Evidence, error) {
 	if ev.EventLogMissing != "" {
 		a.log.Warn("no event log to send", "reason", ev.EventLogMissing)
 	}
+	if a.cfg.IMAPath != "" {
+		ev.IMA = a.imaEvidence(ch, quote)
+	}
 	return ev, nil
+}
+
+// imaEvidence returns the IMA entries from the challenge's offset, or from
+// 0 after a reboot, cut at an entry boundary to fit the protocol's limit.
+func (a *Agent) imaEvidence(ch *api.Challenge, quote []byte) *api.IMAEvidence {
+	offset := ch.IMAOffset
+	if info, err := attest.ParseAttestationData(quote); err == nil {
+		if a.quoted && info.ClockInfo.ResetCount != a.resetCount {
+			offset = 0
+		}
+		a.resetCount, a.quoted = info.ClockInfo.ResetCount, true
+	}
+	data, err := os.ReadFile(a.cfg.IMAPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &api.IMAEvidence{Missing: fmt.Sprintf("%s does not exist (IMA is not enabled in this kernel)", a.cfg.IMAPath)}
+	}
+	if err != nil {
+		return &api.IMAEvidence{Missing: fmt.Sprintf("cannot read %s: %v", a.cfg.IMAPath, err)}
+	}
+	start, end, n := -1, 0, int64(0)
+	dec := ima.NewBinaryDecoder(data, ima.ParseOptions{})
+	for {
+		if n == offset {
+			start = dec.Offset()
+		}
+		if !dec.Next() {
+			break
+		}
+		n++
+		if start >= 0 && dec.Offset()-start > api.MaxIMAEntriesBytes {
+			break
+		}
+		end = dec.Offset()
+	}
+	if start < 0 {
+		// The list is shorter than the verified prefix: a new boot.
+		a.log.Info("IMA list is shorter than the verifier's offset; sending it from the start", "offset", offset, "entries", n)
+		return a.imaEvidence(&api.Challenge{IMAOffset: 0}, nil)
+	}
+	if end < start {
+		end = start
+	}
+	return &api.IMAEvidence{Offset: offset, Entries: data[start:end]}
 }

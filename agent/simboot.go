@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/eventlog"
+	"github.com/vouch-attest/vouch/ima"
 )
 
 // SimulateBoot extends the TPM's PCRs with the digests of a recorded boot
@@ -149,4 +151,67 @@ func ExtendUnrecorded(d *DeviceTPM, pcr int) error {
 		return errors.New("unrecorded extend: the TPM has no SHA bank")
 	}
 	return nil
+}
+
+// SimulateIMA appends to the binary IMA measurement list at path as the
+// kernel would: when the list is empty or missing, first a boot_aggregate
+// over the SHA-256 PCRs 0-9, then one ima-ng entry per name in files. It
+// extends PCR 10 with each entry's template hash in every active bank, the
+// way Linux 5.8 and later do.
+func SimulateIMA(d *DeviceTPM, path string, files []string) error {
+	list, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	agg := sha256.New()
+	for pcr := 0; pcr < 10; pcr++ {
+		v, err := d.PCR(attest.AlgSHA256, pcr)
+		if err != nil {
+			return fmt.Errorf("simulated IMA: %w", err)
+		}
+		agg.Write(v)
+	}
+	add := func(name string, digest []byte) error {
+		e := &ima.Entry{PCR: 10, TemplateName: "ima-ng", TemplateData: imaNGData(name, digest)}
+		sha1Hash, err := e.TemplateHashOf(attest.AlgSHA1)
+		if err != nil {
+			return err
+		}
+		e.TemplateHash = sha1Hash
+		digests := map[attest.Algorithm][]byte{}
+		for _, alg := range []attest.Algorithm{attest.AlgSHA1, attest.AlgSHA256, attest.AlgSHA384, attest.AlgSHA512} {
+			if h, err := e.TemplateHashOf(alg); err == nil {
+				digests[alg] = h
+			}
+		}
+		if _, err := d.Extend(10, digests); err != nil {
+			return err
+		}
+		list = ima.AppendBinary(list, e)
+		return nil
+	}
+	if len(list) == 0 {
+		if err := add(ima.BootAggregateName, agg.Sum(nil)); err != nil {
+			return fmt.Errorf("simulated IMA: %w", err)
+		}
+	}
+	for _, f := range files {
+		sum := sha256.Sum256([]byte("contents of " + f))
+		if err := add(f, sum[:]); err != nil {
+			return fmt.Errorf("simulated IMA: %w", err)
+		}
+	}
+	return os.WriteFile(path, list, 0o600)
+}
+
+// imaNGData encodes the ima-ng template fields d-ng and n-ng, each with
+// its little-endian length.
+func imaNGData(name string, digest []byte) []byte {
+	dng := append([]byte("sha256:\x00"), digest...)
+	nng := append([]byte(name), 0)
+	var out []byte
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(dng)))
+	out = append(out, dng...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(nng)))
+	return append(out, nng...)
 }

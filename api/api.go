@@ -171,17 +171,19 @@ type Verdict struct {
 
 // Machine is an enrolled machine as shown to administrators.
 type Machine struct {
-	Name              string    `json:"name"`
-	State             string    `json:"state"`
-	Since             time.Time `json:"since"`
-	ReasonCodes       []string  `json:"reason_codes,omitempty"`
-	LastVerdictAt     time.Time `json:"last_verdict_at,omitzero"`
-	LastSeenAt        time.Time `json:"last_seen_at,omitzero"`
-	BootCount         int64     `json:"boot_count"`
-	Approved          bool      `json:"approved"`
-	ReferenceApproved bool      `json:"reference_approved"`
-	EKSHA256          string    `json:"ek_sha256"`
-	Facts             Facts     `json:"facts"`
+	Name          string    `json:"name"`
+	State         string    `json:"state"`
+	Since         time.Time `json:"since"`
+	ReasonCodes   []string  `json:"reason_codes,omitempty"`
+	LastVerdictAt time.Time `json:"last_verdict_at,omitzero"`
+	LastSeenAt    time.Time `json:"last_seen_at,omitzero"`
+	BootCount     int64     `json:"boot_count"`
+	// IMAEntries is the number of IMA entries verified in the current boot.
+	IMAEntries        int64  `json:"ima_entries"`
+	Approved          bool   `json:"approved"`
+	ReferenceApproved bool   `json:"reference_approved"`
+	EKSHA256          string `json:"ek_sha256"`
+	Facts             Facts  `json:"facts"`
 }
 
 // MachineDetail is a machine with its last verdict and recent history.

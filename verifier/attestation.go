@@ -100,6 +100,10 @@ func (s *Server) interval(m store.Machine) time.Duration {
 // handleChallenge holds the agent's request open until the machine's next
 // attestation is due, then returns a fresh challenge. It responds 204 when
 // wait elapses first.
+//
+// NOTE: the request itself is not authenticated (only the evidence is, by
+// the AK's signature), so a client that polls a machine's challenges can
+// delay its attestations until the machine is reported unreachable.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	ctx := r.Context()
@@ -364,6 +368,13 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	if err != nil {
 		return nil, err
 	}
+	if slices.Contains(ch.pcrs, imaPCR) {
+		imaReasons, err := s.checkIMA(j, ev, q)
+		if err != nil {
+			return nil, err
+		}
+		reasons = append(reasons, imaReasons...)
+	}
 	if len(reasons) > 0 {
 		return untrusted(j, reasons...), nil
 	}
@@ -541,4 +552,37 @@ func latest(times ...time.Time) time.Time {
 		}
 	}
 	return t
+}
+
+// checkIMA verifies the IMA entries of the evidence against PCR 10 and
+// advances the machine's IMA state. A machine without an IMA list passes
+// only while PCR 10 holds its reset value.
+func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api.Reason, error) {
+	if ev.IMA == nil || ev.IMA.Missing != "" {
+		if s.be.PCRAtReset(q, imaPCR) {
+			return nil, nil
+		}
+		why := "the agent sent no IMA list"
+		if ev.IMA != nil {
+			why = "the agent has no IMA list: " + ev.IMA.Missing
+		}
+		return []api.Reason{{Code: ReasonIMAMissing, PCR: intPtr(imaPCR), Message: why + ", but PCR 10 was extended"}}, nil
+	}
+	if len(ev.IMA.Entries) > api.MaxIMAEntriesBytes {
+		return []api.Reason{{Code: ReasonIMAInvalid, Message: fmt.Sprintf("IMA chunk of %d bytes exceeds the limit of %d", len(ev.IMA.Entries), api.MaxIMAEntriesBytes)}}, nil
+	}
+	state := j.machine.IMAState
+	if j.newBoot {
+		state = nil
+	}
+	res, err := s.be.VerifyIMA(state, ev.IMA.Offset, ev.IMA.Entries, q)
+	if f, ok := AsFailure(err); ok {
+		return f.Reasons, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	j.machine.IMAState = res.State
+	j.machine.IMAOffset = res.Entries
+	return nil, nil
 }

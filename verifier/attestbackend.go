@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/eventlog"
+	"github.com/vouch-attest/vouch/ima"
 )
 
 // Reason codes of the attest back end.
@@ -151,7 +153,15 @@ func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEv
 	if err != nil {
 		return nil, Fail(ReasonEventLogInvalid, "the event log does not parse: "+err.Error())
 	}
-	quoted := vq.Verified
+	// PCR 10 is IMA's: its events are in the IMA list, not the boot log.
+	quoted := eventlog.PCRValues{}
+	for alg, bank := range vq.Verified {
+		for i, v := range bank {
+			if i != imaPCR {
+				attest.SetPCR(quoted, alg, i, v)
+			}
+		}
+	}
 	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{Workarounds: b.Workarounds})
 	var mismatch *eventlog.MismatchError
 	switch {
@@ -236,3 +246,65 @@ func eventNames(log *eventlog.Log, numbers []int) string {
 }
 
 var _ Backend = (*AttestBackend)(nil)
+
+// imaPCR is the PCR the Linux IMA extends.
+const imaPCR = 10
+
+// Reason codes of IMA verification.
+const (
+	ReasonIMAInvalid = "ima_invalid"
+	ReasonIMAMissing = "ima_missing"
+)
+
+// VerifyIMA implements Backend with ima.Verify.
+func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q *QuoteResult) (*IMAResult, error) {
+	vq, ok := q.Opaque.(*attest.VerifiedQuote)
+	if !ok {
+		return nil, errors.New("quote was not verified by this back end")
+	}
+	var prev *ima.State
+	if len(state) > 0 {
+		prev = new(ima.State)
+		if err := json.Unmarshal(state, prev); err != nil {
+			return nil, fmt.Errorf("stored IMA state: %w", err)
+		}
+	}
+	list, err := ima.ParseBinary(entries, ima.ParseOptions{FirstIndex: int(offset)})
+	if err != nil {
+		return nil, Fail(ReasonIMAInvalid, fmt.Sprintf("the IMA entries from offset %d do not parse: %v", offset, err))
+	}
+	res, err := ima.Verify(prev, ima.Round{ResetCount: q.ResetCount, Offset: int(offset), Entries: list, Quoted: vq.Verified}, ima.VerifyOptions{})
+	if ima.IsVerificationError(err) {
+		return nil, Fail(ReasonIMAInvalid, "IMA: "+err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(res.State)
+	if err != nil {
+		return nil, err
+	}
+	return &IMAResult{State: out, Entries: int64(res.State.Entries), Verified: len(res.Verified), Pending: res.Pending}, nil
+}
+
+// PCRAtReset implements Backend.
+func (b *AttestBackend) PCRAtReset(q *QuoteResult, pcr int) bool {
+	vq, ok := q.Opaque.(*attest.VerifiedQuote)
+	if !ok {
+		return false
+	}
+	found := false
+	for _, bank := range vq.Verified {
+		v, ok := bank[pcr]
+		if !ok {
+			continue
+		}
+		found = true
+		for _, c := range v {
+			if c != 0 {
+				return false
+			}
+		}
+	}
+	return found
+}

@@ -29,8 +29,27 @@ type Backend interface {
 	// selection (pcrs in every reported bank) and the reported PCR values.
 	VerifyQuote(ak AKKey, quote, signature, nonce []byte, pcrs []int, reported []api.PCRBank) (*QuoteResult, error)
 	// ReplayEventLog parses log and replays it against the verified PCR
-	// values of q, returning the events it proved.
+	// values of q, except PCR 10 (IMA's), returning the events it proved.
 	ReplayEventLog(log []byte, q *QuoteResult) ([]MeasuredEvent, error)
+	// VerifyIMA checks IMA entries (binary list format, starting at entry
+	// offset) against PCR 10 of q, continuing from state (nil on a new
+	// boot), and returns the state to keep for the next round.
+	VerifyIMA(state []byte, offset int64, entries []byte, q *QuoteResult) (*IMAResult, error)
+	// PCRAtReset reports whether PCR pcr holds its reset value in every
+	// verified bank of q.
+	PCRAtReset(q *QuoteResult, pcr int) bool
+}
+
+// IMAResult is one round of IMA verification.
+type IMAResult struct {
+	// State is opaque to the verifier; it is passed back in the next round.
+	State []byte
+	// Entries is the number of entries verified in this boot so far: the
+	// offset of the next round.
+	Entries int64
+	// Verified and Pending count this round's verified entries and the
+	// entries after them that the quote does not cover yet.
+	Verified, Pending int
 }
 
 // EKKey is a parsed endorsement key.

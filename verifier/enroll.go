@@ -280,6 +280,7 @@ func toAPIMachine(m store.Machine) api.Machine {
 		LastVerdictAt:     m.LastVerdictAt,
 		LastSeenAt:        m.LastSeenAt,
 		BootCount:         m.BootCount,
+		IMAEntries:        m.IMAOffset,
 		Approved:          m.Approved,
 		ReferenceApproved: m.ReferenceApproved,
 		EKSHA256:          m.EKHash,

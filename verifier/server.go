@@ -61,8 +61,8 @@ type Config struct {
 	// UnreachableAfter is the number of missed intervals after which a
 	// machine becomes unreachable (default 3).
 	UnreachableAfter int
-	// PCRs are quoted in every active bank and checked against the event
-	// log (default 0-9 and 14, the PCRs firmware and boot loaders log).
+	// PCRs are quoted in every active bank (default 0-10 and 14). PCR 10 is
+	// checked against the IMA list, the others against the event log.
 	PCRs []int
 	// MaxWait bounds how long a challenge request is held open (default 25s).
 	MaxWait time.Duration
@@ -129,7 +129,7 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		cfg.UnreachableAfter = 3
 	}
 	if len(cfg.PCRs) == 0 {
-		cfg.PCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14}
+		cfg.PCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, imaPCR, 14}
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 25 * time.Second

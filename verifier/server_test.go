@@ -17,6 +17,7 @@ import (
 
 	"github.com/vouch-attest/vouch/agent"
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/eventlog"
 	"github.com/vouch-attest/vouch/store"
 	"github.com/vouch-attest/vouch/tpm"
@@ -69,7 +70,7 @@ type harness struct {
 	logDir string
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "vouch.db"), nil)
@@ -87,7 +88,14 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Hour // tests ask for challenges explicitly
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.PCRs == nil {
+		// Without PCR 10: TestIMAVerifiedIncrementally extends it in the
+		// shared simulator.
+		cfg.PCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	srv, err := New(cfg, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +114,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -636,5 +644,76 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		if documented := len(op.Security) > 0; documented != rt.admin {
 			t.Errorf("%s: admin %v in code, security %v in openapi.json", rt.pattern, rt.admin, op.Security)
 		}
+	}
+}
+
+func TestIMAVerifiedIncrementally(t *testing.T) {
+	h := newHarness(t, Config{AutoApproveReference: true, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14}})
+	stateDir := t.TempDir()
+	dev, err := agent.NewDeviceTPM(simulator(t), stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(stateDir, "eventlog.bin")
+	os.WriteFile(logPath, readTestLog(t), 0o600)
+	imaPath := filepath.Join(stateDir, "ima.bin")
+	if err := agent.SimulateIMA(dev, imaPath, []string{"/usr/bin/a", "/usr/bin/b", "/usr/bin/c"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{Server: h.http.URL, Name: "ima", StateDir: stateDir, EventLogPath: logPath, IMAPath: imaPath, TPM: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Enroll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := h.attest(t, a); v.State != api.StateTrusted {
+		t.Fatalf("first round: %+v", v)
+	}
+	if m := h.machine(t, "ima"); m.IMAOffset != 4 {
+		t.Errorf("IMA offset = %d, want 4 (boot_aggregate and 3 files)", m.IMAOffset)
+	}
+
+	// Two more measurements: only they are sent.
+	if err := agent.SimulateIMA(dev, imaPath, []string{"/usr/bin/d", "/usr/bin/e"}); err != nil {
+		t.Fatal(err)
+	}
+	ch := h.challenge(t, "ima")
+	ev, err := a.Evidence(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.IMA == nil || ev.IMA.Offset != 4 {
+		t.Fatalf("IMA evidence = %+v, want entries from offset 4", ev.IMA)
+	}
+	if v, _, err := h.send("ima", ev); err != nil || v.State != api.StateTrusted {
+		t.Fatalf("second round: %+v %v", v, err)
+	}
+	if m := h.machine(t, "ima"); m.IMAOffset != 6 {
+		t.Errorf("IMA offset = %d, want 6", m.IMAOffset)
+	}
+
+	// An extend of PCR 10 that the list does not record.
+	if _, err := dev.Extend(10, map[attest.Algorithm][]byte{attest.AlgSHA256: make([]byte, 32), attest.AlgSHA1: make([]byte, 20)}); err != nil {
+		t.Fatal(err)
+	}
+	var v api.Verdict
+	for range 5 { // entries may stay pending for a few rounds before failing
+		v = h.attest(t, a)
+		if v.State == api.StateUntrusted {
+			break
+		}
+	}
+	if v.State != api.StateUntrusted || v.Reasons[0].Code != ReasonIMAInvalid {
+		t.Errorf("after an unrecorded PCR 10 extend: %+v", v)
+	}
+
+	// Without an IMA list, a machine whose PCR 10 was extended is untrusted.
+	noIMA, err := agent.New(agent.Config{Server: h.http.URL, Name: "ima", StateDir: stateDir, EventLogPath: logPath, IMAPath: filepath.Join(stateDir, "missing"), TPM: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := h.attest(t, noIMA); v.State != api.StateUntrusted || v.Reasons[0].Code != ReasonIMAMissing {
+		t.Errorf("missing IMA list: %+v", v)
 	}
 }

@@ -23,6 +23,8 @@ func newAgentCmd() *cobra.Command {
 	var (
 		server, fingerprint, caFile, name, stateDir string
 		tpmSpec, eventLog, simulateBoot, logLevel   string
+		imaPath                                     string
+		simulateIMA                                 int
 		minBackoff, maxBackoff, wait                time.Duration
 	)
 	cmd := &cobra.Command{
@@ -73,6 +75,7 @@ recording an event.`,
 				return withExitCode(exitUnavailable, err)
 			}
 
+			freshBoot := false
 			if simulateBoot != "" {
 				raw, err := os.ReadFile(simulateBoot)
 				if err != nil {
@@ -80,6 +83,7 @@ recording an event.`,
 				}
 				eventLog = filepath.Join(stateDir, "simulated-eventlog.bin")
 				applied, err := agent.SimulateBoot(dev, raw)
+				freshBoot = applied
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
 				}
@@ -97,12 +101,33 @@ recording an event.`,
 				}
 			}
 
+			if simulateBoot != "" && !cmd.Flags().Changed("ima") {
+				imaPath = "" // the host's IMA list does not describe a simulated boot
+			}
+			if simulateIMA > 0 {
+				if simulateBoot == "" {
+					return withExitCode(exitUsage, errors.New("--simulate-ima needs --simulate-boot"))
+				}
+				imaPath = filepath.Join(stateDir, "simulated-ima.bin")
+				if _, err := os.Stat(imaPath); err != nil || freshBoot {
+					os.Remove(imaPath)
+					var files []string
+					for i := range simulateIMA {
+						files = append(files, fmt.Sprintf("/usr/bin/program-%d", i))
+					}
+					if err := agent.SimulateIMA(dev, imaPath, files); err != nil {
+						return withExitCode(exitUnavailable, err)
+					}
+				}
+			}
+
 			a, err := agent.New(agent.Config{
 				Server:       server,
 				HTTP:         &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},
 				Name:         name,
 				StateDir:     stateDir,
 				EventLogPath: eventLog,
+				IMAPath:      imaPath,
 				TPM:          dev,
 				Facts:        api.Facts{Hostname: hostname(), OS: runtime.GOOS + "/" + runtime.GOARCH, AgentVersion: buildVersion(), TPM: t.String()},
 				Logger:       log,
@@ -138,6 +163,8 @@ recording an event.`,
 	f.StringVar(&stateDir, "state-dir", "/var/lib/vouch-agent", "directory of the AK and the enrollment state")
 	f.StringVar(&tpmSpec, "tpm", "device", "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:/path, swtpm:tcp:HOST:PORT or simulator")
 	f.StringVar(&eventLog, "eventlog", agent.DefaultEventLogPath, "TCG boot event log to send")
+	f.StringVar(&imaPath, "ima", agent.DefaultIMAPath, "binary IMA measurement list to send (empty: none)")
+	f.IntVar(&simulateIMA, "simulate-ima", 0, "with --simulate-boot, write an IMA list of a boot_aggregate and this many files and extend PCR 10 to match")
 	f.StringVar(&simulateBoot, "simulate-boot", "", "event log to replay into a simulator or swtpm at start (testing and demonstrations)")
 	f.DurationVar(&minBackoff, "min-backoff", time.Second, "first reconnection delay; it doubles up to --max-backoff")
 	f.DurationVar(&maxBackoff, "max-backoff", time.Minute, "longest reconnection delay")

@@ -257,7 +257,7 @@ func (d *demo) startAgent(self, serverURL, fingerprint, name, logName string) er
 	cmd := exec.Command(self, "agent",
 		"--server", serverURL, "--server-fingerprint", fingerprint,
 		"--name", name, "--state-dir", filepath.Join(d.dir, name),
-		"--tpm", "simulator", "--simulate-boot", logPath,
+		"--tpm", "simulator", "--simulate-boot", logPath, "--simulate-ima", "25",
 		"--min-backoff", "200ms", "--max-backoff", "2s", "--wait", "5s")
 	cmd.Stdout = agentLog
 	cmd.Stderr = agentLog

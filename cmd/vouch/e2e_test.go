@@ -336,6 +336,12 @@ func TestEndToEndSimulator(t *testing.T) {
 	})
 	web.stop()
 	db.stop()
+
+	// SIGTERM stops the server gracefully.
+	s2.proc.stop()
+	if code := s2.proc.exited(t, time.Second); code != 0 || !strings.Contains(s2.proc.output(), "verifier stopped") {
+		t.Errorf("server after SIGTERM: exit %d\n%s", code, tail(s2.proc.output(), 5))
+	}
 }
 
 // TestEnrollmentRejections covers the EK rules: vendor-roots mode rejects

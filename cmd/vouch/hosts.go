@@ -308,6 +308,9 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	fmt.Fprintf(w, "State:     %s (since %s)\n", d.State, ago(d.Since, now))
 	fmt.Fprintf(w, "Approved:  %v (reference values approved: %v)\n", d.Approved, d.ReferenceApproved)
 	fmt.Fprintf(w, "Boots:     %d\n", d.BootCount)
+	if d.IMAEntries > 0 {
+		fmt.Fprintf(w, "IMA:       %d entries verified in this boot\n", d.IMAEntries)
+	}
 	fmt.Fprintf(w, "EK:        sha256:%s\n", d.EKSHA256)
 	if d.Facts.Hostname != "" || d.Facts.OS != "" {
 		fmt.Fprintf(w, "Host:      %s %s\n", d.Facts.Hostname, d.Facts.OS)

@@ -222,7 +222,7 @@ server certificate (unless --tls-cert is given) and an admin token
 	f.DurationVar(&interval, "interval", 60*time.Second, "time between attestations of a machine (jittered by 10%)")
 	f.DurationVar(&challengeTTL, "challenge-ttl", 30*time.Second, "time an agent has to answer a nonce")
 	f.IntVar(&unreachableAfter, "unreachable-after", 3, "number of missed intervals after which a machine is unreachable")
-	f.StringVar(&pcrs, "pcrs", "0-9,14", "PCRs to quote in every bank and check against the event log")
+	f.StringVar(&pcrs, "pcrs", "0-10,14", "PCRs to quote in every bank; PCR 10 is checked against the IMA list, the others against the event log")
 	f.StringSliceVar(&hosts, "host", []string{"localhost", "127.0.0.1", "::1"}, "names and addresses of the generated server certificate")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM server certificate chain to use instead of the generated one")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
