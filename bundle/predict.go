@@ -7,8 +7,8 @@ import (
 )
 
 // predictionKinds maps the kinds of a `vouch predict` prediction to bundle
-// kinds. The predict package names shim's two measurements apart; bundles
-// call both shim-variable.
+// kinds. The predict package uses the bundle's names, so the table only
+// lists which kinds a prediction may carry.
 var predictionKinds = map[string]Kind{
 	"boot-application":     KindBootApplication,
 	"grub-file":            KindGRUBFile,
@@ -17,8 +17,9 @@ var predictionKinds = map[string]Kind{
 	"uki-section":          KindUKISection,
 	"secure-boot-variable": KindSecureBootVar,
 	"variable-authority":   KindAuthority,
-	"shim-moklist":         KindShimVariable,
-	"shim-sbatlevel":       KindShimVariable,
+	"shim-variable":        KindShimVariable,
+	"separator":            KindSeparator,
+	"action":               KindAction,
 }
 
 // prediction is the JSON form, version 1, that `vouch predict` writes. It

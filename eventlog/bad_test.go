@@ -371,3 +371,26 @@ func TestVerifyReplayError(t *testing.T) {
 		t.Errorf("Verify = %v, %v; want no result and ErrBadPCRIndex", res, err)
 	}
 }
+
+func TestVerifyEventOutsideVerifiedBank(t *testing.T) {
+	action := []byte("Calling EFI Application from Boot Option")
+	sum1 := sha1.Sum(action)
+	raw := append(agileHeader(AlgorithmSize{SHA1, 20}, sha256Only),
+		agileEvent(4, EV_EFI_ACTION, action, agileDigest{SHA1, sum1[:]}, sha256Of(action))...)
+	raw = append(raw, agileEvent(4, EV_EFI_ACTION, action, agileDigest{SHA1, sum1[:]})...)
+	log, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted, err := Replay(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Verify(log, quoted, VerifyOptions{})
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if len(res.Findings) != 1 || res.Findings[0].Event != 2 || res.Findings[0].Kind != FindingNotInBank || res.Findings[0].Bank != SHA256 {
+		t.Errorf("findings = %v, want event 2 outside the sha256 bank", res.Findings)
+	}
+}

@@ -18,6 +18,9 @@ const (
 	// FindingMalformedData: the event data does not have the structure its
 	// type defines, so it stays opaque.
 	FindingMalformedData FindingKind = "malformed-data"
+	// FindingNotInBank: the event has no digest in the bank Verify
+	// verified, so that bank's replay does not cover it.
+	FindingNotInBank FindingKind = "not-in-verified-bank"
 )
 
 // Finding is a problem with one event that does not stop replay.
@@ -69,6 +72,11 @@ func checkBank(log *Log, bank Algorithm) []Finding {
 func checkEvent(e *Event, bank Algorithm, out []Finding) []Finding {
 	if o, ok := e.Decoded.(*Opaque); ok && o.Reason != "" {
 		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingMalformedData, Detail: o.Reason})
+	}
+	if bank != 0 && e.Type != EV_NO_ACTION && e.Digest(bank) == nil {
+		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingNotInBank, Bank: bank,
+			Detail: fmt.Sprintf("event has no %s digest, so the verified %s bank does not cover it: do not trust its data", bank, bank)})
+		return out
 	}
 	if !digestIsDataHash(e) {
 		return out

@@ -196,8 +196,7 @@ func Parse(raw []byte) (*Log, error) {
 	// Size the slices exactly, so a log costs one allocation each.
 	nEvents, nDigests := countEvents(raw, p.off, log.Format, p.algs)
 	p.events = make([]Event, 0, nEvents+1)
-	p.digests = make([]Digest, 0, nDigests+len(p.pending))
-	p.digestStart = make([]int32, 0, nEvents+2)
+	p.digests = make([]Digest, 0, nDigests)
 	p.add(first)
 
 	off := p.off
@@ -219,10 +218,8 @@ func Parse(raw []byte) (*Log, error) {
 		off = p.off
 	}
 
-	p.digestStart = append(p.digestStart, int32(len(p.digests)))
 	dc := newDecoder(p.events)
 	for i := range p.events {
-		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
 	dc.finish()
@@ -231,21 +228,24 @@ func Parse(raw []byte) (*Log, error) {
 }
 
 type parser struct {
-	raw         []byte
-	off         int
-	algs        []AlgorithmSize // crypto-agile header list
-	known       []Algorithm
-	events      []Event
-	digests     []Digest
-	digestStart []int32
-	pending     []Digest // digests of the event being parsed
+	raw     []byte
+	off     int
+	algs    []AlgorithmSize // crypto-agile header list
+	known   []Algorithm
+	events  []Event
+	digests []Digest
 }
 
 func (p *parser) add(ev Event) {
-	p.digestStart = append(p.digestStart, int32(len(p.digests)))
-	p.digests = append(p.digests, p.pending...)
-	p.pending = p.pending[:0]
 	p.events = append(p.events, ev)
+}
+
+// takeDigests sets ev.Digests to the digests appended since start. When
+// an append reallocated p.digests, earlier events keep pointing into the
+// old array, which stays valid.
+func (p *parser) takeDigests(ev *Event, start int) {
+	end := len(p.digests)
+	ev.Digests = p.digests[start:end:end]
 }
 
 func (p *parser) errorf(num, off int, format string, args ...any) error {
@@ -264,10 +264,11 @@ func (p *parser) sha1Event(num, off int) (Event, error) {
 		PCR:    binary.LittleEndian.Uint32(rest[0:]),
 		Type:   EventType(binary.LittleEndian.Uint32(rest[4:])),
 	}
-	p.pending = append(p.pending, Digest{Alg: SHA1, Value: rest[8:28:28]})
+	start := len(p.digests)
+	p.digests = append(p.digests, Digest{Alg: SHA1, Value: rest[8:28:28]})
+	p.takeDigests(&ev, start)
 	size := binary.LittleEndian.Uint32(rest[28:])
 	if uint64(size) > uint64(len(rest)-sha1EventHeaderSize) {
-		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-sha1EventHeaderSize, ev.Type, ev.PCR)
 	}
 	end := sha1EventHeaderSize + int(size)
@@ -297,10 +298,10 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	}
 
 	pos := 12
+	start := len(p.digests)
 	var seen uint64 // bit i set when p.algs[i] was seen
 	for i := uint32(0); i < count; i++ {
 		if len(rest)-pos < 2 {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "truncated digest %d of %s event for PCR %d at byte offset %d; the log was cut short", i, ev.Type, ev.PCR, off+pos)
 		}
 		alg := Algorithm(binary.LittleEndian.Uint16(rest[pos:]))
@@ -312,34 +313,30 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 			}
 		}
 		if idx < 0 {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "digest %d of %s event for PCR %d uses algorithm 0x%04x, which the Spec ID event does not list, so its size is unknown", i, ev.Type, ev.PCR, uint16(alg))
 		}
 		if seen&(1<<idx) != 0 {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "%s event for PCR %d has two %s digests", ev.Type, ev.PCR, alg)
 		}
 		seen |= 1 << idx
 		size := p.algs[idx].Size
 		pos += 2
 		if len(rest)-pos < size {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "truncated %s digest of %s event for PCR %d: %d bytes left, %d needed; the log was cut short", alg, ev.Type, ev.PCR, len(rest)-pos, size)
 		}
 		if alg.Size() != 0 {
-			p.pending = append(p.pending, Digest{Alg: alg, Value: rest[pos : pos+size : pos+size]})
+			p.digests = append(p.digests, Digest{Alg: alg, Value: rest[pos : pos+size : pos+size]})
 		}
 		pos += size
 	}
+	p.takeDigests(&ev, start)
 
 	if len(rest)-pos < 4 {
-		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "truncated event data size of %s event for PCR %d; the log was cut short", ev.Type, ev.PCR)
 	}
 	size := binary.LittleEndian.Uint32(rest[pos:])
 	pos += 4
 	if uint64(size) > uint64(len(rest)-pos) {
-		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-pos, ev.Type, ev.PCR)
 	}
 	end := pos + int(size)

@@ -33,7 +33,7 @@ const (
 )
 
 // Workarounds returns every known workaround in the order Verify tries
-// them.
+// them, whatever the order of VerifyOptions.Workarounds.
 func Workarounds() []Workaround {
 	return []Workaround{WorkaroundExitBootServices, WorkaroundWindowsCappedSHA1}
 }
@@ -224,8 +224,10 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 		res.Banks = append(res.Banks, compareBank(log, st, alg, quoted[alg]))
 	}
 	if len(mismatchedBanks(res)) > 0 {
-		for _, w := range opts.Workarounds {
-			applyWorkaround(w, log, st, res)
+		for _, w := range Workarounds() {
+			if containsWorkaround(opts.Workarounds, w) {
+				applyWorkaround(w, log, st, res)
+			}
 		}
 	}
 	for _, b := range res.Banks {

@@ -83,11 +83,14 @@ func NewAllowlist() *Allowlist {
 func (a *Allowlist) Len() int { return a.count }
 
 // Add lists digest, of the kernel-named algorithm alg ("sha256",
-// "sha1"...), for the file name name, which may be empty.
+// "sha1"...), for the file name name, which may be empty. Spaces in name
+// become underscores, because IMA logs file names that way (see
+// LoggedName).
 func (a *Allowlist) Add(alg string, digest []byte, name string) error {
 	if err := checkDigestSize(alg, digest); err != nil {
 		return err
 	}
+	name = LoggedName(name)
 	rec := int32(len(a.names))
 	if alg == "sha256" {
 		s := a.sha256.slot((*[32]byte)(digest))
@@ -112,6 +115,17 @@ func (a *Allowlist) Add(alg string, digest []byte, name string) error {
 	a.names = append(a.names, nameRecord{name: name, next: head})
 	a.other[key] = rec
 	return nil
+}
+
+// LoggedName returns a file name as IMA logs it: the kernel replaces
+// every space with an underscore when it records a name
+// (ima_write_template_field_data in security/integrity/ima/ima_template_lib.c),
+// so that names do not split the fields of the ascii list.
+func LoggedName(name string) string {
+	if !strings.Contains(name, " ") {
+		return name
+	}
+	return strings.ReplaceAll(name, " ", "_")
 }
 
 func (a *Allowlist) hasName(head int32, name string) bool {

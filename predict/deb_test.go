@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"testing"
 
@@ -13,13 +14,19 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// compressTar writes files as a tar archive compressed as the member name's
-// suffix says.
+// compressTar writes files as a tar archive, compressed with the method
+// that the member name's suffix selects.
 func compressTar(t *testing.T, member string, files map[string][]byte) []byte {
 	t.Helper()
 	var raw bytes.Buffer
 	tw := tar.NewWriter(&raw)
-	for name, data := range files {
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		data := files[name]
 		if err := tw.WriteHeader(&tar.Header{Name: "./" + name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
 			t.Fatal(err)
 		}
@@ -103,15 +110,16 @@ func TestAddDebCompressions(t *testing.T) {
 			if len(pred.References) != 2 {
 				t.Fatalf("%d references, expected the EFI application and the initrd", len(pred.References))
 			}
-			app := pred.References[0]
+			// The tar lists boot/ before usr/, and references follow it.
+			app := pred.References[1]
 			if app.Kind != KindBootApplication || app.Component != "testx64.efi" || app.Package == nil || app.Package.Name != "test-efi" {
-				t.Errorf("first reference %+v, expected testx64.efi from test-efi", app)
+				t.Errorf("second reference %+v, expected testx64.efi from test-efi", app)
 			}
 			if app.Digests[SHA384].String() != want[SHA384].String() {
 				t.Errorf("sha384 %s, expected %s", app.Digests[SHA384], want[SHA384])
 			}
-			if pred.References[1].Kind != KindGrubFile || pred.References[1].Component != "initrd.img-1.0" {
-				t.Errorf("second reference %+v, expected the initrd file hash", pred.References[1])
+			if pred.References[0].Kind != KindGrubFile || pred.References[0].Component != "initrd.img-1.0" {
+				t.Errorf("first reference %+v, expected the initrd file hash", pred.References[0])
 			}
 		})
 	}

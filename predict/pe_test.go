@@ -294,3 +294,14 @@ func buildPEForFuzz() []byte {
 		cert:     []byte("certificate table"),
 	})
 }
+
+func TestAddPathRejectsUnknownFile(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(name, []byte("not a boot artifact"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := NewPredictor().AddPath(name)
+	if !errors.Is(err, ErrNotPE) || !strings.Contains(err.Error(), "give an EFI application") {
+		t.Errorf("error %v, expected ErrNotPE with a hint", err)
+	}
+}

@@ -108,8 +108,12 @@ func (p *Predictor) AddPath(name string) error {
 		if role == "" {
 			role = RoleEFIApplication
 		}
+		before := len(p.artifacts)
 		if err := p.addArtifact(nil, filepath.Base(name), role, info.Size(), f); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
+		}
+		if len(p.artifacts) == before {
+			return fmt.Errorf("%s: %w: give an EFI application, a kernel (vmlinuz*), an initrd (initrd.img*), a .deb or a directory", name, ErrNotPE)
 		}
 		return nil
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vouch-attest/vouch/bundle"
 	"github.com/vouch-attest/vouch/predict"
 )
 
@@ -52,7 +51,7 @@ GRUB as /NAME and /boot/NAME, and a sole kernel and initrd also as
 /vmlinuz and /initrd.img; map other paths with --grub-file or --boot-dir.
 
 The output is a JSON prediction (see docs/predict.md) that
-"vouch bundle create" reads.`,
+"vouch bundle create --from-predict" reads.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPredict(cmd, &f, args)
@@ -61,7 +60,7 @@ The output is a JSON prediction (see docs/predict.md) that
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.banks, "bank", []string{"sha1", "sha256", "sha384"}, "PCR banks to compute (sha1, sha256, sha384)")
 	fl.StringVarP(&f.output, "output", "o", "", "write the JSON prediction to this file instead of standard output")
-	fl.StringVar(&f.format, "format", "json", "output format: json (the prediction), components (bundle components for vouch bundle create --components) or text (a table)")
+	fl.StringVar(&f.format, "format", "json", "output format: json (the prediction, for vouch bundle create --from-predict) or text (a table)")
 	fl.StringVar(&f.ovmfVars, "ovmf-vars", "", "predict PCR 7 Secure Boot variables from an EDK2/OVMF variable store file (OVMF_VARS.fd)")
 	fl.StringVar(&f.efivars, "efivars", "", "predict PCR 7 Secure Boot variables from an efivars directory (/sys/firmware/efi/efivars)")
 	fl.StringArrayVar(&f.grubConfigs, "grub-cfg", nil, "GRUB script to evaluate, in order (repeatable; e.g. the embedded config, then grub.cfg)")
@@ -88,8 +87,8 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	if err != nil {
 		return withExitCode(exitUsage, fmt.Errorf("--grub-form: %w", err))
 	}
-	if f.format != "json" && f.format != "text" && f.format != "components" {
-		return withExitCode(exitUsage, fmt.Errorf("--format %q: use json, components or text", f.format))
+	if f.format != "json" && f.format != "text" {
+		return withExitCode(exitUsage, fmt.Errorf("--format %q: use json or text", f.format))
 	}
 	if len(args) == 0 && f.ovmfVars == "" && f.efivars == "" && len(f.grubConfigs) == 0 && len(f.grubCmds) == 0 && len(f.stubCmdline) == 0 && !f.firmware {
 		return withExitCode(exitUsage, errors.New("nothing to predict: give a package, tree or file, or one of --ovmf-vars, --efivars, --grub-cfg, --grub-command, --stub-cmdline"))
@@ -164,44 +163,12 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 		defer file.Close()
 		out = file
 	}
+	if f.format == "text" {
+		return writePredictionTable(out, p.Prediction(), banks)
+	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
-	switch f.format {
-	case "text":
-		return writePredictionTable(out, p.Prediction(), banks)
-	case "components":
-		return enc.Encode(struct {
-			Components []bundle.Component `json:"components"`
-		}{predictionComponents(p.Prediction())})
-	}
 	return enc.Encode(p.Prediction())
-}
-
-// predictionComponents groups a prediction's references into bundle
-// components: one per kind, component name and source, in first-seen order,
-// each reference becoming one acceptable value.
-func predictionComponents(pred *predict.Prediction) []bundle.Component {
-	var comps []bundle.Component
-	index := map[string]int{}
-	for _, r := range pred.References {
-		source := r.Path
-		if r.Package != nil {
-			source = strings.TrimSpace(r.Package.String() + " " + r.Path)
-		}
-		key := string(r.Kind) + "\x00" + r.Component + "\x00" + source
-		i, ok := index[key]
-		if !ok {
-			i = len(comps)
-			index[key] = i
-			comps = append(comps, bundle.Component{Name: r.Component, Kind: bundle.Kind(r.Kind), Source: source})
-		}
-		v := bundle.Value{PCR: r.PCR, Digests: map[bundle.Bank]bundle.Digest{}, Data: r.Event, Description: r.Note}
-		for b, d := range r.Digests {
-			v.Digests[bundle.Bank(b)] = bundle.Digest(d)
-		}
-		comps[i].Values = append(comps[i].Values, v)
-	}
-	return comps
 }
 
 func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) error {
