@@ -132,6 +132,15 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 
+	s.mu.Lock()
+	if _, known := s.sessions[name]; !known && !m.LastVerdictAt.IsZero() {
+		// A session this server has not seen since it started: continue the
+		// machine's schedule from its last verdict, so agents reconnecting
+		// after a verifier restart are attested over one interval instead
+		// of all at once.
+		s.sessionLocked(name).nextDue = m.LastVerdictAt.Add(s.jittered(s.interval(m)))
+	}
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		sess := s.sessionLocked(name)
