@@ -77,11 +77,13 @@ type Agent struct {
 	client *api.Client
 	log    *slog.Logger
 	state  state
-	// resetCount is the TPM resetCount of the last quote, and quoted
-	// whether there was one: a change means a reboot, after which the IMA
-	// list is sent from its start.
-	resetCount uint32
-	quoted     bool
+	// resetCount is the TPM resetCount of the last quote the verifier
+	// accepted, and quoted whether there was one: a change means a reboot,
+	// after which the IMA list is sent from its start. lastResetCount is
+	// the resetCount of the evidence being sent.
+	resetCount     uint32
+	quoted         bool
+	lastResetCount uint32
 }
 
 // state is the agent's identity, kept in StateDir/agent.json.
@@ -286,6 +288,7 @@ func (a *Agent) AttestOnce(ctx context.Context) error {
 	if _, err := a.client.Do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(a.state.Name)+"/evidence", ev, &verdict); err != nil {
 		return classify(fmt.Errorf("send evidence: %w", err))
 	}
+	a.resetCount, a.quoted = a.lastResetCount, true
 	a.log.Info("attested", "state", verdict.State, "boot", verdict.BootCount, "reasons", len(verdict.Reasons))
 	return nil
 }
@@ -337,7 +340,7 @@ func (a *Agent) imaEvidence(ch *api.Challenge, quote []byte) *api.IMAEvidence {
 		if a.quoted && info.ClockInfo.ResetCount != a.resetCount {
 			offset = 0
 		}
-		a.resetCount, a.quoted = info.ClockInfo.ResetCount, true
+		a.lastResetCount = info.ClockInfo.ResetCount
 	}
 	data, err := os.ReadFile(a.cfg.IMAPath)
 	if errors.Is(err, fs.ErrNotExist) {
