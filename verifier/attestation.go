@@ -572,8 +572,7 @@ func (s *Server) markOneUnreachable(ctx context.Context, name string, started, n
 		return nil
 	}
 	last := latest(m.LastVerdictAt, m.StateSince, started)
-	limit := time.Duration(s.cfg.UnreachableAfter)*s.interval(m) + s.cfg.ChallengeTTL
-	if now.Sub(last) <= limit {
+	if now.Sub(last) <= s.unreachableLimit(m) {
 		return nil
 	}
 	old := m.State
@@ -586,6 +585,12 @@ func (s *Server) markOneUnreachable(ctx context.Context, name string, started, n
 	}
 	s.log.Warn("machine unreachable", "machine", m.Name, "last_verdict", m.LastVerdictAt)
 	return nil
+}
+
+// unreachableLimit is how long a machine may go without a verdict:
+// UnreachableAfter of its intervals, each of which the jitter may lengthen.
+func (s *Server) unreachableLimit(m store.Machine) time.Duration {
+	return time.Duration(float64(time.Duration(s.cfg.UnreachableAfter)*s.interval(m)) * (1 + s.cfg.Jitter))
 }
 
 func latest(times ...time.Time) time.Time {

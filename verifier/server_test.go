@@ -442,15 +442,21 @@ func TestTamperedLogNamesEvent(t *testing.T) {
 }
 
 func TestUnreachableAfterMissedIntervals(t *testing.T) {
-	h := newHarness(t, Config{Interval: 100 * time.Millisecond, UnreachableAfter: 2, ChallengeTTL: 2 * time.Second, AutoApproveReference: true})
+	// The limit is UnreachableAfter intervals (0.4 s here), whatever the
+	// challenge TTL; the sweep runs every 200 ms at this interval.
+	h := newHarness(t, Config{Interval: 200 * time.Millisecond, UnreachableAfter: 2, ChallengeTTL: 10 * time.Second, AutoApproveReference: true})
 	a := h.newAgent(t, "gone", "")
 	if err := a.Enroll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	h.attest(t, a)
-	deadline := time.Now().Add(10 * time.Second)
+	last := h.machine(t, "gone").LastVerdictAt
+	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := h.machine(t, "gone"); m.State == store.StateUnreachable {
+			if late := m.StateSince.Sub(last); late < 400*time.Millisecond || late > 2*time.Second {
+				t.Errorf("unreachable %s after the last verdict, want 0.4 s to 2 s (2 intervals of 200 ms)", late)
+			}
 			hist, _ := h.store.History(context.Background(), "gone", 1)
 			if hist[0].To != store.StateUnreachable {
 				t.Errorf("history = %+v", hist[0])
