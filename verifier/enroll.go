@@ -186,7 +186,7 @@ func (s *Server) trustEK(req api.EnrollRequest, ek EKKey, known store.EK) (strin
 		return "", fmt.Errorf("EK %s is not pinned: an administrator must run 'vouch ek pin' with its certificate or public key first", EKHash(ek.PKIX))
 	default:
 		if len(req.EKCertificate) == 0 {
-			return "", fmt.Errorf("EK %s has no certificate to check against the vendor roots: pin it with 'vouch ek pin' instead", EKHash(ek.PKIX))
+			return "", fmt.Errorf("EK %s has no certificate to check against the vendor roots: pin it with 'vouch ek pin' instead, or, for a lab or a simulated TPM (which makes a new EK at each start), run the server with --ek-mode tofu", EKHash(ek.PKIX))
 		}
 		if err := s.be.VerifyEKCertificate(req.EKCertificate, ek, s.now()); err != nil {
 			return "", fmt.Errorf("EK certificate does not chain to a configured vendor root: %w", err)

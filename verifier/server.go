@@ -142,6 +142,9 @@ func New(cfg Config, dataDir string) (*Server, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
+	if be, ok := cfg.Backend.(*AttestBackend); ok && cfg.EKMode == EKModeVendorRoots && len(be.Roots) == 0 {
+		cfg.Logger.Warn("EK mode vendor-roots has no vendor roots: only EKs pinned with 'vouch ek pin' can enroll; give --ek-roots, or use --ek-mode tofu for a lab or simulated TPMs")
+	}
 	tokens, created, err := loadOrCreateToken(dataDir)
 	if err != nil {
 		return nil, err

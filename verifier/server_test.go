@@ -525,13 +525,32 @@ func TestEnrollmentRules(t *testing.T) {
 }
 
 func TestVendorRootsModeRejectsEKWithoutCertificate(t *testing.T) {
-	h := newHarness(t, Config{EKMode: EKModeVendorRoots})
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	h := newHarness(t, Config{EKMode: EKModeVendorRoots, Logger: logger})
+	mu.Lock()
+	started := logs.String()
+	mu.Unlock()
+	for _, want := range []string{"level=WARN", "--ek-roots", "vouch ek pin", "--ek-mode tofu"} {
+		if !strings.Contains(started, want) {
+			t.Errorf("start log without roots does not contain %q:\n%s", want, started)
+		}
+	}
 	a := h.newAgent(t, "nocert", "")
 	err := a.Enroll(context.Background())
-	if api.ErrorCode(err) != api.CodeEKUntrusted || !strings.Contains(err.Error(), "no certificate") {
+	if api.ErrorCode(err) != api.CodeEKUntrusted || !strings.Contains(err.Error(), "no certificate") || !strings.Contains(err.Error(), "--ek-mode tofu") {
 		t.Errorf("EK without certificate in vendor-roots mode: %v", err)
 	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestActivationWithWrongSecret(t *testing.T) {
 	h := newHarness(t, Config{})
