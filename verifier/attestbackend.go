@@ -208,7 +208,12 @@ func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEv
 }
 
 // mismatchReasons explains each PCR whose replay differs from the quote.
+// When every quoted PCR holds its reset value, one reason says so instead:
+// the TPM never measured the boot the log describes.
 func mismatchReasons(log *eventlog.Log, res *eventlog.Result) []api.Reason {
+	if r, ok := neverExtended(res); ok {
+		return []api.Reason{r}
+	}
 	var reasons []api.Reason
 	for _, b := range res.Banks {
 		if b.Status != eventlog.BankMismatch {
@@ -220,7 +225,7 @@ func mismatchReasons(log *eventlog.Log, res *eventlog.Result) []api.Reason {
 			}
 			msg := fmt.Sprintf("PCR %d (%s): the TPM quoted %x but the event log replays to %x", p.Index, b.Bank, p.Quoted, p.Replayed)
 			if len(p.Events) > 0 {
-				msg += fmt.Sprintf("; the log's %d events for this PCR (%s) do not account for its value, so something was extended that the log does not record, or the log was altered", len(p.Events), eventNames(log, p.Events))
+				msg += fmt.Sprintf("; the log's %s for this PCR (%s) do not account for its value, so something was extended that the log does not record, or the log was altered", plural(len(p.Events), "event"), eventNames(log, p.Events))
 			} else {
 				msg += "; the log has no event for this PCR, so something was extended that the log does not record"
 			}
@@ -234,6 +239,51 @@ func mismatchReasons(log *eventlog.Log, res *eventlog.Result) []api.Reason {
 		reasons = append(reasons, api.Reason{Code: ReasonEventLogMismatch, Message: "the event log does not replay to the quoted PCR values"})
 	}
 	return reasons
+}
+
+// neverExtended returns one reason when every quoted PCR of every bank
+// holds the reset value while the log has events for some of them: the
+// TPM's PCRs were never extended, as with a simulator that did not replay
+// the log.
+func neverExtended(res *eventlog.Result) (api.Reason, bool) {
+	var pcrs []string
+	seen := map[int]bool{}
+	events := 0
+	for _, b := range res.Banks {
+		for _, p := range b.PCRs {
+			if !isZero(p.Quoted) {
+				return api.Reason{}, false
+			}
+			if !p.Match && len(p.Events) > 0 && !seen[p.Index] {
+				seen[p.Index] = true
+				pcrs = append(pcrs, strconv.Itoa(p.Index))
+				events += len(p.Events)
+			}
+		}
+	}
+	if len(pcrs) == 0 {
+		return api.Reason{}, false
+	}
+	return api.Reason{Code: ReasonEventLogMismatch, Message: fmt.Sprintf(
+		"every quoted PCR holds its reset value (zeros), but the event log has %s for PCRs %s: the TPM's PCRs were never extended with the boot the log describes; a simulator or swtpm starts with its PCRs at reset, so give the agent --simulate-boot LOG instead of --eventlog LOG",
+		plural(events, "event"), strings.Join(pcrs, ", "))}, true
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// plural returns "1 event" or "n events".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func eventNames(log *eventlog.Log, numbers []int) string {

@@ -75,6 +75,9 @@ recording an event.`,
 				return withExitCode(exitUnavailable, err)
 			}
 
+			if tpmSpec == "simulator" && simulateBoot == "" {
+				log.Warn("the simulator starts with every PCR at its reset value and --simulate-boot is not given: the event log will not replay to its quotes; give --simulate-boot LOG to replay a recorded boot into it")
+			}
 			freshBoot := false
 			if simulateBoot != "" {
 				raw, err := os.ReadFile(simulateBoot)
