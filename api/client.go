@@ -57,6 +57,10 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (int,
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			return 0, fmt.Errorf("%w: pin the verifier with --server-fingerprint (or VOUCH_SERVER_FINGERPRINT) as vouch server prints it, or give its CA with --ca", err)
+		}
 		return 0, err
 	}
 	defer resp.Body.Close()

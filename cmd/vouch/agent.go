@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ func newAgentCmd() *cobra.Command {
 	var (
 		server, fingerprint, caFile, name, stateDir string
 		tpmSpec, eventLog, simulateBoot, logLevel   string
+		systemRoots                                 bool
 		imaPath                                     string
 		simulateIMA                                 int
 		minBackoff, maxBackoff, wait                time.Duration
@@ -52,8 +54,14 @@ recording an event.`,
 			if server == "" {
 				return withExitCode(exitUsage, errors.New("no verifier URL: give --server"))
 			}
+			if err := checkServerURL(server); err != nil {
+				return withExitCode(exitUsage, err)
+			}
 			if fingerprint == "" {
 				fingerprint = os.Getenv("VOUCH_SERVER_FINGERPRINT")
+			}
+			if fingerprint == "" && caFile == "" && !systemRoots && strings.HasPrefix(server, "https:") {
+				return withExitCode(exitUsage, errors.New("no way to authenticate the verifier: give --server-fingerprint (or set VOUCH_SERVER_FINGERPRINT) with the fingerprint vouch server prints, or --ca with the CA file; --system-roots trusts the system's CAs instead"))
 			}
 			if name == "" {
 				name, _ = os.Hostname()
@@ -162,6 +170,7 @@ recording an event.`,
 	f.StringVar(&server, "server", "", "verifier URL, such as https://verifier:8443 (env VOUCH_SERVER)")
 	f.StringVar(&fingerprint, "server-fingerprint", "", "SHA-256 fingerprint of the verifier's CA certificate, as vouch server prints it (env VOUCH_SERVER_FINGERPRINT)")
 	f.StringVar(&caFile, "ca", "", "PEM file of the CA that signed the verifier's certificate")
+	f.BoolVar(&systemRoots, "system-roots", false, "verify the verifier's certificate with the system's CAs when neither --server-fingerprint nor --ca is given")
 	f.StringVar(&name, "name", "", "machine name at the verifier (default: the host name)")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/vouch-agent", "directory of the AK and the enrollment state")
 	f.StringVar(&tpmSpec, "tpm", "device", "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:/path, swtpm:tcp:HOST:PORT or simulator")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +91,9 @@ func (f *clientFlags) client() (*api.Client, error) {
 	if server == "" {
 		return nil, withExitCode(exitUsage, errors.New("no verifier URL: give --server or set VOUCH_SERVER"))
 	}
+	if err := checkServerURL(server); err != nil {
+		return nil, withExitCode(exitUsage, err)
+	}
 	token := os.Getenv("VOUCH_TOKEN")
 	tokenFile := first(f.tokenFile, file.TokenFile)
 	if f.tokenFile != "" || token == "" {
@@ -119,6 +123,16 @@ func (f *clientFlags) client() (*api.Client, error) {
 			Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment},
 		},
 	}, nil
+}
+
+// checkServerURL rejects a verifier URL without an http or https scheme
+// and a host, such as 127.0.0.1:8443.
+func checkServerURL(server string) error {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("invalid --server %q: use https://HOST:PORT", server)
+	}
+	return nil
 }
 
 func first(values ...string) string {

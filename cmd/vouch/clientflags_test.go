@@ -1,0 +1,40 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestServerURLWithoutScheme(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{"client.json": "{}", "token": "vouch_x"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"hosts", "list", "--server", "127.0.0.1:8443", "--token-file", filepath.Join(dir, "token"), "--server-fingerprint", strings.Repeat("00", 32)},
+		{"agent", "--server", "127.0.0.1:8443", "--server-fingerprint", strings.Repeat("00", 32), "--state-dir", dir, "--name", "x"},
+	} {
+		t.Setenv("VOUCH_CONFIG", filepath.Join(dir, "client.json"))
+		_, err := run(t, args...)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), `invalid --server "127.0.0.1:8443": use https://HOST:PORT`) {
+			t.Errorf("%s: exit %d, %v", args[0], exitCode(err), err)
+		}
+	}
+}
+
+func TestAgentNeedsServerPin(t *testing.T) {
+	t.Setenv("VOUCH_SERVER_FINGERPRINT", "")
+	_, err := run(t, "agent", "--server", "https://127.0.0.1:1", "--state-dir", t.TempDir(), "--name", "x", "--tpm", "device:/nonexistent")
+	if exitCode(err) != exitUsage || err == nil {
+		t.Fatalf("agent without a pin: exit %d, %v", exitCode(err), err)
+	}
+	for _, want := range []string{"--server-fingerprint", "VOUCH_SERVER_FINGERPRINT", "--ca"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}
