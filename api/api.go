@@ -61,6 +61,7 @@ const (
 	CodeUnavailable   = "unavailable"
 	CodeNotEnrolled   = "not_enrolled"
 	CodePendingEnroll = "enrollment_pending"
+	CodeNoAgent       = "agent_not_connected"
 )
 
 // Facts are what the agent reports about its host. They are shown to

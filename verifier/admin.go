@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/store"
@@ -193,6 +194,14 @@ func (s *Server) handleAttestNow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.kick(m.Name)
+	if !s.agentConnected(m.Name) {
+		last := "never"
+		if !m.LastSeenAt.IsZero() {
+			last = m.LastSeenAt.Format(time.RFC3339)
+		}
+		writeError(w, http.StatusConflict, api.CodeNoAgent, fmt.Sprintf("no agent of machine %q is connected (last seen %s): it is attested as soon as its agent connects; check that vouch agent runs there", m.Name, last))
+		return
+	}
 	writeJSON(w, http.StatusAccepted, toAPIMachine(m))
 }
 

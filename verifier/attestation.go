@@ -53,6 +53,20 @@ type challenge struct {
 type session struct {
 	wake    chan struct{}
 	nextDue time.Time
+	// waiting counts the agent's challenge requests held open, and busy
+	// is when the agent's answer to its last challenge is due: until
+	// then the agent is connected though no request of it waits.
+	waiting int
+	busy    time.Time
+}
+
+// agentConnected reports whether the machine's agent holds a challenge
+// request open or is answering a challenge.
+func (s *Server) agentConnected(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.sessions[name]
+	return ok && (sess.waiting > 0 || s.now().Before(sess.busy))
 }
 
 type cachedLog struct {
@@ -141,7 +155,14 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 		// of all at once.
 		s.sessionLocked(name).nextDue = m.LastVerdictAt.Add(s.jittered(s.interval(m)))
 	}
+	held := s.sessionLocked(name)
+	held.waiting++
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		held.waiting--
+		s.mu.Unlock()
+	}()
 	for {
 		s.mu.Lock()
 		sess := s.sessionLocked(name)
@@ -149,6 +170,9 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 		if !now.Before(sess.nextDue) {
 			sess.nextDue = now.Add(s.jittered(s.interval(m)))
 			ch, err := s.newChallengeLocked(m, now)
+			if err == nil {
+				sess.busy = ch.expires
+			}
 			s.mu.Unlock()
 			if err != nil {
 				s.internalError(w, r, err)
@@ -271,6 +295,10 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.mu.Lock()
+	// The agent asks for its next challenge right after this answer.
+	s.sessionLocked(name).busy = s.now().Add(agentReconnectGrace)
+	s.mu.Unlock()
 	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount}
 	switch {
 	case result.rejected == ReasonNonceReused:
@@ -279,6 +307,10 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, verdict)
 	}
 }
+
+// agentReconnectGrace is how long an agent that just sent evidence counts
+// as connected before its next challenge request arrives.
+const agentReconnectGrace = 5 * time.Second
 
 // rejectedQuote marks a judgement whose quote did not verify.
 const rejectedQuote = "quote"

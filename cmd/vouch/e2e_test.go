@@ -752,7 +752,11 @@ func TestReplayAndForeignEvidence(t *testing.T) {
 
 	// Bob's evidence for a fresh challenge of Alice's: Bob's AK signed it.
 	var ch api.Challenge
-	s.admin(t, http.MethodPost, "/v1/machines/alice/attest", nil)
+	// Alice's agent is stopped: the server says so, and still makes her
+	// next challenge due now.
+	if _, err := s.client.Do(context.Background(), http.MethodPost, "/v1/machines/alice/attest", nil, nil); err != nil && api.ErrorCode(err) != api.CodeNoAgent {
+		t.Fatalf("attest alice: %v", err)
+	}
 	if _, err := anon.Do(context.Background(), http.MethodGet, "/v1/agents/alice/challenge?wait=5", nil, &ch); err != nil {
 		t.Fatal(err)
 	}
