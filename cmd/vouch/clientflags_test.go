@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,5 +37,21 @@ func TestAgentNeedsServerPin(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
+	}
+}
+
+func TestServerPortTakenLeavesNoFiles(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	_, err = run(t, "server", "--listen", ln.Addr().String(), "--data-dir", dataDir, "--ek-mode", "tofu")
+	if exitCode(err) != exitUnavailable || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Errorf("server on a taken port: exit %d, %v", exitCode(err), err)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("the server created %s before it could listen (stat: %v)", dataDir, err)
 	}
 }

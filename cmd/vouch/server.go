@@ -143,6 +143,13 @@ server certificate (unless --tls-cert is given) and an admin token
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
+			// Bind first: a taken port must not leave a populated data
+			// directory behind.
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return withExitCode(exitUnavailable, fmt.Errorf("listen on %s: %w: stop the process that holds it or give another --listen", listen, err))
+			}
+			defer ln.Close()
 			if err := verifier.EnsureDataDir(dataDir); err != nil {
 				return withExitCode(exitUnavailable, err)
 			}
@@ -188,10 +195,6 @@ server certificate (unless --tls-cert is given) and an admin token
 					return withExitCode(exitUnavailable, err)
 				}
 				cert = &c
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return withExitCode(exitUnavailable, err)
 			}
 			out := cmd.OutOrStdout()
 			scheme := "https"
