@@ -94,8 +94,14 @@ type state struct {
 	EKSHA256 string `json:"ek_sha256,omitempty"`
 }
 
-// PermanentError is a rejection by the verifier that retrying cannot change
-// (a revoked EK, a name taken by another TPM). The agent stops on it.
+// akSaver is a TPM whose new AK is written to the state directory only
+// once the verifier accepted it, so a rejected enrollment leaves no AK
+// behind (see DeviceTPM).
+type akSaver interface{ SaveAK() error }
+
+// PermanentError is a failure that retrying cannot change: a rejection by
+// the verifier (a revoked EK, a name taken by another TPM) or an AK the TPM
+// rejects (*AKNotInTPMError). The agent stops on it.
 type PermanentError struct{ Err error }
 
 func (e *PermanentError) Error() string { return e.Err.Error() }
@@ -191,7 +197,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		var perm *PermanentError
-		if errors.As(err, &perm) {
+		var stale *AKNotInTPMError
+		switch {
+		case errors.As(err, &stale):
+			stale.Machine = a.state.Name
+			a.log.Error("the AK does not belong to this TPM; stopping", "ak", stale.Path, "err", err)
+			return err
+		case errors.As(err, &perm):
 			a.log.Error("verifier rejected this machine; stopping", "err", err)
 			return err
 		}
@@ -239,6 +251,13 @@ func (a *Agent) Enroll(ctx context.Context) error {
 	secret, err := a.cfg.TPM.ActivateCredential(ch.Credential, ch.EncryptedSecret)
 	if err != nil {
 		return fmt.Errorf("activate credential: %w", err)
+	}
+	// The verifier trusts the EK and the TPM holds the AK: keep the AK
+	// now, so a lost answer is retried with the same key.
+	if s, ok := a.cfg.TPM.(akSaver); ok {
+		if err := s.SaveAK(); err != nil {
+			return err
+		}
 	}
 	var res api.EnrollResult
 	if _, err := a.client.Do(ctx, http.MethodPost, "/v1/enroll/"+url.PathEscape(ch.EnrollmentID)+"/activate", api.ActivateRequest{Secret: secret}, &res); err != nil {

@@ -20,11 +20,39 @@ type DeviceTPM struct {
 	t  *tpm.TPM
 	ek *tpm.EK
 	ak *tpm.AK
+	// akPath is the AK file; unsaved is set for a new AK, which is written
+	// there only once the verifier accepted it (SaveAK).
+	akPath  string
+	unsaved bool
 }
 
-// NewDeviceTPM reads the EK and loads the AK saved in stateDir, creating
-// and saving one on first use. The AK lives under the RSA EK, the EK type
-// TPMs most often carry a certificate for.
+// AKNotInTPMError is an AK file that the TPM rejects: the AK was made by
+// another TPM, or this TPM was cleared, re-manufactured or is a simulator
+// that restarted. Retrying cannot help.
+type AKNotInTPMError struct {
+	Path string
+	// Machine is the machine's name at the verifier, if known.
+	Machine string
+	Err     error
+}
+
+func (e *AKNotInTPMError) Error() string {
+	name := e.Machine
+	if name == "" {
+		name = "NAME"
+	}
+	return fmt.Sprintf("the AK in %s does not load in this TPM (%v): the TPM was cleared, re-manufactured or is a restarted simulator; "+
+		"to enroll this machine as new, remove the state directory %s and, if the verifier knows the machine, run 'vouch hosts forget %s' there first",
+		e.Path, e.Err, filepath.Dir(e.Path), name)
+}
+
+func (e *AKNotInTPMError) Unwrap() error { return e.Err }
+
+// NewDeviceTPM reads the EK and loads the AK saved in stateDir, checking
+// that it belongs to this TPM (else an *AKNotInTPMError). Without a saved
+// AK it creates one, which SaveAK writes once the verifier accepts it. The
+// AK lives under the RSA EK, the EK type TPMs most often carry a
+// certificate for.
 func NewDeviceTPM(t *tpm.TPM, stateDir string) (*DeviceTPM, error) {
 	ek, err := t.EK(tpm.RSA)
 	if err != nil {
@@ -32,18 +60,42 @@ func NewDeviceTPM(t *tpm.TPM, stateDir string) (*DeviceTPM, error) {
 	}
 	path := filepath.Join(stateDir, akFile)
 	ak, err := tpm.LoadAKFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		ak, err = t.CreateAK(tpm.AKOptions{Parent: tpm.RSA})
 		if err != nil {
 			return nil, fmt.Errorf("create AK: %w", err)
 		}
-		if err := ak.Save(path); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
+		return &DeviceTPM{t: t, ek: ek, ak: ak, akPath: path, unsaved: true}, nil
+	case err != nil:
 		return nil, err
 	}
-	return &DeviceTPM{t: t, ek: ek, ak: ak}, nil
+	if err := t.CheckAK(ak); err != nil {
+		return nil, akError(path, err)
+	}
+	return &DeviceTPM{t: t, ek: ek, ak: ak, akPath: path}, nil
+}
+
+// akError marks an AK the TPM rejects as an *AKNotInTPMError, which stops
+// the agent.
+func akError(path string, err error) error {
+	if tpm.AKNotInTPM(err) {
+		return &PermanentError{Err: &AKNotInTPMError{Path: path, Err: err}}
+	}
+	return err
+}
+
+// SaveAK writes a new AK to the state directory; it does nothing for an
+// AK loaded from there.
+func (d *DeviceTPM) SaveAK() error {
+	if !d.unsaved {
+		return nil
+	}
+	if err := d.ak.Save(d.akPath); err != nil {
+		return err
+	}
+	d.unsaved = false
+	return nil
 }
 
 // EK implements TPM.
@@ -54,7 +106,8 @@ func (d *DeviceTPM) AKPublic() []byte { return d.ak.Public }
 
 // ActivateCredential implements TPM.
 func (d *DeviceTPM) ActivateCredential(credential, encryptedSecret []byte) ([]byte, error) {
-	return d.t.ActivateCredential(d.ak, credential, encryptedSecret)
+	secret, err := d.t.ActivateCredential(d.ak, credential, encryptedSecret)
+	return secret, akError(d.akPath, err)
 }
 
 // Quote implements TPM.
@@ -65,7 +118,7 @@ func (d *DeviceTPM) Quote(nonce []byte, pcrs []int) ([]byte, []byte, []api.PCRBa
 	}
 	q, values, err := d.t.QuoteWithPCRs(d.ak, nonce, sel)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, akError(d.akPath, err)
 	}
 	var banks []api.PCRBank
 	for _, b := range sel {

@@ -504,3 +504,25 @@ func (t *TPM) ActivateCredential(ak *AK, credentialBlob, encryptedSecret []byte)
 	}
 	return secret, nil
 }
+
+// CheckAK loads ak and flushes it, to find out at start whether the AK
+// still belongs to this TPM. AKNotInTPM reports the error of an AK that
+// does not.
+func (t *TPM) CheckAK(ak *AK) (err error) {
+	if err := t.lock(); err != nil {
+		return err
+	}
+	defer t.unlock()
+	h, err := t.loadAK(ak)
+	if err != nil {
+		return err
+	}
+	t.flush(h.Handle, &err)
+	return err
+}
+
+// AKNotInTPM reports whether err is the TPM's rejection of an AK blob that
+// another TPM wrapped (TPM_RC_INTEGRITY): the AK was created in another
+// TPM, or this TPM was cleared, re-manufactured or restarted as a fresh
+// simulator.
+func AKNotInTPM(err error) bool { return errors.Is(err, tpm2.TPMRCIntegrity) }

@@ -41,8 +41,16 @@ func simulator(t *testing.T) *tpm.TPM {
 		if simErr != nil {
 			return
 		}
+		// The boot replay needs no saved AK: a directory of its own keeps
+		// it from loading an AK another run left behind.
+		var dir string
+		dir, simErr = os.MkdirTemp("", "vouch-sim-")
+		if simErr != nil {
+			return
+		}
+		defer os.RemoveAll(dir)
 		var dev *agent.DeviceTPM
-		dev, simErr = agent.NewDeviceTPM(simTPM, os.TempDir())
+		dev, simErr = agent.NewDeviceTPM(simTPM, dir)
 		if simErr == nil {
 			_, simErr = agent.SimulateBoot(dev, readTestLog(t))
 		}

@@ -79,6 +79,11 @@ recording an event.`,
 			}
 			defer t.Close()
 			dev, err := agent.NewDeviceTPM(t, stateDir)
+			var stale *agent.AKNotInTPMError
+			if errors.As(err, &stale) {
+				stale.Machine = name
+				return withExitCode(exitMismatch, err)
+			}
 			if err != nil {
 				return withExitCode(exitUnavailable, err)
 			}

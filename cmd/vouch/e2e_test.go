@@ -370,6 +370,24 @@ func TestEnrollmentRejections(t *testing.T) {
 	if _, err := s.machine(t, "unknown"); api.ErrorCode(err) != api.CodeNotFound {
 		t.Errorf("machine with an unknown EK was stored: %v", err)
 	}
+	if out := s.proc.output(); !strings.Contains(out, "--ek-mode tofu") {
+		t.Errorf("server without --ek-roots gave no warning:\n%s", out)
+	}
+	akPath := filepath.Join(dir, "agent-unknown", "ak.bin")
+	if _, err := os.Stat(akPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the rejected agent left %s behind (stat: %v)", akPath, err)
+	}
+
+	// The same state directory against a tofu server enrolls; a restarted
+	// simulator is a new TPM, so the agent then stops on the saved AK.
+	tofu := startServer(t, filepath.Join(dir, "tofu"), "", "--ek-mode", "tofu")
+	a = startAgent(t, tofu, dir, "unknown", "simulator", demoLog(t, dir, "rhel8-uefi.bin"))
+	tofu.waitFor(t, "unknown", "enrolled", func(api.MachineDetail) bool { return true })
+	a.stop()
+	a = startAgent(t, tofu, dir, "unknown", "simulator", demoLog(t, dir, "rhel8-uefi.bin"))
+	if code := a.exited(t, 20*time.Second); code != exitMismatch || !strings.Contains(a.output(), akPath) || !strings.Contains(a.output(), "vouch hosts forget unknown") {
+		t.Errorf("agent with another TPM's AK: exit %d, want %d, output:\n%s", code, exitMismatch, tail(a.output(), 10))
+	}
 }
 
 // swtpm runs Debian's swtpm on a Unix socket with persistent state.
