@@ -61,7 +61,7 @@ recording an event.`,
 				fingerprint = os.Getenv("VOUCH_SERVER_FINGERPRINT")
 			}
 			if fingerprint == "" && caFile == "" && !systemRoots && strings.HasPrefix(server, "https:") {
-				return withExitCode(exitUsage, errors.New("no way to authenticate the verifier: give --server-fingerprint (or set VOUCH_SERVER_FINGERPRINT) with the fingerprint vouch server prints, or --ca with the CA file; --system-roots trusts the system's CAs instead"))
+				return withExitCode(exitUsage, errors.New("missing server pin: give --server-fingerprint (or set VOUCH_SERVER_FINGERPRINT) with the fingerprint vouch server prints, --ca with the CA file, or --system-roots to trust the system's CAs"))
 			}
 			if name == "" {
 				name, _ = os.Hostname()
@@ -89,7 +89,7 @@ recording an event.`,
 			}
 
 			if tpmSpec == "simulator" && simulateBoot == "" {
-				log.Warn("the simulator starts with every PCR at its reset value and --simulate-boot is not given: the event log will not replay to its quotes; give --simulate-boot LOG to replay a recorded boot into it")
+				log.Warn("the simulator starts with every PCR at its reset value, so without --simulate-boot the event log will not replay to its quotes: give --simulate-boot LOG to replay a recorded boot into it")
 			}
 			freshBoot := false
 			if simulateBoot != "" {
