@@ -19,7 +19,7 @@ const (
 
 // hasChallenge reports whether the server holds a challenge issued to the
 // machine. Used and expired challenges count, so that the evidence handler
-// still reports a replayed nonce or a late answer as such.
+// still reports a replayed nonce or a late response as such.
 func (s *Server) hasChallenge(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
