@@ -162,7 +162,15 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 	if b.IMA.Policy == nil {
 		return finish()
 	}
-	pr := b.IMA.Policy.Check(res.Verified)
+	checked := res.Verified
+	if len(b.IMA.Policy.Rules) == 0 {
+		// A policy of violations only: other entries are not judged.
+		checked = nil
+		for _, i := range res.Violations {
+			checked = append(checked, res.Verified[i-res.Verified[0].Index])
+		}
+	}
+	pr := b.IMA.Policy.Check(checked)
 	report.Checked, report.Accepted, report.Excluded = pr.Checked, pr.Accepted, pr.Excluded
 	var fails []api.Reason
 	for _, v := range pr.Verdicts {

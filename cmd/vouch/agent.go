@@ -101,7 +101,7 @@ recording an event.`,
 				}
 			}
 
-			if simulateBoot != "" && !cmd.Flags().Changed("ima") {
+			if simulateBoot != "" && !cmd.Flags().Changed("ima") && !cmd.Flags().Changed("ima-log") {
 				imaPath = "" // the host's IMA list does not describe a simulated boot
 			}
 			if simulateIMA > 0 {
@@ -164,6 +164,7 @@ recording an event.`,
 	f.StringVar(&tpmSpec, "tpm", "device", "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:/path, swtpm:tcp:HOST:PORT or simulator")
 	f.StringVar(&eventLog, "eventlog", agent.DefaultEventLogPath, "TCG boot event log to send")
 	f.StringVar(&imaPath, "ima", agent.DefaultIMAPath, "binary IMA measurement list to send (empty: none)")
+	f.StringVar(&imaPath, "ima-log", agent.DefaultIMAPath, "IMA measurement list to send, binary or ascii (same as --ima)")
 	f.IntVar(&simulateIMA, "simulate-ima", 0, "with --simulate-boot, write an IMA list of a boot_aggregate and this many files and extend PCR 10 to match")
 	f.StringVar(&simulateBoot, "simulate-boot", "", "event log to replay into a simulator or swtpm at start (testing and demonstrations)")
 	f.DurationVar(&minBackoff, "min-backoff", time.Second, "first reconnection delay; it doubles up to --max-backoff")
