@@ -76,11 +76,13 @@ type Agent struct {
 	client *api.Client
 	log    *slog.Logger
 	state  state
-	// resetCount is the TPM resetCount of the last quote, and quoted
-	// whether there was one: a change means a reboot, after which the IMA
-	// list is sent from its start.
-	resetCount uint32
-	quoted     bool
+	// resetCount is the TPM resetCount of the last quote the verifier
+	// accepted, and quoted whether there was one: a change means a reboot,
+	// after which the IMA list is sent from its start. lastResetCount is
+	// the resetCount of the evidence being sent.
+	resetCount     uint32
+	quoted         bool
+	lastResetCount uint32
 	// imaSent is the part of the IMA list sent in this boot (ima.go).
 	imaSent imaPrefix
 }
@@ -287,6 +289,7 @@ func (a *Agent) AttestOnce(ctx context.Context) error {
 	if _, err := a.client.Do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(a.state.Name)+"/evidence", ev, &verdict); err != nil {
 		return classify(fmt.Errorf("send evidence: %w", err))
 	}
+	a.resetCount, a.quoted = a.lastResetCount, true
 	a.log.Info("attested", "state", verdict.State, "boot", verdict.BootCount, "reasons", len(verdict.Reasons))
 	return nil
 }
@@ -338,7 +341,7 @@ func (a *Agent) imaEvidence(ch *api.Challenge, quote []byte) *api.IMAEvidence {
 		if a.quoted && info.ClockInfo.ResetCount != a.resetCount {
 			offset = 0
 		}
-		a.resetCount, a.quoted = info.ClockInfo.ResetCount, true
+		a.lastResetCount = info.ClockInfo.ResetCount
 	}
 	data, err := os.ReadFile(a.cfg.IMAPath)
 	return a.imaChunk(offset, data, err)

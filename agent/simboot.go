@@ -59,8 +59,12 @@ func SimulateBoot(d *DeviceTPM, raw []byte) (bool, error) {
 	return true, nil
 }
 
-// RogueImage stands for a boot application nobody approved.
-var RogueImage = []byte("vouch demo: a boot application that no reference value covers")
+// RogueImage stands for a boot application nobody approved, and
+// RogueImagePath for the path the firmware logs for it.
+var (
+	RogueImage     = []byte("vouch demo: a boot application that no reference value covers")
+	RogueImagePath = `\EFI\BOOT\unapproved.efi`
+)
 
 // AppendRogueEvent simulates an unapproved boot application: it extends
 // pcr with the digest of RogueImage in every bank of the log the TPM has,
@@ -77,10 +81,16 @@ func AppendRogueEvent(d *DeviceTPM, path string, pcr int) (int, error) {
 		return 0, fmt.Errorf("rogue event: %w", err)
 	}
 	// UEFI_IMAGE_LOAD_EVENT: location, length and link-time address of the
-	// image, then a device path of one end node.
+	// image, then a device path of a media file path node and an end node.
+	var file []byte
+	for _, r := range RogueImagePath + "\x00" {
+		file = binary.LittleEndian.AppendUint16(file, uint16(r))
+	}
+	node := append([]byte{0x04, 0x04}, binary.LittleEndian.AppendUint16(nil, uint16(4+len(file)))...)
+	node = append(append(node, file...), 0x7f, 0xff, 0x04, 0x00)
 	var data bytes.Buffer
-	binary.Write(&data, binary.LittleEndian, []uint64{0x7f000000, uint64(len(RogueImage)), 0, 4})
-	data.Write([]byte{0x7f, 0xff, 0x04, 0x00})
+	binary.Write(&data, binary.LittleEndian, []uint64{0x7f000000, uint64(len(RogueImage)), 0, uint64(len(node))})
+	data.Write(node)
 
 	var rec bytes.Buffer
 	le := binary.LittleEndian

@@ -185,6 +185,8 @@ type Machine struct {
 	LastVerdictAt time.Time `json:"last_verdict_at,omitzero"`
 	LastSeenAt    time.Time `json:"last_seen_at,omitzero"`
 	BootCount     int64     `json:"boot_count"`
+	// IntervalSeconds is the machine's attestation interval, 0 for the server's default.
+	IntervalSeconds int64 `json:"interval_seconds,omitempty"`
 	// IMAEntries is the number of IMA entries verified in the current boot.
 	IMAEntries        int64  `json:"ima_entries"`
 	Approved          bool   `json:"approved"`
@@ -236,6 +238,12 @@ type EK struct {
 // RevokeRequest revokes a machine; its EK is revoked with it.
 type RevokeRequest struct {
 	Reason string `json:"reason,omitempty"`
+}
+
+// IntervalRequest sets a machine's attestation interval; 0 restores the
+// server's default.
+type IntervalRequest struct {
+	Seconds int64 `json:"seconds"`
 }
 
 // TokenResponse carries a newly created admin token.

@@ -6,20 +6,12 @@ import (
 	"fmt"
 )
 
-// predictionKinds maps the kinds of a `vouch predict` prediction to bundle
-// kinds. The predict package uses the bundle's names, so the table only
-// lists which kinds a prediction may carry.
-var predictionKinds = map[string]Kind{
-	"boot-application":     KindBootApplication,
-	"grub-file":            KindGRUBFile,
-	"grub-command":         KindGRUBCommand,
-	"kernel-cmdline":       KindKernelCmdline,
-	"uki-section":          KindUKISection,
-	"secure-boot-variable": KindSecureBootVar,
-	"variable-authority":   KindAuthority,
-	"shim-variable":        KindShimVariable,
-	"separator":            KindSeparator,
-	"action":               KindAction,
+// legacyPredictionKinds maps the names that early versions of vouch predict
+// gave shim's two measurements to the bundle kind. Current versions write
+// bundle kinds.
+var legacyPredictionKinds = map[string]Kind{
+	"shim-moklist":   KindShimVariable,
+	"shim-sbatlevel": KindShimVariable,
 }
 
 // prediction is the JSON form, version 1, that `vouch predict` writes. It
@@ -76,8 +68,11 @@ func FromPrediction(data []byte) ([]Component, error) {
 	index := make(map[key]int)
 	var out []Component
 	for i, r := range p.References {
-		kind, ok := predictionKinds[r.Kind]
-		if !ok {
+		kind := Kind(r.Kind)
+		if legacy, ok := legacyPredictionKinds[r.Kind]; ok {
+			kind = legacy
+		}
+		if !kind.Known() {
 			return nil, fmt.Errorf("prediction reference %d (%s): kind %q has no bundle kind", i, r.Component, r.Kind)
 		}
 		source := r.Path

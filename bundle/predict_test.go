@@ -85,3 +85,20 @@ func FuzzFromPrediction(f *testing.F) {
 		}
 	})
 }
+
+func TestFromPredictionLegacyKinds(t *testing.T) {
+	d := strings.Repeat("00", 20)
+	comps, err := FromPrediction([]byte(`{"version":1,"references":[` +
+		`{"kind":"shim-moklist","pcr":14,"component":"shimx64.efi MokList","digests":{"sha1":"` + d + `"}},` +
+		`{"kind":"shim-sbatlevel","pcr":7,"component":"shimx64.efi SbatLevel","digests":{"sha1":"` + d + `"}},` +
+		`{"kind":"action","pcr":4,"component":"Calling EFI Application from Boot Option","digests":{"sha1":"` + d + `"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Kind{KindShimVariable, KindShimVariable, KindAction}
+	for i, c := range comps {
+		if c.Kind != want[i] {
+			t.Errorf("component %d (%s): kind %s, want %s", i, c.Name, c.Kind, want[i])
+		}
+	}
+}

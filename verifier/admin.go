@@ -200,6 +200,36 @@ func (s *Server) handleAttestNow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, toAPIMachine(m))
 }
 
+// maxIntervalSeconds bounds a machine's attestation interval (one week).
+const maxIntervalSeconds = 7 * 24 * 3600
+
+func (s *Server) handleSetInterval(w http.ResponseWriter, r *http.Request) {
+	var req api.IntervalRequest
+	if !decode(w, r, api.MaxRequestBytes, &req) {
+		return
+	}
+	if req.Seconds < 0 || req.Seconds > maxIntervalSeconds {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("invalid interval of %d seconds: give 1 to %d, or 0 for the server's default", req.Seconds, maxIntervalSeconds))
+		return
+	}
+	ctx := r.Context()
+	m, err := s.store.Machine(ctx, r.PathValue("name"))
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	old := m.IntervalS
+	m.IntervalS = req.Seconds
+	detail := fmt.Sprintf("attestation interval %ds -> %ds (0 is the server's default of %s)", old, m.IntervalS, s.cfg.Interval)
+	if err := s.store.UpdateMachine(ctx, m, store.Event{Machine: m.Name, Kind: "interval", Detail: detail}); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	s.log.Info("attestation interval changed", "machine", m.Name, "seconds", m.IntervalS)
+	s.kick(m.Name)
+	writeJSON(w, http.StatusOK, toAPIMachine(m))
+}
+
 func toAPIEK(ek store.EK) api.EK {
 	return api.EK{SHA256: ek.Hash, Status: ek.Status, Machine: ek.Machine, Note: ek.Note}
 }

@@ -132,6 +132,15 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 
+	s.mu.Lock()
+	if _, known := s.sessions[name]; !known && !m.LastVerdictAt.IsZero() {
+		// A session this server has not seen since it started: continue the
+		// machine's schedule from its last verdict, so agents reconnecting
+		// after a verifier restart are attested over one interval instead
+		// of all at once.
+		s.sessionLocked(name).nextDue = m.LastVerdictAt.Add(s.jittered(s.interval(m)))
+	}
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		sess := s.sessionLocked(name)
@@ -245,6 +254,15 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	if result.rejected == rejectedQuote {
+		// Evidence the machine's AK did not sign says nothing about the
+		// machine, and anyone holding a challenge ID can send it: the
+		// machine's state stays as it is. A machine whose agent keeps
+		// failing this check becomes unreachable.
+		log.Warn("evidence rejected: quote does not verify with the machine's AK", "remote", r.RemoteAddr, "reason", result.reasons[0].Message)
+		writeJSON(w, http.StatusForbidden, api.Error{Code: api.CodeEvidence, Message: result.reasons[0].Message})
+		return
+	}
 	if err := s.record(r, m, result, now); err != nil {
 		s.internalError(w, r, err)
 		return
@@ -253,12 +271,13 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case result.rejected == ReasonNonceReused:
 		writeJSON(w, http.StatusConflict, api.Error{Code: api.CodeChallenge, Message: "nonce already used: this evidence is a replay"})
-	case result.rejected != "":
-		writeJSON(w, http.StatusForbidden, api.Error{Code: api.CodeEvidence, Message: result.reasons[0].Message})
 	default:
 		writeJSON(w, http.StatusOK, verdict)
 	}
 }
+
+// rejectedQuote marks a judgement whose quote did not verify.
+const rejectedQuote = "quote"
 
 type judgement struct {
 	machine store.Machine
@@ -281,8 +300,10 @@ func untrusted(j *judgement, reasons ...api.Reason) *judgement {
 
 // judge checks the evidence, in order:
 //  1. the quote is signed by the machine's AK over the challenge's nonce
-//     and covers the reported PCR values (Backend.VerifyQuote);
-//  2. the nonce was not used before;
+//     and covers the reported PCR values (Backend.VerifyQuote); evidence
+//     that fails this is rejected without changing the machine's state;
+//  2. the nonce was not used before (a replay of signed evidence makes
+//     the machine untrusted);
 //  3. the TPM's resetCount did not go backwards, and its clock did not go
 //     backwards within one boot; a higher resetCount starts a new boot;
 //  4. the event log is present, matches its digest and replays to the
@@ -300,7 +321,7 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	}
 	q, err := s.be.VerifyQuote(ak, ev.Quote, ev.Signature, ch.nonce, ch.pcrs, ev.PCRs)
 	if f, ok := AsFailure(err); ok {
-		j.rejected = "quote"
+		j.rejected = rejectedQuote
 		return untrusted(j, f.Reasons...), nil
 	}
 	if err != nil {

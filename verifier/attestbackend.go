@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -174,6 +175,10 @@ func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEv
 	}
 
 	banks := res.VerifiedBanks()
+	suspect := map[int]bool{}
+	for _, f := range res.Findings {
+		suspect[f.Event] = true
+	}
 	selected := map[int]bool{}
 	for _, pcrs := range quoted {
 		for i := range pcrs {
@@ -187,6 +192,11 @@ func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEv
 			continue // not extended, or a PCR the quote does not cover
 		}
 		me := MeasuredEvent{Index: e.Number, PCR: int(e.PCR), Type: e.Type.String(), Digests: map[string]string{}}
+		if suspect[e.Number] {
+			me.Summary = "its data does not match its digest, so what it shows is not what was measured"
+		} else {
+			me.Summary = summarizeEvent(e)
+		}
 		for _, alg := range banks {
 			if d := e.Digest(alg); d != nil {
 				me.Digests[alg.String()] = fmt.Sprintf("%x", d)
@@ -267,4 +277,36 @@ func (b *AttestBackend) PCRAtReset(q *QuoteResult, pcr int) bool {
 		}
 	}
 	return found
+}
+
+// maxSummary bounds the event data quoted in a summary.
+const maxSummary = 120
+
+// summarizeEvent describes an event's data for a person. For a boot
+// application the path comes from the log and is not covered by the
+// digest (which is the image's hash), so the summary says so.
+func summarizeEvent(e *eventlog.Event) string {
+	var s string
+	switch d := e.Decoded.(type) {
+	case *eventlog.ImageLoad:
+		path := d.DevicePath.File()
+		if path == "" {
+			path = d.DevicePath.String()
+		}
+		if path != "" {
+			s = "logged path " + path + " (not covered by the digest)"
+		}
+	case *eventlog.IPL:
+		s = "logged text " + strconv.Quote(d.Text)
+	case *eventlog.Action:
+		s = "logged text " + strconv.Quote(d.Text)
+	case *eventlog.Text:
+		s = "logged text " + strconv.Quote(d.Text)
+	case *eventlog.EFIVariable:
+		s = "EFI variable " + d.Name
+	}
+	if len(s) > maxSummary {
+		s = s[:maxSummary] + "..."
+	}
+	return s
 }

@@ -281,6 +281,7 @@ func toAPIMachine(m store.Machine) api.Machine {
 		LastSeenAt:        m.LastSeenAt,
 		BootCount:         m.BootCount,
 		IMAEntries:        m.IMAOffset,
+		IntervalSeconds:   m.IntervalS,
 		Approved:          m.Approved,
 		ReferenceApproved: m.ReferenceApproved,
 		EKSHA256:          m.EKHash,

@@ -62,6 +62,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/machines/{name}/approve", true, s.handleApprove},
 		{"POST /v1/machines/{name}/revoke", true, s.handleRevoke},
 		{"POST /v1/machines/{name}/attest", true, s.handleAttestNow},
+		{"PUT /v1/machines/{name}/interval", true, s.handleSetInterval},
 		{"GET /v1/history", true, s.handleHistory},
 		{"GET /v1/eks", true, s.handleListEKs},
 		{"POST /v1/eks", true, s.handlePinEK},

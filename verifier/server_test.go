@@ -266,9 +266,10 @@ func TestEvidenceFromAnotherAKRejected(t *testing.T) {
 	if !strings.Contains(err.Error(), "signature") {
 		t.Errorf("error %q does not mention the signature", err)
 	}
+	// Unsigned evidence says nothing about the victim: its state stays.
 	m := h.machine(t, "victim")
-	if m.State != store.StateUntrusted || m.Reasons[0] != ReasonQuoteInvalid {
-		t.Errorf("victim after forged evidence: %s %v", m.State, m.Reasons)
+	if m.State != store.StateTrusted {
+		t.Errorf("victim after forged evidence: %s %v, want trusted", m.State, m.Reasons)
 	}
 }
 
@@ -715,5 +716,47 @@ func TestIMAVerifiedIncrementally(t *testing.T) {
 	}
 	if v := h.attest(t, noIMA); v.State != api.StateUntrusted || v.Reasons[0].Code != ReasonIMAMissing {
 		t.Errorf("missing IMA list: %+v", v)
+	}
+}
+
+func TestRestartKeepsSchedule(t *testing.T) {
+	h := newHarness(t, Config{AutoApproveReference: true})
+	a := h.newAgent(t, "sched", "")
+	if err := a.Enroll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.attest(t, a)
+
+	// A new server on the same store, as after a restart: the machine was
+	// attested just now, so its next challenge waits about an interval.
+	srv, err := New(Config{Store: h.store, Backend: &AttestBackend{}, EKMode: EKModeTOFU, Interval: time.Hour}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	c := &api.Client{BaseURL: hs.URL}
+	status, err := c.Do(context.Background(), http.MethodGet, "/v1/agents/sched/challenge?wait=0.2", nil, nil)
+	if err != nil || status != http.StatusNoContent {
+		t.Errorf("challenge right after a restart: status %d, %v; want 204", status, err)
+	}
+	// A machine that was never attested is challenged at once.
+	m := h.machine(t, "sched")
+	m.LastVerdictAt = time.Time{}
+	if err := h.store.UpdateMachine(context.Background(), m, store.Event{}); err != nil {
+		t.Fatal(err)
+	}
+	srv2, err := New(Config{Store: h.store, Backend: &AttestBackend{}, EKMode: EKModeTOFU, Interval: time.Hour}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	hs2 := httptest.NewServer(srv2.Handler())
+	defer hs2.Close()
+	var ch api.Challenge
+	status, err = (&api.Client{BaseURL: hs2.URL}).Do(context.Background(), http.MethodGet, "/v1/agents/sched/challenge?wait=0.2", nil, &ch)
+	if err != nil || status != http.StatusOK || len(ch.Nonce) != api.NonceSize {
+		t.Errorf("challenge for a machine never attested: status %d, %v", status, err)
 	}
 }

@@ -577,6 +577,21 @@ func TestHostsCLI(t *testing.T) {
 		t.Errorf("hosts list with a wrong fingerprint: exit %d\n%s", code, out)
 	}
 
+	// A per-machine interval, then back to the default.
+	out, code = run(env, "hosts", "interval", "cli1", "30s", "-o", "json")
+	var m api.Machine
+	if code != 0 || json.Unmarshal([]byte(out), &m) != nil || m.IntervalSeconds != 30 {
+		t.Errorf("hosts interval 30s: exit %d\n%s", code, out)
+	}
+	out, code = run(env, "hosts", "interval", "cli1", "0")
+	if code != 0 || !strings.Contains(out, "default interval") {
+		t.Errorf("hosts interval 0: exit %d\n%s", code, out)
+	}
+	out, code = run(env, "hosts", "interval", "cli1", "10ms")
+	if code != exitUsage {
+		t.Errorf("hosts interval 10ms: exit %d\n%s", code, out)
+	}
+
 	// Revoke, then forget; ek list shows the EK revoked.
 	out, code = run(env, "hosts", "revoke", "cli1", "--reason", "decommissioned")
 	if code != 0 {

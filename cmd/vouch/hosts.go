@@ -104,7 +104,38 @@ the client config file.`,
 		}
 		return c
 	}
-	cmd.AddCommand(list, show,
+	interval := &cobra.Command{
+		Use:   "interval NAME DURATION",
+		Short: "Set a machine's attestation interval, such as 30s or 5m (0 restores the server's default)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := time.ParseDuration(args[1])
+			if args[1] == "0" {
+				d, err = 0, nil
+			}
+			if err != nil || d < 0 || (d > 0 && d < time.Second) {
+				return withExitCode(exitUsage, fmt.Errorf("invalid interval %q: give a duration of at least 1s, such as 30s or 5m, or 0", args[1]))
+			}
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			var m api.Machine
+			if _, err := c.Do(cmd.Context(), http.MethodPut, "/v1/machines/"+url.PathEscape(args[0])+"/interval", api.IntervalRequest{Seconds: int64(d / time.Second)}, &m); err != nil {
+				return apiExit(err)
+			}
+			if flags.output == "json" {
+				return printJSON(cmd.OutOrStdout(), m)
+			}
+			if m.IntervalSeconds == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is attested at the server's default interval\n", m.Name)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is attested every %s\n", m.Name, intervalText(m.IntervalSeconds))
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, show, interval,
 		action("approve", "Approve a pending machine and the reference values learned from its first boot", http.MethodPost, "/approve"),
 		action("revoke", "Revoke a machine: its TPM can never enroll again, under any name", http.MethodPost, "/revoke"),
 		action("forget", "Delete a machine and its verdicts (history is kept; a revoked EK stays revoked)", http.MethodDelete, ""),
@@ -308,6 +339,9 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	fmt.Fprintf(w, "State:     %s (since %s)\n", d.State, ago(d.Since, now))
 	fmt.Fprintf(w, "Approved:  %v (reference values approved: %v)\n", d.Approved, d.ReferenceApproved)
 	fmt.Fprintf(w, "Boots:     %d\n", d.BootCount)
+	if d.IntervalSeconds > 0 {
+		fmt.Fprintf(w, "Interval:  %s\n", intervalText(d.IntervalSeconds))
+	}
 	if d.IMAEntries > 0 {
 		fmt.Fprintf(w, "IMA:       %d entries verified in this boot\n", d.IMAEntries)
 	}
@@ -340,4 +374,8 @@ func printHistory(w io.Writer, hist []api.HistoryEvent) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.At.Local().Format(time.DateTime), dash(h.Machine), h.Kind, change, dash(h.Detail))
 	}
 	tw.Flush()
+}
+
+func intervalText(seconds int64) string {
+	return (time.Duration(seconds) * time.Second).String()
 }

@@ -237,3 +237,49 @@ func TestPolicyCheckPredictedBundle(t *testing.T) {
 		t.Errorf("check: exit %d:\n%s", code, out)
 	}
 }
+
+// TestBundleFromPredictOutput feeds the JSON that vouch predict writes by
+// default to vouch bundle create --from-predict. The full chain on the
+// Debian packages runs in TestPredictedBundleJudgesCorpusBoot.
+func TestBundleFromPredictOutput(t *testing.T) {
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(kernel, []byte("not a real kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(dir, "initrd.img")
+	if err := os.WriteFile(initrd, []byte("initrd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prediction := filepath.Join(dir, "prediction.json")
+	bare := filepath.Join(dir, "bundle.json")
+	for _, args := range [][]string{
+		{"predict", kernel, initrd, "--grub-cfg", corpusDir + "shim-sbms/grub.cfg", "--stub-cmdline", "quiet", "-o", prediction},
+		{"bundle", "create", "--publisher", "p", "--product", "test", "--version", "1", "--from-predict", prediction, "-o", bare},
+	} {
+		if out, code := runVouch(t, nil, args...); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", args[:2], code, out)
+		}
+	}
+	out, code := runVouch(t, nil, "bundle", "show", bare)
+	if code != exitOK {
+		t.Fatalf("bundle show: exit %d: %s", code, out)
+	}
+	// The SHA-256 of "set timeout=0" as GRUB measures it is the digest the
+	// corpus boot logged.
+	found := false
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "grub-command") && strings.Contains(line, "d3a793f471b6bfe8d783f5e629314cad4763d48986a8cd4df25475334b40f49b") {
+			found = true
+			if !strings.Contains(line, `"grub_cmd: set timeout=0"`) {
+				t.Errorf("grub command line lacks its text: %s", line)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no grub-command value for set timeout=0:\n%s", out)
+	}
+	if !strings.Contains(out, "kernel-cmdline") {
+		t.Errorf("no kernel-cmdline component:\n%s", out)
+	}
+}
