@@ -42,7 +42,11 @@ func (a *Agent) imaChunk(offset int64, data []byte, readErr error) *api.IMAEvide
 	case len(bytes.TrimSpace(data)) == 0:
 		return &api.IMAEvidence{Missing: fmt.Sprintf("%s is empty: IMA logged no boot_aggregate, so it is not active", path)}
 	}
-	if p := a.imaSent; p.bytes > 0 && (len(data) < p.bytes || sha256.Sum256(data[:p.bytes]) != p.sum) {
+	if a.imaSent.bytes == 0 {
+		// The first list since the agent started goes from the start: the
+		// machine may have rebooted since the verifier's offset.
+		offset = 0
+	} else if p := a.imaSent; len(data) < p.bytes || sha256.Sum256(data[:p.bytes]) != p.sum {
 		a.log.Warn("the part of the IMA list sent before has changed; sending the list from the start", "bytes", p.bytes)
 		offset = 0
 	}

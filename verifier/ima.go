@@ -104,19 +104,27 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 		report.Entries, report.Violations = int64(prev.Entries), prev.Violations
 	}
 	out := &IMAResult{Report: report, Entries: report.Entries}
-	finish := func(fails ...api.Reason) (*IMAResult, error) {
+	// finish returns the result with this round's failures. Sticky ones
+	// stay in the record for the rest of the boot; the others concern
+	// only this round's evidence (entries sent from the wrong offset).
+	finish := func(sticky bool, fails ...api.Reason) (*IMAResult, error) {
 		for _, f := range rec.Failures {
 			f.Message = "earlier in this boot: " + f.Message
 			out.Failures = append(out.Failures, f)
 		}
 		out.Failures = append(out.Failures, fails...)
-		rec.Failures = append(rec.Failures, fails...)
+		if sticky {
+			rec.Failures = append(rec.Failures, fails...)
+		}
 		if n := len(rec.Failures); n > maxStickyIMAFailures {
 			rec.Failures = rec.Failures[n-maxStickyIMAFailures:]
 		}
 		if prev == nil && rec.Entries == 0 && len(rec.Failures) > 0 {
 			// Nothing verified yet: remember the boot for the failures.
 			rec.ResetCount = q.ResetCount
+		}
+		if rec.Entries == 0 && len(rec.Failures) == 0 && len(rec.Banks) == 0 {
+			return out, nil // nothing to keep: the next round starts over
 		}
 		var err error
 		out.State, err = json.Marshal(&rec)
@@ -128,7 +136,7 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 		var err error
 		list, err = ima.ParseBinary(entries, ima.ParseOptions{FirstIndex: int(offset)})
 		if err != nil {
-			return finish(api.Reason{Code: ReasonIMAInvalid, Message: fmt.Sprintf("the IMA entries from offset %d do not parse: %v", offset, err)})
+			return finish(true, api.Reason{Code: ReasonIMAInvalid, Message: fmt.Sprintf("the IMA entries from offset %d do not parse: %v", offset, err)})
 		}
 	}
 	res, err := ima.Verify(prev, ima.Round{ResetCount: q.ResetCount, Offset: int(offset), Entries: list, Quoted: vq.Verified},
@@ -138,12 +146,12 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 		if ve.Reason == ima.ReasonNoProgress && res != nil && res.State != nil {
 			rec.State = *res.State // keep counting stalled rounds
 		}
-		return finish(imaVerificationReason(ve))
+		return finish(true, imaVerificationReason(ve))
 	}
 	if err != nil {
 		// Entries from the wrong offset or a quote without PCR 10: the
 		// evidence cannot be judged, which is a failure of this round.
-		return finish(api.Reason{Code: ReasonIMAInvalid, PCR: intPtr(imaPCR), Message: "IMA entries cannot be verified: " + err.Error()})
+		return finish(false, api.Reason{Code: ReasonIMAInvalid, PCR: intPtr(imaPCR), Message: "IMA entries cannot be verified: " + err.Error()})
 	}
 	rec.State = *res.State
 	report.Entries = int64(res.State.Entries)
@@ -160,7 +168,7 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 		report.BootAggregate = "not checked (insecure skip)"
 	}
 	if b.IMA.Policy == nil {
-		return finish()
+		return finish(true)
 	}
 	checked := res.Verified
 	if len(b.IMA.Policy.Rules) == 0 {
@@ -181,7 +189,7 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 			fails = append(fails, r)
 		}
 	}
-	return finish(fails...)
+	return finish(true, fails...)
 }
 
 // imaVerificationReason converts a failure of ima.Verify.
