@@ -52,6 +52,8 @@ type challenge struct {
 type session struct {
 	wake    chan struct{}
 	nextDue time.Time
+	// hasIMA is set when the agent sent an IMA list (imaSelection).
+	hasIMA bool
 }
 
 type cachedLog struct {
@@ -197,7 +199,7 @@ func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge,
 		return nil, err
 	}
 	ch := &challenge{
-		id: id, machine: m.Name, nonce: nonce, pcrs: slices.Clone(s.cfg.PCRs),
+		id: id, machine: m.Name, nonce: nonce, pcrs: s.imaSelectionLocked(m),
 		expires: now.Add(s.cfg.ChallengeTTL), imaOffset: m.IMAOffset,
 	}
 	if c, ok := s.logCache[m.Name]; ok {
@@ -391,7 +393,9 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(ch.pcrs, imaPCR) {
+	if !slices.Contains(ch.pcrs, imaPCR) {
+		s.noteIMA(m.Name, ev)
+	} else {
 		imaReasons, err := s.checkIMA(j, ev, q)
 		if err != nil {
 			return nil, err

@@ -10,6 +10,7 @@ import (
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/ima"
+	"github.com/vouch-attest/vouch/store"
 )
 
 // imaPCR is the PCR the Linux IMA extends.
@@ -297,4 +298,37 @@ func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api
 		}
 	}
 	return res.Failures, nil
+}
+
+// imaSelectionLocked returns the PCRs to quote for m: the configured ones,
+// plus PCR 10 when the machine has IMA (an IMA record in this boot, or an
+// IMA list in evidence since the server started). s.mu is held.
+func (s *Server) imaSelectionLocked(m store.Machine) []int {
+	pcrs := slices.Clone(s.cfg.PCRs)
+	if slices.Contains(pcrs, imaPCR) {
+		return pcrs
+	}
+	if len(m.IMAState) > 0 || s.sessionLocked(m.Name).hasIMA {
+		pcrs = append(pcrs, imaPCR)
+		slices.Sort(pcrs)
+	}
+	return pcrs
+}
+
+// noteIMA handles evidence for a challenge without PCR 10: when it carries
+// an IMA list, the machine's next challenges include PCR 10, and the next
+// one is due now.
+func (s *Server) noteIMA(name string, ev *api.Evidence) {
+	if ev.IMA == nil || ev.IMA.Missing != "" {
+		return
+	}
+	s.mu.Lock()
+	sess := s.sessionLocked(name)
+	first := !sess.hasIMA
+	sess.hasIMA = true
+	s.mu.Unlock()
+	if first {
+		s.log.Info("machine has IMA: PCR 10 joins its quotes", "machine", name)
+		s.kick(name)
+	}
 }

@@ -1,16 +1,19 @@
 package verifier
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/vouch-attest/vouch/agent"
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/ima"
@@ -291,5 +294,45 @@ func TestVerifyIMAViolations(t *testing.T) {
 		if len(res.Failures) > 0 && (res.Failures[0].Event == nil || *res.Failures[0].Event != 1625) {
 			t.Errorf("violation reason %+v does not name entry 1625", res.Failures[0])
 		}
+	}
+}
+
+// TestIMAJoinsSelection checks that PCR 10 joins the quotes of a machine
+// whose agent sends an IMA list although the configured PCRs lack it.
+func TestIMAJoinsSelection(t *testing.T) {
+	h := newHarness(t, Config{AutoApproveReference: true}) // PCRs without 10
+	stateDir := t.TempDir()
+	dev, err := agent.NewDeviceTPM(simulator(t), stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(stateDir, "eventlog.bin")
+	if err := os.WriteFile(logPath, readTestLog(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{Server: h.http.URL, Name: "joins", StateDir: stateDir, EventLogPath: logPath,
+		IMAPath: "../ima/testdata/hahuri.ima.bin", TPM: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Enroll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ch := h.challenge(t, "joins")
+	if slices.Contains(ch.PCRs, 10) {
+		t.Fatalf("first challenge quotes PCR 10: %v", ch.PCRs)
+	}
+	ev, err := a.Evidence(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.IMA == nil || ev.IMA.Missing != "" || len(ev.IMA.Entries) == 0 {
+		t.Fatalf("agent sent no IMA entries: %+v", ev.IMA)
+	}
+	if _, _, err := h.send("joins", ev); err != nil {
+		t.Fatal(err)
+	}
+	if ch := h.challenge(t, "joins"); !slices.Contains(ch.PCRs, 10) {
+		t.Errorf("challenge after IMA evidence quotes %v, want PCR 10 among them", ch.PCRs)
 	}
 }
