@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vouch-attest/vouch/agent"
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/bundle"
 	"github.com/vouch-attest/vouch/ima"
 )
 
@@ -334,5 +336,40 @@ func TestIMAJoinsSelection(t *testing.T) {
 	}
 	if ch := h.challenge(t, "joins"); !slices.Contains(ch.PCRs, 10) {
 		t.Errorf("challenge after IMA evidence quotes %v, want PCR 10 among them", ch.PCRs)
+	}
+}
+
+// TestVerifyIMABundleAllowlist feeds a bundle's ima-file digests to the
+// allowlist: every file of the list but one is in the bundle.
+func TestVerifyIMABundleAllowlist(t *testing.T) {
+	m := loadIMAMachine(t, "hahuri")
+	comp := bundle.Component{Name: "hahuri files", Kind: bundle.KindIMAFile, Source: "ima/testdata/hahuri.ima.bin"}
+	for i := 1; i < 36; i++ {
+		f, err := m.entries[i].Fields()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i != 7 {
+			comp.Values = append(comp.Values, bundle.Value{PCR: 10, Data: string(f.Name),
+				Digests: map[bundle.Bank]bundle.Digest{bundle.Bank(f.DigestAlgorithm): f.Digest}})
+		}
+	}
+	b := &bundle.Bundle{Schema: bundle.SchemaV1, Publisher: "test", Product: "hahuri", Version: "1",
+		NotBefore: time.Unix(0, 0).UTC(), NotAfter: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), Components: []bundle.Component{comp}}
+	raw, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := bundle.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := IMAPolicyConfig{Bundles: []*bundle.Bundle{parsed}, MatchName: true}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := mustVerifyIMA(t, &AttestBackend{IMA: IMAOptions{Policy: pol}}, nil, 0, m.entries[:36], m.quote(t, 36, 1))
+	if len(res.Failures) != 1 || res.Failures[0].Event == nil || *res.Failures[0].Event != 7 || res.Report.Accepted != 35 {
+		t.Errorf("failures %+v, report %+v; want entry 7 alone rejected", res.Failures, res.Report)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/vouch-attest/vouch/bundle"
 	"github.com/vouch-attest/vouch/ima"
 )
 
@@ -29,13 +30,16 @@ type IMAPolicyConfig struct {
 	// MatchName requires an allowlist to list a digest for the logged
 	// file name, not for any name.
 	MatchName bool
+	// Bundles are verified reference bundles whose ima-file components
+	// join the allowlist.
+	Bundles []*bundle.Bundle
 }
 
 // Load builds the policy. It returns nil, nil when the configuration sets
 // no policy: IMA entries are then replayed and checked for consistency
 // only.
 func (c IMAPolicyConfig) Load() (*ima.Policy, error) {
-	if len(c.Allowlists) == 0 && len(c.Keys) == 0 && c.Violations == "" {
+	if len(c.Allowlists) == 0 && len(c.Keys) == 0 && len(c.Bundles) == 0 && c.Violations == "" {
 		if len(c.Exclude) > 0 || c.Action != "" || c.MatchName {
 			return nil, errors.New("IMA policy options need an allowlist, a key or a violations action: give --ima-allowlist, --ima-key or --ima-violations")
 		}
@@ -57,11 +61,16 @@ func (c IMAPolicyConfig) Load() (*ima.Policy, error) {
 	}
 	rule := ima.Rule{Action: action, MatchName: c.MatchName}
 	var names []string
-	if len(c.Allowlists) > 0 {
+	if len(c.Allowlists) > 0 || len(c.Bundles) > 0 {
 		names = append(names, "allowlist")
 		rule.Allowlist = ima.NewAllowlist()
 		for _, path := range c.Allowlists {
 			if err := readAllowlist(rule.Allowlist, path); err != nil {
+				return nil, err
+			}
+		}
+		for _, b := range c.Bundles {
+			if _, err := AddBundleToAllowlist(rule.Allowlist, b); err != nil {
 				return nil, err
 			}
 		}
@@ -99,4 +108,28 @@ func readAllowlist(a *ima.Allowlist, path string) error {
 		return fmt.Errorf("IMA allowlist %s: %w", path, err)
 	}
 	return nil
+}
+
+// AddBundleToAllowlist adds the file digests of the bundle's ima-file
+// components to a, each for the path in its value's Data (any path when
+// empty), and returns how many digests it added. Verify the bundle first.
+func AddBundleToAllowlist(a *ima.Allowlist, b *bundle.Bundle) (int, error) {
+	n := 0
+	for _, c := range b.Components {
+		if c.Kind != bundle.KindIMAFile {
+			continue
+		}
+		for i, v := range c.Values {
+			for bank, d := range v.Digests {
+				if bank == "sm3_256" {
+					continue // IMA names it sm3; no allowlist lookup uses it
+				}
+				if err := a.Add(string(bank), d, v.Data); err != nil {
+					return n, fmt.Errorf("bundle %s component %q value %d: %w", b.ID(), c.Name, i, err)
+				}
+				n++
+			}
+		}
+	}
+	return n, nil
 }

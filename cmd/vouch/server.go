@@ -115,7 +115,7 @@ func newServerCmd() *cobra.Command {
 		requireApproval, autoApproveRef, insecure bool
 		interval, challengeTTL                    time.Duration
 		unreachableAfter                          int
-		imaPolicy                                 verifier.IMAPolicyConfig
+		imaPolicy                                 imaPolicyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -144,9 +144,9 @@ server certificate (unless --tls-cert is given) and an admin token
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
-			imaPol, err := imaPolicy.Load()
+			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
-				return withExitCode(exitUsage, err)
+				return err
 			}
 			if err := verifier.EnsureDataDir(dataDir); err != nil {
 				return withExitCode(exitUnavailable, err)
@@ -234,6 +234,6 @@ server certificate (unless --tls-cert is given) and an admin token
 	f.StringVar(&tlsCA, "tls-ca", "", "PEM certificate agents pin (the CA of --tls-cert)")
 	f.BoolVar(&insecure, "insecure-http", false, "serve plain HTTP without TLS (tokens and evidence travel in clear)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	addIMAPolicyFlags(f, &imaPolicy)
+	imaPolicy.register(f)
 	return cmd
 }
