@@ -11,13 +11,13 @@ import (
 	"github.com/vouch-attest/vouch/ima"
 )
 
-// SimulatedIMA plays the kernel's part of IMA for a simulated boot, for
-// tests and demonstrations: Sync copies the entries of a recorded list
-// (Source, binary or ascii) that the agent's list (List, binary) lacks to
-// its end and extends each into the TPM, as the kernel does when it
-// measures a file. Its first entry is a boot_aggregate computed from the
-// TPM's SHA-256 PCRs 0-9 instead of the recorded one, so that it matches
-// the simulated boot.
+// SimulatedIMA plays the kernel's part of IMA for a simulated boot, in
+// tests and demonstrations. Sync appends the entries of a recorded list
+// (Source, binary or ascii) that the agent's list (List, binary) lacks, and
+// extends each into the TPM as the kernel does when it measures a file.
+// The first entry of List is a boot_aggregate computed from the TPM's
+// SHA-256 PCRs 0-9 in place of the recorded one, so that it matches the
+// simulated boot.
 type SimulatedIMA struct {
 	Device *DeviceTPM
 	Source string

@@ -24,8 +24,8 @@ type IMAPolicyConfig struct {
 	// Action is "enforce" (default) or "warn": what a file that neither an
 	// allowlist nor a key accepts does to the machine.
 	Action string
-	// Violations is "enforce" or "warn"; empty means Action when an
-	// allowlist or key is given, else violations are only counted.
+	// Violations is "enforce" or "warn". Empty means Action when an
+	// allowlist, bundle or key is given, else violations are only counted.
 	Violations string
 	// MatchName requires an allowlist to list a digest for the logged
 	// file name, not for any name.
