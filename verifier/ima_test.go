@@ -27,7 +27,7 @@ type imaMachine struct {
 	boot    ima.PCRValues
 }
 
-func loadIMAMachine(t *testing.T, name string) *imaMachine {
+func loadIMAMachine(t testing.TB, name string) *imaMachine {
 	t.Helper()
 	raw, err := os.ReadFile("../ima/testdata/" + name + ".ima.bin")
 	if err != nil {
@@ -69,7 +69,7 @@ func loadIMAMachine(t *testing.T, name string) *imaMachine {
 
 // quote returns a verified quote of the boot PCRs and of PCR 10 after the
 // first n entries, in the SHA-1 and SHA-256 banks.
-func (m *imaMachine) quote(t *testing.T, n int, resetCount uint32) *QuoteResult {
+func (m *imaMachine) quote(t testing.TB, n int, resetCount uint32) *QuoteResult {
 	t.Helper()
 	r, err := ima.ReplayEntries(m.entries[:n], []ima.Algorithm{ima.SHA1, ima.SHA256})
 	if err != nil {
