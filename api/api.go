@@ -155,6 +155,7 @@ type Reason struct {
 	Message string `json:"message"`
 	PCR     *int   `json:"pcr,omitempty"`
 	// Event is the event's index in the log (0-based), when the finding is about one event.
+	// For an IMA finding it is the entry's index in the IMA list.
 	Event    *int     `json:"event,omitempty"`
 	Type     string   `json:"event_type,omitempty"`
 	Bank     string   `json:"bank,omitempty"`
