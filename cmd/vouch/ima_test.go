@@ -21,7 +21,7 @@ func TestIMAShow(t *testing.T) {
 	if !strings.Contains(out, "5071 entries (binary list)") || strings.Count(out, "VIOLATION") != 9 {
 		t.Errorf("unexpected output:\n%.500s", out)
 	}
-	out, code = runVouch(t, nil, "ima", "show", "--json", filepath.Join(imaTestdata, "ovmf-shim-sbms.ima.ascii"))
+	out, code = runVouch(t, nil, "ima", "show", "-o", "json", filepath.Join(imaTestdata, "ovmf-shim-sbms.ima.ascii"))
 	if code != exitOK || !strings.Contains(out, `"format": "ascii"`) || !strings.Contains(out, "/lib/modules/efivarfs.ko") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
@@ -111,7 +111,7 @@ func TestIMAAllowlistCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	outFile := filepath.Join(t.TempDir(), "allow.txt")
-	out, code := runVouch(t, nil, "ima", "allowlist", "create", "--dir", dir, "-o", outFile)
+	out, code := runVouch(t, nil, "ima", "allowlist", "create", "--dir", dir, "--out", outFile)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
