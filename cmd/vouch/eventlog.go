@@ -133,6 +133,11 @@ when strict replay does not match (repeat it, or pass "all"):
 			if err := writeVerify(cmd.OutOrStdout(), format, res); err != nil {
 				return err
 			}
+			var mismatch *eventlog.MismatchError
+			if errors.As(verr, &mismatch) {
+				// The values came from a file, not from a quote.
+				mismatch.Expected = "the --expect values"
+			}
 			if verr != nil {
 				return withExitCode(exitMismatch, verr)
 			}
