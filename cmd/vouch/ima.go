@@ -121,8 +121,10 @@ are marked. Nothing is verified against a TPM.`,
 					return err
 				}
 			} else {
+				// The name comes last, so that one long path does not
+				// pad every line to its width.
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "#\tPCR\tTEMPLATE\tDIGEST\tNAME\tNOTE")
+				fmt.Fprintln(tw, "#\tPCR\tTEMPLATE\tDIGEST\tNOTE\tNAME")
 				for _, s := range shown {
 					note := s.Signature
 					if s.Violation {
@@ -131,7 +133,7 @@ are marked. Nothing is verified against a TPM.`,
 					if s.Problem != "" {
 						note = "ERROR: " + s.Problem
 					}
-					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, s.Template, s.Digest, s.Name, note)
+					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, s.Template, s.Digest, note, s.Name)
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d entries (%s list)\n", len(entries), listFormat)
@@ -417,9 +419,9 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				}
 			} else {
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tFILE\tREASON")
+				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tREASON\tFILE")
 				for _, v := range report.Verdicts {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, printableName([]byte(v.File)), v.Reason)
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, v.Reason, printableName([]byte(v.File)))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d checked, %d accepted, %d excluded, %d verdicts\n", report.Checked, report.Accepted, report.Excluded, len(report.Verdicts))

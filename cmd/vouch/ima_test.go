@@ -21,6 +21,16 @@ func TestIMAShow(t *testing.T) {
 	if !strings.Contains(out, "5071 entries (binary list)") || strings.Count(out, "VIOLATION") != 9 {
 		t.Errorf("unexpected output:\n%.500s", out)
 	}
+	// The name is the last column, so a short name gives a short line
+	// however long other names in the list are.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasSuffix(line, " /init") && len(line) > 100 {
+			t.Errorf("the /init line is %d characters long, padded to a longer name:\n%s", len(line), line)
+		}
+	}
+	if !strings.Contains(out, "  /init\n") {
+		t.Errorf("no line ends with the name /init:\n%.500s", out)
+	}
 	out, code = runVouch(t, nil, "ima", "show", "-o", "json", filepath.Join(imaTestdata, "ovmf-shim-sbms.ima.ascii"))
 	if code != exitOK || !strings.Contains(out, `"format": "ascii"`) || !strings.Contains(out, "/lib/modules/efivarfs.ko") {
 		t.Errorf("exit %d:\n%s", code, out)
