@@ -222,7 +222,6 @@ func Parse(raw []byte) (*Log, error) {
 	for i := range p.events {
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
-	dc.finish()
 	log.Events = p.events
 	return log, nil
 }
