@@ -233,42 +233,50 @@ type decoder struct {
 	blobs      slab[FirmwareBlob]
 }
 
-// newDecoder sizes the slabs for the events' types.
-func newDecoder(events []Event) *decoder {
-	var seps, actions, ipls, vars, images, blobs, other, text int
-	for i := range events {
-		switch events[i].Type {
-		case EV_SEPARATOR:
-			seps++
-		case EV_ACTION, EV_EFI_ACTION:
-			actions++
-			text += len(events[i].Data)
-		case EV_IPL:
-			ipls++
-			text += len(events[i].Data)
-		case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
-			vars++
-			if d := events[i].Data; len(d) >= 32 {
-				// The UTF-8 name is at most as long as its UTF-16 form,
-				// and the event data bounds both.
-				text += int(min(binary.LittleEndian.Uint64(d[16:]), uint64(len(d))))
-			}
-		case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
-			images++
-		case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_POST_CODE:
-			blobs++
-		default:
-			other++
+// decodeSizes counts events by the slab their data decodes into, and
+// bounds the text the decoder stores, so each slab takes one allocation.
+type decodeSizes struct {
+	seps, actions, ipls, vars, images, blobs, other, text int
+}
+
+// count adds one event. Parse calls it as it reads each event, so sizing
+// the slabs takes no pass of its own.
+func (s *decodeSizes) count(t EventType, d []byte) {
+	switch t {
+	case EV_SEPARATOR:
+		s.seps++
+	case EV_ACTION, EV_EFI_ACTION:
+		s.actions++
+		s.text += len(d)
+	case EV_IPL:
+		s.ipls++
+		s.text += len(d)
+	case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
+		s.vars++
+		if len(d) >= 32 {
+			// The UTF-8 name is at most as long as its UTF-16 form,
+			// and the event data bounds both.
+			s.text += int(min(binary.LittleEndian.Uint64(d[16:]), uint64(len(d))))
 		}
+	case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
+		s.images++
+	case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_POST_CODE:
+		s.blobs++
+	default:
+		s.other++
 	}
-	dc := &decoder{text: make([]byte, 0, text)}
-	dc.opaque.reserve(other)
-	dc.separators.reserve(seps)
-	dc.actions.reserve(actions)
-	dc.ipls.reserve(ipls)
-	dc.variables.reserve(vars)
-	dc.images.reserve(images)
-	dc.blobs.reserve(blobs)
+}
+
+// newDecoder sizes the slabs for the counted events.
+func newDecoder(s *decodeSizes) *decoder {
+	dc := &decoder{text: make([]byte, 0, s.text)}
+	dc.opaque.reserve(s.other)
+	dc.separators.reserve(s.seps)
+	dc.actions.reserve(s.actions)
+	dc.ipls.reserve(s.ipls)
+	dc.variables.reserve(s.vars)
+	dc.images.reserve(s.images)
+	dc.blobs.reserve(s.blobs)
 	return dc
 }
 

@@ -218,7 +218,7 @@ func Parse(raw []byte) (*Log, error) {
 		off = p.off
 	}
 
-	dc := newDecoder(p.events)
+	dc := newDecoder(&p.sizes)
 	for i := range p.events {
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
@@ -233,10 +233,12 @@ type parser struct {
 	known   []Algorithm
 	events  []Event
 	digests []Digest
+	sizes   decodeSizes
 }
 
 func (p *parser) add(ev Event) {
 	p.events = append(p.events, ev)
+	p.sizes.count(ev.Type, ev.Data)
 }
 
 // takeDigests sets ev.Digests to the digests appended since start. When
