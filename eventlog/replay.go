@@ -22,7 +22,17 @@ var ErrBadPCRIndex = errors.New("PCR index out of range")
 type replayState struct {
 	algs  []Algorithm
 	sizes []int // digest size of each bank
-	pcrs  [][NumPCRs][sha512.Size]byte
+	// buf holds the PCRs of every bank, NumPCRs digests of the bank's
+	// size each, one bank after the other.
+	buf    []byte
+	starts []int // offset of each bank in buf
+}
+
+// pcr returns the running value of PCR i of bank b.
+func (st *replayState) pcr(b, i int) []byte {
+	size := st.sizes[b]
+	off := st.starts[b] + i*size
+	return st.buf[off : off+size : off+size]
 }
 
 // resetValue returns the value PCR i holds after TPM2_Startup: all ones for
@@ -66,19 +76,23 @@ func replay(log *Log, only PCRValues) (*replayState, error) {
 		}
 	}
 	st := &replayState{
-		algs:  make([]Algorithm, 0, n),
-		sizes: make([]int, 0, n),
-		pcrs:  make([][NumPCRs][sha512.Size]byte, n),
+		algs:   make([]Algorithm, 0, n),
+		sizes:  make([]int, 0, n),
+		starts: make([]int, 0, n),
 	}
+	total := 0
 	for _, a := range log.Banks {
 		if _, want := only[a]; a.hashable() && (only == nil || want) {
 			st.algs = append(st.algs, a)
 			st.sizes = append(st.sizes, a.Size())
+			st.starts = append(st.starts, total)
+			total += NumPCRs * a.Size()
 		}
 	}
+	st.buf = make([]byte, total)
 	for b := range st.algs {
 		for i := 17; i <= 22; i++ {
-			copy(st.pcrs[b][i][:st.sizes[b]], onesBlock[:])
+			copy(st.pcr(b, i), onesBlock[:])
 		}
 	}
 
@@ -88,7 +102,7 @@ func replay(log *Log, only PCRValues) (*replayState, error) {
 			locality = 4
 		}
 		for b := range st.algs {
-			st.pcrs[b][0][st.sizes[b]-1] = locality
+			st.pcr(b, 0)[st.sizes[b]-1] = locality
 		}
 	}
 
@@ -105,7 +119,7 @@ func replay(log *Log, only PCRValues) (*replayState, error) {
 			if b < 0 {
 				continue
 			}
-			extend(d.Alg, st.pcrs[b][e.PCR][:st.sizes[b]], d.Value)
+			extend(d.Alg, st.pcr(b, int(e.PCR)), d.Value)
 		}
 	}
 	return st, nil
@@ -145,7 +159,7 @@ func (st *replayState) values() PCRValues {
 		buf := make([]byte, NumPCRs*size)
 		for i := 0; i < NumPCRs; i++ {
 			v := buf[i*size : (i+1)*size : (i+1)*size]
-			copy(v, st.pcrs[b][i][:size])
+			copy(v, st.pcr(b, i))
 			m[i] = v
 		}
 		out[a] = m

@@ -298,7 +298,6 @@ func compareBank(st *replayState, alg Algorithm, quoted *[NumPCRs][]byte, pcrs [
 	if b < 0 {
 		br.Status = BankUnused
 	}
-	size := alg.Size()
 	for i, q := range quoted {
 		if q == nil {
 			continue
@@ -310,7 +309,7 @@ func compareBank(st *replayState, alg Algorithm, quoted *[NumPCRs][]byte, pcrs [
 			}
 			continue
 		}
-		r := st.pcrs[b][i][:size:size]
+		r := st.pcr(b, i)
 		p := PCRResult{Index: i, Replayed: r, Quoted: q, Match: bytes.Equal(r, q)}
 		if !p.Match {
 			br.Status = BankMismatch
