@@ -539,12 +539,22 @@ func appendASCII(dst, d []byte) []byte {
 
 func isPrintable(d []byte) bool {
 	for _, c := range d {
-		if (c < 0x20 || c >= 0x7f) && c != '\t' && c != '\n' && c != '\r' {
+		if !printable[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// printable marks the bytes isPrintable accepts: printable ASCII, tab,
+// newline and carriage return.
+var printable = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	t['\t'], t['\n'], t['\r'] = true, true, true
+	return t
+}()
 
 // isUTF16 reports whether d looks like UTF-16LE text: an even length of at
 // least 2 and every high byte of a code unit below 0x80 zero (ASCII

@@ -221,6 +221,10 @@ func Parse(raw []byte) (*Log, error) {
 
 	dc := newDecoder(&p.sizes)
 	for i := range p.events {
+		if i == 0 && log.SpecID != nil {
+			p.events[0].Decoded = log.SpecID // decoded above
+			continue
+		}
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
 	log.Events = p.events

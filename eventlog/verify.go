@@ -208,7 +208,11 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 	// Read each quoted bank once into an array indexed by PCR, so the
 	// comparison does no map lookups.
 	banks := quoted.Banks()
-	values := make([][NumPCRs][]byte, len(banks))
+	var stack [4][NumPCRs][]byte
+	values := stack[:]
+	if len(banks) > len(stack) {
+		values = make([][NumPCRs][]byte, len(banks))
+	}
 	total := 0
 	for b, alg := range banks {
 		size := alg.Size()
