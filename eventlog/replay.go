@@ -17,7 +17,7 @@ const NumPCRs = 24
 var ErrBadPCRIndex = errors.New("PCR index out of range")
 
 // replayState is the running PCR values of every bank the log covers and
-// this package can hash. Values live in fixed arrays so replay does not
+// this package can hash. Values live in one byte slice, so replay does not
 // allocate per event.
 type replayState struct {
 	algs  []Algorithm
