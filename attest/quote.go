@@ -183,9 +183,8 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 		}
 		complete = complete && len(reported) == len(b.PCRs)
 	}
-	// When the report holds exactly the quoted PCRs, it is the verified
-	// set and is shared rather than copied; otherwise banks that hold
-	// exactly the quoted PCRs are shared (see VerifiedQuote.Verified).
+	// A report of exactly the quoted PCRs is itself the verified set. In a
+	// larger report, each bank of exactly the quoted PCRs is still shared.
 	verified := want.PCRs
 	if !complete {
 		verified = make(PCRValues, len(gotSel))
