@@ -35,8 +35,6 @@ type QuoteExpectations struct {
 	Selection Selection
 	// PCRs are the PCR values the agent reported (untrusted). They must
 	// include every selected PCR; others are returned as unverified.
-	// The result shares maps and digests with PCRs (see
-	// VerifiedQuote.Verified): do not modify PCRs after the call.
 	PCRs PCRValues
 	// InsecureAllowSHA1 accepts a signature whose digest is SHA-1, as
 	// produced by keys with an RSASSA-SHA1 scheme on older clients.
@@ -55,15 +53,9 @@ type VerifiedQuote struct {
 	// Selection is the signed PCR selection in wire order.
 	Selection Selection
 	// Verified holds exactly the PCR values the signed pcrDigest covers.
-	// It is not a copy: when the reported values are exactly the quoted
-	// ones it is QuoteExpectations.PCRs itself, otherwise it shares each
-	// bank map that holds exactly the quoted PCRs, and the digests always
-	// alias the reported ones. Treat both as read-only; copy before
-	// adding to or changing either, or unquoted values would appear here.
 	Verified PCRValues
 	// Unverified holds reported PCR values outside the signed selection,
-	// nil when there are none. Nothing vouches for them. Its digests alias
-	// the reported ones.
+	// nil when there are none. Nothing vouches for them.
 	Unverified PCRValues
 }
 
@@ -152,7 +144,7 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 		return nil, verifyErr(ReasonNonceMismatch, "quote extraData (%d bytes) does not equal the nonce (%d bytes): the quote answers another challenge", len(a.ExtraData), len(want.Nonce))
 	}
 	// 5.
-	gotSel, err := Selection(qi.PCRSelection).Normalize()
+	gotSel, err := Selection(a.Quote.PCRSelection).Normalize()
 	if err != nil {
 		return nil, verifyErrWrap(ReasonMalformedAttest, err, "signed PCR selection")
 	}
@@ -164,6 +156,7 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	// banks and drops only empty ones, which add nothing to the digest.
 	var catBuf [2048]byte
 	cat := catBuf[:0]
+	verified := make(PCRValues, len(gotSel))
 	complete := len(want.PCRs) == len(gotSel)
 	for _, b := range gotSel {
 		size := b.Hash.Size()
@@ -171,6 +164,7 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 			return nil, verifyErr(ReasonSelectionMismatch, "signed selection names bank %s, which has no known digest size", b.Hash)
 		}
 		reported := want.PCRs[b.Hash]
+		bank := make(map[int][]byte, len(b.PCRs))
 		for _, i := range b.PCRs {
 			d, ok := reported[i]
 			if !ok {
@@ -179,27 +173,11 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 			if len(d) != size {
 				return nil, verifyErr(ReasonMissingPCR, "reported %s PCR %d has %d bytes, want %d", b.Hash, i, len(d), size)
 			}
+			bank[i] = d
 			cat = append(cat, d...)
 		}
+		verified[b.Hash] = bank
 		complete = complete && len(reported) == len(b.PCRs)
-	}
-	// A report of exactly the quoted PCRs is itself the verified set. In a
-	// larger report, each bank of exactly the quoted PCRs is still shared.
-	verified := want.PCRs
-	if !complete {
-		verified = make(PCRValues, len(gotSel))
-		for _, b := range gotSel {
-			reported := want.PCRs[b.Hash]
-			if len(reported) == len(b.PCRs) {
-				verified[b.Hash] = reported
-				continue
-			}
-			bank := make(map[int][]byte, len(b.PCRs))
-			for _, i := range b.PCRs {
-				bank[i] = reported[i]
-			}
-			verified[b.Hash] = bank
-		}
 	}
 	// 7.
 	var sig Signature
@@ -228,7 +206,7 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 		Clock:           a.ClockInfo,
 		FirmwareVersion: a.FirmwareVersion,
 		QualifiedSigner: a.QualifiedSigner,
-		Selection:       qi.PCRSelection,
+		Selection:       a.Quote.PCRSelection,
 		Verified:        verified,
 	}
 	if complete {

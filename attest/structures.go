@@ -179,15 +179,11 @@ func ParseAttestationData(b []byte) (*AttestationData, error) {
 	if err := parseAttestationData(b, a, q); err != nil {
 		return nil, err
 	}
-	if a.Type == tpmSTAttestQuote {
-		a.Quote = q
-	}
 	return a, nil
 }
 
 // parseAttestationData is ParseAttestationData into structures the caller
-// provides, on its stack for VerifyQuote: it fills q for a quote but
-// leaves a.Quote nil, so that q need not move to the heap.
+// provides (on its stack, for VerifyQuote); q becomes a.Quote for a quote.
 func parseAttestationData(b []byte, a *AttestationData, q *QuoteInfo) error {
 	r := reader{buf: b}
 	a.Magic = r.u32("magic")
@@ -216,6 +212,7 @@ func parseAttestationData(b []byte, a *AttestationData, q *QuoteInfo) error {
 	if r.err != nil {
 		return fmt.Errorf("parsing TPMS_ATTEST: %w", r.err)
 	}
+	a.Quote = q
 	return nil
 }
 
