@@ -57,7 +57,7 @@ func ManufactureTPM(ctx context.Context, dir, caDir string) (*TPM, error) {
 	caConf := filepath.Join(dir, "swtpm-localca.conf")
 	caOpts := filepath.Join(dir, "swtpm-localca.options")
 	files := map[string]string{
-		conf: fmt.Sprintf("create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha1,sha256\n", caConf, caOpts),
+		conf:   fmt.Sprintf("create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha1,sha256\n", caConf, caOpts),
 		caConf: fmt.Sprintf("statedir = %[1]s\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", caDir),
 		caOpts: "--platform-manufacturer Vouch\n--platform-version 2.1\n--platform-model QEMU\n",
 	}

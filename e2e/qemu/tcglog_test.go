@@ -23,8 +23,8 @@ type tcgEvent struct {
 }
 
 const (
-	algSHA1   = 0x0004
-	algSHA256 = 0x000b
+	algSHA1    = 0x0004
+	algSHA256  = 0x000b
 	evNoAction = 0x00000003
 )
 
