@@ -104,7 +104,10 @@ type machine struct {
 	tpm    *TPM
 	fw     Firmware
 	disk   string
-	server *probeServer
+	server *harnessServer
+	// verifier is the loopback address the guest's VerifierAddr forwards
+	// to, when set.
+	verifier string
 }
 
 func newMachine(t *testing.T, fw Firmware, caDir string) *machine {
@@ -114,7 +117,7 @@ func newMachine(t *testing.T, fw Firmware, caDir string) *machine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &machine{t: t, dir: dir, tpm: tpm, fw: fw, server: newProbeServer(t)}
+	return &machine{t: t, dir: dir, tpm: tpm, fw: fw, server: newHarnessServer(t)}
 }
 
 // install writes the machine's disk: the boot chain, grub.cfg and an
@@ -125,10 +128,10 @@ func (m *machine) install(grub GrubConfig, extra ...InitramfsFile) {
 		Init:    initBin,
 		Modules: chain.Modules,
 		Config: guestproto.Config{
-			Mode:      guestproto.ModeProbe,
-			Interface: "eth0",
-			Address:   "10.0.2.15/24",
-			ProbeURL:  "http://" + GuestAddr + "/probe",
+			Mode:       guestproto.ModeProbe,
+			Interface:  "eth0",
+			Address:    "10.0.2.15/24",
+			HarnessURL: "http://" + HarnessAddr,
 		},
 		Extra: extra,
 	}
@@ -158,14 +161,19 @@ func (m *machine) boot() *guestproto.Report {
 		m.t.Fatal(err)
 	}
 	start := time.Now()
+	forwards := []Forward{{Guest: HarnessAddr, Host: m.server.addr}}
+	if m.verifier != "" {
+		forwards = append(forwards, Forward{Guest: VerifierAddr, Host: m.verifier})
+	}
 	vm, err := Start(ctx, VMConfig{
 		Firmware:  m.fw,
 		Vars:      filepath.Join(m.dir, "vars.fd"),
 		Disk:      m.disk,
 		TPMSocket: sw.Socket,
 		Serial:    filepath.Join(m.dir, "serial.log"),
+		Forwards:  forwards,
 		Relay:     exe,
-		Env:       []string{RelayEnv + "=" + m.server.addr},
+		Env:       []string{RelayEnv + "=1"},
 	})
 	if err != nil {
 		m.t.Fatal(err)
@@ -190,41 +198,75 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// probeServer is the host end of the guest's only connection.
-type probeServer struct {
-	addr string
-	mu   sync.Mutex
-	rep  *guestproto.Report
+// harnessServer is the host end of the guest init's connections: it takes
+// probe reports, and keeps the machine's settings and state directory.
+type harnessServer struct {
+	addr    string
+	mu      sync.Mutex
+	rep     *guestproto.Report
+	machine guestproto.Machine
 }
 
-func newProbeServer(t *testing.T) *probeServer {
+func newHarnessServer(t *testing.T) *harnessServer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := &probeServer{addr: ln.Addr().String()}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hs := &harnessServer{addr: ln.Addr().String()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /probe", func(w http.ResponseWriter, r *http.Request) {
 		var rep guestproto.Report
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil || json.Unmarshal(body, &rep) != nil || r.URL.Path != "/probe" {
-			http.Error(w, "bad probe report", http.StatusBadRequest)
+		if !decode(w, r, &rep) {
 			return
 		}
-		ps.mu.Lock()
-		ps.rep = &rep
-		ps.mu.Unlock()
-	})}
+		hs.mu.Lock()
+		hs.rep = &rep
+		hs.mu.Unlock()
+	})
+	mux.HandleFunc("GET /machine", func(w http.ResponseWriter, r *http.Request) {
+		hs.mu.Lock()
+		defer hs.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(hs.machine)
+	})
+	mux.HandleFunc("PUT /state", func(w http.ResponseWriter, r *http.Request) {
+		var files map[string][]byte
+		if !decode(w, r, &files) {
+			return
+		}
+		hs.mu.Lock()
+		hs.machine.State = files
+		hs.mu.Unlock()
+	})
+	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return ps
+	return hs
 }
 
-func (ps *probeServer) take() *guestproto.Report {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	r := ps.rep
-	ps.rep = nil
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err == nil {
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
+		http.Error(w, "invalid JSON body: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func (hs *harnessServer) take() *guestproto.Report {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	r := hs.rep
+	hs.rep = nil
 	return r
+}
+
+func (hs *harnessServer) setMachine(hostname string, env ...string) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.machine.Hostname, hs.machine.Env = hostname, env
 }
 
 // checkReplay replays the guest's event log and compares PCRs 0-9 of both

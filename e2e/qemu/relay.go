@@ -7,18 +7,21 @@ import (
 	"time"
 )
 
-// RelayEnv names the environment variable that tells RelayMain where to
-// connect: a loopback host:port.
+// RelayEnv is set to 1 in QEMU's environment, so that a test binary run
+// as a relay command knows to call RelayMain.
 const RelayEnv = "VOUCH_E2E_RELAY"
 
 // RelayMain is the body of a relay command (VMConfig.Relay). QEMU runs one
-// for each connection the guest opens to GuestAddr, with that connection on
-// standard input and output (and standard error, so nothing may be written
-// there). It copies bytes both ways between the guest and the loopback
-// address in $VOUCH_E2E_RELAY, and returns the process exit code. A test
-// binary calls it from TestMain when the variable is set.
+// for each connection the guest opens to a forwarded address, with that
+// connection on standard input and output (and standard error, so nothing
+// may be written there), and the loopback host:port to connect to as the
+// only argument. It copies bytes both ways and returns the process exit
+// code. A test binary calls it from TestMain when RelayEnv is set.
 func RelayMain() int {
-	target := os.Getenv(RelayEnv)
+	if len(os.Args) != 2 {
+		return 2
+	}
+	target := os.Args[1]
 	host, _, err := net.SplitHostPort(target)
 	if err != nil || !net.ParseIP(host).IsLoopback() {
 		return 2 // only loopback targets: the guest must reach nothing else

@@ -37,9 +37,21 @@ var (
 	}
 )
 
-// GuestAddr is where the guest reaches the host: QEMU's user network
-// forwards connections to this address to the relay command.
-const GuestAddr = "10.0.2.100:80"
+// Addresses on QEMU's user network (10.0.2.0/24) that forward to the host.
+const (
+	// VerifierAddr is where the guest reaches the verifier.
+	VerifierAddr = "10.0.2.100:80"
+	// HarnessAddr is where the guest init reaches the test harness: probe
+	// reports, and the agent's state directory kept across reboots.
+	HarnessAddr = "10.0.2.101:80"
+)
+
+// Forward sends the guest's connections to Guest (one of the addresses
+// above) to Host, a loopback host:port.
+type Forward struct {
+	Guest string
+	Host  string
+}
 
 // VMConfig describes one boot.
 type VMConfig struct {
@@ -54,9 +66,12 @@ type VMConfig struct {
 	TPMSocket string
 	// Serial receives the serial console.
 	Serial string
-	// Relay, when set, is the command QEMU runs for each connection the
-	// guest opens to GuestAddr, with the connection on its standard input
-	// and output; see RelayMain. Without it the guest has no network.
+	// Forwards are the guest's only ways out. Without them it has no
+	// network.
+	Forwards []Forward
+	// Relay is the program QEMU runs for each forwarded connection, with
+	// the connection on its standard input and output and the Forward's
+	// Host as its argument; see RelayMain.
 	Relay string
 	// Env is added to QEMU's environment, and so to the relay's.
 	Env []string
@@ -91,14 +106,15 @@ func (c VMConfig) Args() []string {
 		"-drive", "if=none,id=esp,format=raw,snapshot=on,file="+qemuEscape(c.Disk),
 		"-device", "virtio-blk-pci,drive=esp,bootindex=1",
 	)
-	if c.Relay == "" {
+	if len(c.Forwards) == 0 {
 		return append(args, "-nic", "none")
 	}
-	host, port, _ := net.SplitHostPort(GuestAddr)
-	return append(args,
-		"-netdev", fmt.Sprintf("user,id=net0,restrict=on,ipv6=off,guestfwd=tcp:%s:%s-cmd:%s", host, port, qemuEscape(c.Relay)),
-		"-device", "e1000,netdev=net0,romfile=",
-	)
+	netdev := "user,id=net0,restrict=on,ipv6=off"
+	for _, f := range c.Forwards {
+		host, port, _ := net.SplitHostPort(f.Guest)
+		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%s-cmd:%s %s", host, port, qemuEscape(c.Relay), qemuEscape(f.Host))
+	}
+	return append(args, "-netdev", netdev, "-device", "e1000,netdev=net0,romfile=")
 }
 
 // qemuEscape doubles commas, which QEMU's option syntax would read as
@@ -116,6 +132,15 @@ type VM struct {
 
 // Start boots a VM. The caller must call Stop or Wait.
 func Start(ctx context.Context, cfg VMConfig) (*VM, error) {
+	for _, f := range cfg.Forwards {
+		host, _, err := net.SplitHostPort(f.Host)
+		if err != nil || !net.ParseIP(host).IsLoopback() {
+			return nil, fmt.Errorf("forward of %s to %q: the host end must be a loopback host:port", f.Guest, f.Host)
+		}
+	}
+	if strings.ContainsAny(cfg.Relay, " \t'\"") {
+		return nil, fmt.Errorf("relay path %q contains a space or quote, which QEMU's command parsing would split", cfg.Relay)
+	}
 	if _, err := os.Stat(cfg.Vars); errors.Is(err, os.ErrNotExist) {
 		if err := copyFile(cfg.Firmware.VarsTemplate, cfg.Vars); err != nil {
 			return nil, fmt.Errorf("create the VM's variable store: %w (install ovmf)", err)

@@ -23,6 +23,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -198,14 +200,148 @@ func execute(cfg guestproto.Config) error {
 	if len(cfg.Exec) == 0 {
 		return fmt.Errorf("%s: mode %q needs a non-empty exec list", configPath, guestproto.ModeExec)
 	}
+	var machine guestproto.Machine
+	if cfg.HarnessURL != "" {
+		m, err := fetchMachine(cfg.HarnessURL + "/machine")
+		if err != nil {
+			return err
+		}
+		machine = m
+	}
+	if machine.Hostname != "" {
+		if err := unix.Sethostname([]byte(machine.Hostname)); err != nil {
+			return fmt.Errorf("set host name %q: %w", machine.Hostname, err)
+		}
+	}
+	if cfg.StateDir != "" {
+		if err := restoreState(cfg.StateDir, machine.State); err != nil {
+			return err
+		}
+		logf("restored %d state files into %s", len(machine.State), cfg.StateDir)
+	}
+
 	logf("running %s", strings.Join(cfg.Exec, " "))
 	cmd := exec.Command(cfg.Exec[0], cfg.Exec[1:]...)
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stdout
-	cmd.Env = append(os.Environ(), cfg.Env...)
-	err := cmd.Run()
-	logf("%s exited: %v", cfg.Exec[0], err)
+	cmd.Env = append(os.Environ(), machine.Env...)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", cfg.Exec[0], err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	// Keep the harness's copy of the state directory current, as a disk
+	// would be, until the program exits.
+	last := snapshotKey(machine.State)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			syncState(cfg, &last)
+			logf("%s exited: %v", cfg.Exec[0], err)
+			return nil
+		case <-tick.C:
+			syncState(cfg, &last)
+		}
+	}
+}
+
+func fetchMachine(url string) (guestproto.Machine, error) {
+	var m guestproto.Machine
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return m, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return m, fmt.Errorf("read machine settings from %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("read machine settings from %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return m, fmt.Errorf("read machine settings from %s: %w", url, err)
+	}
+	return m, nil
+}
+
+func restoreState(dir string, files map[string][]byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, filepath.Clean("/"+name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return fmt.Errorf("restore state file %s: %w", p, err)
+		}
+	}
 	return nil
+}
+
+func readState(dir string) map[string][]byte {
+	files := map[string][]byte{}
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil {
+			files[filepath.ToSlash(rel)] = b
+		}
+		return nil
+	})
+	return files
+}
+
+// snapshotKey returns a digest of the state files, to tell when they
+// changed.
+func snapshotKey(files map[string][]byte) string {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%q %d\n", n, len(files[n]))
+		h.Write(files[n])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func syncState(cfg guestproto.Config, last *string) {
+	if cfg.StateDir == "" || cfg.HarnessURL == "" {
+		return
+	}
+	files := readState(cfg.StateDir)
+	key := snapshotKey(files)
+	if key == *last {
+		return
+	}
+	body, err := json.Marshal(files)
+	if err != nil {
+		logf("encode state: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := send(ctx, http.MethodPut, cfg.HarnessURL+"/state", body); err != nil {
+		logf("save state: %v", err)
+		return
+	}
+	*last = key
+	logf("saved %d state files", len(files))
 }
 
 func probe(cfg guestproto.Config, start time.Time) error {
@@ -228,7 +364,7 @@ func probe(cfg guestproto.Config, start time.Time) error {
 		logf("tpm: %s", rep.TPMError)
 	}
 	logf("reset count %d restart count %d secure boot %s", rep.ResetCount, rep.RestartCount, rep.SecureBoot)
-	if cfg.ProbeURL == "" {
+	if cfg.HarnessURL == "" {
 		return nil
 	}
 	body, err := json.Marshal(rep)
@@ -237,16 +373,27 @@ func probe(cfg guestproto.Config, start time.Time) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.ProbeURL, bytes.NewReader(body))
+	if err := send(ctx, http.MethodPost, cfg.HarnessURL+"/probe", body); err != nil {
+		return err
+	}
+	logf("probe report sent")
+	return nil
+}
+
+// send sends body to url and fails unless the harness answers 2xx.
+func send(ctx context.Context, method, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("send probe report to %s: %w", cfg.ProbeURL, err)
+		return fmt.Errorf("%s %s: %w", method, url, err)
 	}
-	resp.Body.Close()
-	logf("probe report sent to %s: %s", cfg.ProbeURL, resp.Status)
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
+	}
 	return nil
 }

@@ -22,12 +22,27 @@ type Config struct {
 	// Interface gets Address (IPv4 CIDR) and is brought up.
 	Interface string `json:"interface,omitempty"`
 	Address   string `json:"address,omitempty"`
-	// ProbeURL receives the Report as JSON in probe mode.
-	ProbeURL string `json:"probe_url,omitempty"`
-	// Exec is the command run in exec mode, with Env added to its
-	// environment.
+	// HarnessURL is the test harness's base URL. In probe mode the guest
+	// posts its Report to HarnessURL/probe. In exec mode it reads its
+	// Machine from HarnessURL/machine before running Exec, and puts the
+	// files of StateDir to HarnessURL/state whenever they change.
+	HarnessURL string `json:"harness_url,omitempty"`
+	// Exec is the command run in exec mode.
 	Exec []string `json:"exec,omitempty"`
-	Env  []string `json:"env,omitempty"`
+	// StateDir is the directory kept across reboots in exec mode: the
+	// initramfs is the guest's only disk, so the harness stores it.
+	StateDir string `json:"state_dir,omitempty"`
+}
+
+// Machine is what the harness tells an exec-mode guest at boot: the
+// per-machine settings that cannot live in the initramfs, which every
+// machine shares.
+type Machine struct {
+	Hostname string `json:"hostname"`
+	// Env is added to the environment of Config.Exec.
+	Env []string `json:"env,omitempty"`
+	// State maps file paths relative to Config.StateDir to their content.
+	State map[string][]byte `json:"state,omitempty"`
 }
 
 // Report is what a probe-mode guest observed. Every field comes from an
