@@ -43,6 +43,9 @@ func newRootCmd() *cobra.Command {
 	// Each subcommand tree lives in its own file of this package.
 	root.AddCommand(
 		newVersionCmd(),
+		newEventlogCmd(),
+		newTPMCmd(),
+		newAttestCmd(),
 	)
 	return root
 }

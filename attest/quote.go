@@ -1,0 +1,310 @@
+package attest
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"math/big"
+	"sort"
+)
+
+// Quote is the evidence a TPM2_Quote returns, exactly as the TPM produced
+// it.
+type Quote struct {
+	// Attest is the TPMS_ATTEST structure that was signed.
+	Attest []byte `json:"attest"`
+	// Signature is the TPMT_SIGNATURE over Attest.
+	Signature []byte `json:"signature"`
+}
+
+// QuoteExpectations is what the verifier asked for and what the agent
+// reported alongside the quote.
+type QuoteExpectations struct {
+	// Nonce is the verifier's fresh challenge; extraData must equal it
+	// byte for byte.
+	Nonce []byte
+	// Selection is the PCR selection the verifier asked for.
+	Selection Selection
+	// PCRs are the PCR values the agent reported (untrusted). They must
+	// include every selected PCR; others are returned as unverified.
+	PCRs PCRValues
+	// InsecureAllowSHA1 accepts a signature whose digest is SHA-1, as
+	// produced by keys with an RSASSA-SHA1 scheme on older clients.
+	InsecureAllowSHA1 bool
+}
+
+// VerifiedQuote is the result of a successful [VerifyQuote].
+type VerifiedQuote struct {
+	// Clock is the TPM clock at signing time. Compare it with the previous
+	// quote of the same TPM with [CheckClock].
+	Clock ClockInfo
+	// FirmwareVersion is the TPM vendor's firmware version (opaque).
+	FirmwareVersion uint64
+	// QualifiedSigner is the signing key's qualified name (not checked).
+	QualifiedSigner []byte
+	// Selection is the signed PCR selection in wire order.
+	Selection Selection
+	// Verified holds exactly the PCR values the signed pcrDigest covers.
+	Verified PCRValues
+	// Unverified holds reported PCR values outside the signed selection.
+	// Nothing vouches for them.
+	Unverified PCRValues
+}
+
+// PCR is one PCR value with whether a verified quote covers it.
+type PCR struct {
+	Hash     Algorithm
+	Index    int
+	Digest   []byte
+	Verified bool
+}
+
+// PCRs lists every reported PCR value, verified or not, sorted by bank and
+// index.
+func (v *VerifiedQuote) PCRs() []PCR {
+	var out []PCR
+	for _, set := range []struct {
+		values   PCRValues
+		verified bool
+	}{{v.Verified, true}, {v.Unverified, false}} {
+		for alg, bank := range set.values {
+			for i, d := range bank {
+				out = append(out, PCR{Hash: alg, Index: i, Digest: d, Verified: set.verified})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hash != out[j].Hash {
+			return out[i].Hash < out[j].Hash
+		}
+		return out[i].Index < out[j].Index
+	})
+	return out
+}
+
+// VerifyQuote checks a quote against an attestation key the verifier has
+// already enrolled and the verifier's expectations. It checks, in order:
+//
+//  1. Attest parses as a TPMS_ATTEST with nothing after it;
+//  2. its magic is TPM_GENERATED_VALUE;
+//  3. its type is TPM_ST_ATTEST_QUOTE (not a certify, NV certify or other
+//     structure);
+//  4. extraData equals the nonce exactly (same length, same bytes);
+//  5. the signed PCR selection equals the requested one (same banks, same
+//     PCRs per bank; bank order may differ, empty banks are ignored);
+//  6. the reported PCR values include every selected PCR, each of the
+//     bank's digest size;
+//  7. the signature parses, its scheme (the union member that is set) and
+//     hash fit the key, and SHA-1 is rejected unless InsecureAllowSHA1;
+//  8. pcrDigest equals the signature hash of the selected PCR values
+//     concatenated in the signed selection's order;
+//  9. the signature verifies under the attestation key.
+//
+// Each failure is a *VerificationError with its own Reason. VerifyQuote
+// leaves to the caller: the freshness of the nonce (single use, expiry),
+// the clock comparison with the previous quote ([CheckClock]), the AK's
+// binding to an EK (credential activation), and qualifiedSigner, which is
+// returned but not checked.
+func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote, error) {
+	if ak == nil || ak.Key == nil {
+		return nil, errors.New("verify quote: no attestation key: parse it with ParseAKPublic first")
+	}
+	wantSel, err := want.Selection.Normalize()
+	if err != nil {
+		return nil, fmt.Errorf("verify quote: requested selection: %w", err)
+	}
+	if len(wantSel) == 0 {
+		return nil, errors.New("verify quote: the requested PCR selection is empty: select at least one PCR")
+	}
+
+	// 1.
+	a, err := ParseAttestationData(q.Attest)
+	if err != nil {
+		return nil, verifyErrWrap(ReasonMalformedAttest, err, "quote attestation data is malformed")
+	}
+	// 2.
+	if a.Magic != tpmGeneratedValue {
+		return nil, verifyErr(ReasonBadMagic, "quote magic is 0x%08x, want TPM_GENERATED_VALUE 0x%08x", a.Magic, tpmGeneratedValue)
+	}
+	// 3.
+	if a.Type != tpmSTAttestQuote {
+		return nil, verifyErr(ReasonNotQuote, "attestation type is %s, want TPM_ST_ATTEST_QUOTE", attestTypeName(a.Type))
+	}
+	// 4.
+	if len(a.ExtraData) != len(want.Nonce) || subtle.ConstantTimeCompare(a.ExtraData, want.Nonce) != 1 {
+		return nil, verifyErr(ReasonNonceMismatch, "quote extraData (%d bytes) does not equal the nonce (%d bytes): the quote answers another challenge", len(a.ExtraData), len(want.Nonce))
+	}
+	// 5.
+	gotSel, err := Selection(a.Quote.PCRSelection).Normalize()
+	if err != nil {
+		return nil, verifyErrWrap(ReasonMalformedAttest, err, "signed PCR selection")
+	}
+	if err := compareSelections(gotSel, wantSel); err != nil {
+		return nil, err
+	}
+	// 6.
+	verified := make(PCRValues, len(gotSel))
+	for _, b := range gotSel {
+		size := b.Hash.Size()
+		if size == 0 {
+			return nil, verifyErr(ReasonSelectionMismatch, "signed selection names bank %s, which has no known digest size", b.Hash)
+		}
+		for _, i := range b.PCRs {
+			d, ok := want.PCRs.Get(b.Hash, i)
+			if !ok {
+				return nil, verifyErr(ReasonMissingPCR, "no value reported for %s PCR %d, which the quote covers", b.Hash, i)
+			}
+			if len(d) != size {
+				return nil, verifyErr(ReasonMissingPCR, "reported %s PCR %d has %d bytes, want %d", b.Hash, i, len(d), size)
+			}
+			verified.Set(b.Hash, i, d)
+		}
+	}
+	// 7.
+	sig, err := ParseSignature(q.Signature)
+	if err != nil {
+		return nil, verifyErrWrap(ReasonMalformedSignature, err, "quote signature is malformed")
+	}
+	if err := checkScheme(ak, sig, want.InsecureAllowSHA1); err != nil {
+		return nil, err
+	}
+	hash := sig.Hash.Hash()
+
+	// 8. The TPM hashes the selected PCRs with the signing scheme's hash,
+	// in the order of the selection as it appears in TPMS_QUOTE_INFO.
+	h := hash.New()
+	for _, b := range a.Quote.PCRSelection {
+		for _, i := range b.PCRs {
+			h.Write(verified[b.Hash][i])
+		}
+	}
+	if sum := h.Sum(nil); !bytes.Equal(sum, a.Quote.PCRDigest) {
+		return nil, verifyErr(ReasonPCRDigestMismatch, "reported PCR values (%s) do not hash to the signed pcrDigest: a reported value differs from the TPM's", gotSel)
+	}
+
+	// 9.
+	h = hash.New()
+	h.Write(q.Attest)
+	if err := verifySignature(ak, sig, h.Sum(nil)); err != nil {
+		return nil, err
+	}
+
+	out := &VerifiedQuote{
+		Clock:           a.ClockInfo,
+		FirmwareVersion: a.FirmwareVersion,
+		QualifiedSigner: a.QualifiedSigner,
+		Selection:       a.Quote.PCRSelection,
+		Verified:        verified,
+		Unverified:      make(PCRValues),
+	}
+	for alg, bank := range want.PCRs {
+		for i, d := range bank {
+			if _, ok := verified.Get(alg, i); !ok {
+				out.Unverified.Set(alg, i, d)
+			}
+		}
+	}
+	return out, nil
+}
+
+func compareSelections(got, want Selection) error {
+	gotByBank := make(map[Algorithm][]int, len(got))
+	for _, b := range got {
+		gotByBank[b.Hash] = b.PCRs
+	}
+	for _, w := range want {
+		g, ok := gotByBank[w.Hash]
+		if !ok {
+			return verifyErr(ReasonSelectionMismatch, "signed selection %q lacks bank %s, requested %q", got, w.Hash, want)
+		}
+		if !equalInts(g, w.PCRs) {
+			return verifyErr(ReasonSelectionMismatch, "signed selection of bank %s is PCRs %s, requested %s", w.Hash, FormatPCRList(g), FormatPCRList(w.PCRs))
+		}
+		delete(gotByBank, w.Hash)
+	}
+	for alg := range gotByBank {
+		return verifyErr(ReasonSelectionMismatch, "signed selection %q has bank %s, which was not requested", got, alg)
+	}
+	return nil
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func checkScheme(ak *AKPublic, sig *Signature, allowSHA1 bool) error {
+	_, isRSA := ak.Key.(*rsa.PublicKey)
+	switch {
+	case isRSA && (sig.SigAlg == sigAlgRSASSA || sig.SigAlg == sigAlgRSAPSS):
+	case !isRSA && sig.SigAlg == sigAlgECDSA:
+	default:
+		return verifyErr(ReasonSignatureScheme, "signature algorithm %s does not fit the %s attestation key", sigAlgName(sig.SigAlg), keyTypeName(ak.Public.Type))
+	}
+	if ak.SigAlg != 0 && (sig.SigAlg != ak.SigAlg || sig.Hash != ak.Hash) {
+		return verifyErr(ReasonSignatureScheme, "signature scheme %s-%s differs from the attestation key's scheme %s-%s", sigAlgName(sig.SigAlg), sig.Hash, sigAlgName(ak.SigAlg), ak.Hash)
+	}
+	switch sig.Hash {
+	case AlgSHA256, AlgSHA384, AlgSHA512:
+	case AlgSHA1:
+		if !allowSHA1 {
+			return verifyErr(ReasonWeakHash, "signature digest is SHA-1: use an attestation key with a SHA-256 scheme, or allow SHA-1 explicitly")
+		}
+	default:
+		return verifyErr(ReasonSignatureScheme, "signature hash %s is not supported", sig.Hash)
+	}
+	return nil
+}
+
+func verifySignature(ak *AKPublic, sig *Signature, digest []byte) error {
+	switch k := ak.Key.(type) {
+	case *rsa.PublicKey:
+		var err error
+		if sig.SigAlg == sigAlgRSAPSS {
+			// The TPM uses a salt as long as the digest when it can, and
+			// the maximum otherwise: auto-detect accepts both.
+			err = rsa.VerifyPSS(k, sig.Hash.Hash(), digest, sig.RSA, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		} else {
+			err = rsa.VerifyPKCS1v15(k, sig.Hash.Hash(), digest, sig.RSA)
+		}
+		if err != nil {
+			return verifyErrWrap(ReasonBadSignature, err, "%s signature does not verify under the attestation key", sigAlgName(sig.SigAlg))
+		}
+	case *ecdsa.PublicKey:
+		r := new(big.Int).SetBytes(sig.R)
+		s := new(big.Int).SetBytes(sig.S)
+		if !ecdsa.Verify(k, digest, r, s) {
+			return verifyErr(ReasonBadSignature, "ECDSA signature does not verify under the attestation key")
+		}
+	default:
+		return verifyErr(ReasonAKKey, "attestation key type %T cannot verify signatures", ak.Key)
+	}
+	return nil
+}
+
+// CheckClock compares the clock of a quote with the previous verified quote
+// of the same TPM. It rejects a reset counter that decreased, a restart
+// counter that decreased within the same reset, and a clock that went
+// backwards without a reset or restart. A higher ResetCount means the
+// machine rebooted, which the caller may want to record.
+func CheckClock(prev, cur ClockInfo) error {
+	switch {
+	case cur.ResetCount < prev.ResetCount:
+		return verifyErr(ReasonClockRollback, "TPM resetCount went from %d to %d", prev.ResetCount, cur.ResetCount)
+	case cur.ResetCount == prev.ResetCount && cur.RestartCount < prev.RestartCount:
+		return verifyErr(ReasonClockRollback, "TPM restartCount went from %d to %d without a reset", prev.RestartCount, cur.RestartCount)
+	case cur.ResetCount == prev.ResetCount && cur.RestartCount == prev.RestartCount && cur.Clock < prev.Clock:
+		return verifyErr(ReasonClockRollback, "TPM clock went from %d ms to %d ms without a reset or restart", prev.Clock, cur.Clock)
+	}
+	return nil
+}

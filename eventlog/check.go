@@ -1,0 +1,147 @@
+package eventlog
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"fmt"
+)
+
+// FindingKind classifies a Finding.
+type FindingKind string
+
+// Finding kinds.
+const (
+	// FindingDigestMismatch: the event's type defines its digest as the
+	// hash of its data, and the digest of this bank is not. The decoded
+	// data of such an event shows something other than what was extended.
+	FindingDigestMismatch FindingKind = "digest-mismatch"
+	// FindingMalformedData: the event data does not have the structure its
+	// type defines, so it stays opaque.
+	FindingMalformedData FindingKind = "malformed-data"
+)
+
+// Finding is a problem with one event that does not stop replay.
+type Finding struct {
+	Event  int         `json:"event"`
+	Offset int         `json:"offset"`
+	PCR    uint32      `json:"pcr"`
+	Type   EventType   `json:"type"`
+	Kind   FindingKind `json:"kind"`
+	// Bank is the bank whose digest does not match, for
+	// FindingDigestMismatch.
+	Bank   Algorithm `json:"bank,omitempty"`
+	Detail string    `json:"detail"`
+}
+
+func (f Finding) String() string {
+	return fmt.Sprintf("event %d (%s, PCR %d): %s", f.Event, f.Type, f.PCR, f.Detail)
+}
+
+// Check compares each event's data with its digests for every event type
+// whose digest the PC Client Platform Firmware Profile defines as the hash
+// of the data, and reports data that does not decode as its type defines.
+// The checked types are EV_SEPARATOR, EV_ACTION, EV_EFI_ACTION,
+// EV_OMIT_BOOT_DEVICE_EVENTS, EV_S_CRTM_VERSION, EV_EFI_GPT_EVENT(2),
+// EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT(2),
+// EV_EFI_VARIABLE_AUTHORITY and the EV_IPL strings GRUB writes to PCR 8.
+// Known variants are accepted: EV_EFI_VARIABLE_BOOT digests of the
+// variable's value alone (most firmware), GRUB's hash of a command without
+// its "grub_cmd: " prefix and with or without a trailing NUL, and variable
+// digests over a prefix of the data that contains the whole structure.
+//
+// Events of other types (images, firmware blobs, GRUB's PCR 9 files,
+// systemd-stub's PCR 11 to 13 events) are not checked: their digest covers
+// memory or files that are not in the log.
+func Check(log *Log) []Finding {
+	return checkBank(log, 0)
+}
+
+// checkBank checks the digests of one bank, or of all banks when bank is 0.
+func checkBank(log *Log, bank Algorithm) []Finding {
+	var out []Finding
+	for i := range log.Events {
+		out = checkEvent(&log.Events[i], bank, out)
+	}
+	return out
+}
+
+func checkEvent(e *Event, bank Algorithm, out []Finding) []Finding {
+	if o, ok := e.Decoded.(*Opaque); ok && o.Reason != "" {
+		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingMalformedData, Detail: o.Reason})
+	}
+	if !digestIsDataHash(e) {
+		return out
+	}
+	var buf [sha512.Size]byte
+	for _, d := range e.Digests {
+		if _, ok := d.Alg.Hash(); !ok || (bank != 0 && d.Alg != bank) {
+			continue
+		}
+		if matchesData(e, d, &buf) {
+			continue
+		}
+		out = append(out, Finding{
+			Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingDigestMismatch, Bank: d.Alg,
+			Detail: fmt.Sprintf("%s digest %x is not the hash of the event data: the data may not be what was measured, do not trust it", d.Alg, d.Value),
+		})
+	}
+	return out
+}
+
+func digestIsDataHash(e *Event) bool {
+	switch e.Type {
+	case EV_SEPARATOR, EV_ACTION, EV_EFI_ACTION, EV_OMIT_BOOT_DEVICE_EVENTS, EV_S_CRTM_VERSION,
+		EV_EFI_GPT_EVENT, EV_EFI_GPT_EVENT2,
+		EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
+		return true
+	case EV_IPL:
+		return e.PCR == 8
+	}
+	return false
+}
+
+// matchesData reports whether the digest is the hash of the event data or
+// of one of its accepted variants. The variant real logs use most is tried
+// first, so a typical event costs one hash per bank.
+func matchesData(e *Event, d Digest, buf *[sha512.Size]byte) bool {
+	is := func(data []byte) bool { return bytes.Equal(digestOf(d.Alg, buf, data), d.Value) }
+	switch v := e.Decoded.(type) {
+	case *EFIVariable:
+		if e.Type == EV_EFI_VARIABLE_BOOT && is(v.Data) {
+			return true
+		}
+		if v.TrailingBytes > 0 {
+			for k := len(e.Data) - v.TrailingBytes; k < len(e.Data); k++ {
+				if is(e.Data[:k]) {
+					return true
+				}
+			}
+		}
+	case *IPL:
+		if cmd, ok := grubCommand(e.Data); ok {
+			if n := len(cmd); n > 0 && cmd[n-1] == 0 && is(cmd[:n-1]) {
+				return true
+			}
+			if is(cmd) {
+				return true
+			}
+		}
+		if v.TrailingNUL && !v.UTF16 && is(e.Data[:len(e.Data)-1]) {
+			return true
+		}
+	}
+	return is(e.Data)
+}
+
+// grubCommand strips the prefix GRUB puts before the string it measures:
+// "grub_cmd: ", "kernel_cmdline: " and "module_cmdline: " (GRUB 2.04 and
+// later), or "grub_cmd " and "grub_kernel_cmdline " (older distribution
+// patches).
+func grubCommand(data []byte) ([]byte, bool) {
+	for _, p := range []string{"grub_cmd: ", "kernel_cmdline: ", "module_cmdline: ", "grub_cmd ", "grub_kernel_cmdline "} {
+		if bytes.HasPrefix(data, []byte(p)) {
+			return data[len(p):], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,456 @@
+package eventlog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// EventData is the typed view of an event's data. The concrete types are
+// *SpecIDEvent, *StartupLocality, *NoAction, *Separator, *Action, *IPL,
+// *EFIVariable, *ImageLoad, *GPT, *SCRTMVersion, *FirmwareBlob,
+// *HandoffTables, *HCRTM, *Text and *Opaque.
+type EventData interface {
+	// Kind names the concrete type ("efi_variable") for JSON and tables.
+	Kind() string
+}
+
+// Opaque is event data this package does not decode: an event type it
+// does not know, or data that does not match its type's structure. Reason
+// says which; it is empty for types that are never decoded.
+type Opaque struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// StartupLocality is the EV_NO_ACTION event that records the locality of
+// TPM2_Startup, which becomes the initial value of PCR 0 (PFP section
+// 10.4.5.3).
+type StartupLocality struct {
+	Locality uint8 `json:"locality"`
+}
+
+// NoAction is any other EV_NO_ACTION event, identified by the signature at
+// the start of its data ("SP800-155 Event3", or a Windows SIPA record).
+type NoAction struct {
+	Signature string `json:"signature,omitempty"`
+}
+
+// Separator is an EV_SEPARATOR event. A value other than 0 means the
+// firmware logged an error (PFP section 3.3.2.2); SeaBIOS writes
+// 0xFFFFFFFF.
+type Separator struct {
+	Value uint32 `json:"value"`
+	Error bool   `json:"error"`
+}
+
+// Action is the ASCII string of an EV_ACTION or EV_EFI_ACTION event.
+type Action struct {
+	Text string `json:"text"`
+}
+
+// IPL is an EV_IPL string. GRUB logs ASCII commands in PCR 8 and file
+// paths in PCR 9 (with or without a trailing NUL), systemd-stub and
+// systemd-boot log UTF-16 strings in PCRs 8 and 11 to 13.
+type IPL struct {
+	Text string `json:"text"`
+	// UTF16 is true when the data was UTF-16LE.
+	UTF16 bool `json:"utf16,omitempty"`
+	// TrailingNUL is true when the data ends with a NUL character, which
+	// Text leaves out.
+	TrailingNUL bool `json:"trailing_nul,omitempty"`
+}
+
+// Text is a string event that is neither an action nor an IPL string:
+// EV_POST_CODE descriptions, EV_S_CRTM_CONTENTS text, EV_COMPACT_HASH and
+// EV_OMIT_BOOT_DEVICE_EVENTS.
+type Text struct {
+	Text string `json:"text"`
+}
+
+// HCRTM is an EV_EFI_HCRTM_EVENT: the H-CRTM measured the first firmware
+// code before the CPU ran it, and PCR 0 started at locality 4.
+type HCRTM struct {
+	Text string `json:"text"`
+}
+
+// SCRTMVersion is an EV_S_CRTM_VERSION event: a UTF-16 string on most
+// platforms, a GUID on some.
+type SCRTMVersion struct {
+	Version string `json:"version"`
+	GUID    *GUID  `json:"guid,omitempty"`
+}
+
+// FirmwareBlob is an EV_EFI_PLATFORM_FIRMWARE_BLOB(2) event, or an
+// EV_POST_CODE or EV_S_CRTM_CONTENTS event that carries the same base and
+// length pair.
+type FirmwareBlob struct {
+	Description string `json:"description,omitempty"`
+	Base        uint64 `json:"base"`
+	Length      uint64 `json:"length"`
+}
+
+// HandoffTables is an EV_EFI_HANDOFF_TABLES(2) event.
+type HandoffTables struct {
+	Description string         `json:"description,omitempty"`
+	Tables      []HandoffTable `json:"tables"`
+}
+
+// HandoffTable is one UEFI configuration table the firmware measured.
+type HandoffTable struct {
+	VendorGUID GUID   `json:"vendor_guid"`
+	Address    uint64 `json:"address"`
+}
+
+// GPT is an EV_EFI_GPT_EVENT(2): the GPT header and the partition entries
+// in use.
+type GPT struct {
+	DiskGUID   GUID           `json:"disk_guid"`
+	Header     []byte         `json:"-"`
+	Partitions []GPTPartition `json:"partitions"`
+}
+
+// GPTPartition is one GPT partition entry.
+type GPTPartition struct {
+	TypeGUID   GUID   `json:"type_guid"`
+	UniqueGUID GUID   `json:"unique_guid"`
+	FirstLBA   uint64 `json:"first_lba"`
+	LastLBA    uint64 `json:"last_lba"`
+	Attributes uint64 `json:"attributes"`
+	Name       string `json:"name"`
+}
+
+// ImageLoad is the UEFI_IMAGE_LOAD_EVENT of EV_EFI_BOOT_SERVICES_APPLICATION,
+// EV_EFI_BOOT_SERVICES_DRIVER and EV_EFI_RUNTIME_SERVICES_DRIVER events.
+type ImageLoad struct {
+	LocationInMemory uint64     `json:"location"`
+	LengthInMemory   uint64     `json:"length"`
+	LinkTimeAddress  uint64     `json:"link_time_address"`
+	DevicePath       DevicePath `json:"device_path"`
+}
+
+func (*Opaque) Kind() string          { return "opaque" }
+func (*SpecIDEvent) Kind() string     { return "spec_id" }
+func (*StartupLocality) Kind() string { return "startup_locality" }
+func (*NoAction) Kind() string        { return "no_action" }
+func (*Separator) Kind() string       { return "separator" }
+func (*Action) Kind() string          { return "action" }
+func (*IPL) Kind() string             { return "ipl" }
+func (*Text) Kind() string            { return "text" }
+func (*HCRTM) Kind() string           { return "hcrtm" }
+func (*SCRTMVersion) Kind() string    { return "scrtm_version" }
+func (*FirmwareBlob) Kind() string    { return "firmware_blob" }
+func (*HandoffTables) Kind() string   { return "handoff_tables" }
+func (*GPT) Kind() string             { return "gpt" }
+func (*ImageLoad) Kind() string       { return "image_load" }
+
+// GUID is an EFI_GUID in its in-memory byte order (the first three fields
+// little-endian).
+type GUID [16]byte
+
+// String formats the GUID in the registry format
+// "8be4df61-93ca-11d2-aa0d-00e098032b8c".
+func (g GUID) String() string {
+	return fmt.Sprintf("%08x-%04x-%04x-%x-%x",
+		binary.LittleEndian.Uint32(g[0:4]), binary.LittleEndian.Uint16(g[4:6]),
+		binary.LittleEndian.Uint16(g[6:8]), g[8:10], g[10:16])
+}
+
+// MarshalText encodes the GUID in registry format.
+func (g GUID) MarshalText() ([]byte, error) { return []byte(g.String()), nil }
+
+// MustParseGUID parses a registry-format GUID and panics on error. It is
+// meant for package-level constants.
+func MustParseGUID(s string) GUID {
+	g, err := ParseGUID(s)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}
+
+// ParseGUID parses a registry-format GUID.
+func ParseGUID(s string) (GUID, error) {
+	var g GUID
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return g, fmt.Errorf("invalid GUID %q: expected the form 8be4df61-93ca-11d2-aa0d-00e098032b8c", s)
+	}
+	b, err := hex.DecodeString(s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:])
+	if err != nil {
+		return g, fmt.Errorf("invalid GUID %q: %w", s, err)
+	}
+	binary.LittleEndian.PutUint32(g[0:], binary.BigEndian.Uint32(b[0:]))
+	binary.LittleEndian.PutUint16(g[4:], binary.BigEndian.Uint16(b[4:]))
+	binary.LittleEndian.PutUint16(g[6:], binary.BigEndian.Uint16(b[6:]))
+	copy(g[8:], b[8:])
+	return g, nil
+}
+
+// decode returns the typed view of an event's data. It never fails: data
+// that does not fit its type's structure becomes an *Opaque with a reason.
+func decode(e *Event) EventData {
+	d := e.Data
+	switch e.Type {
+	case EV_NO_ACTION:
+		return decodeNoAction(e)
+	case EV_SEPARATOR:
+		if len(d) != 4 {
+			return &Opaque{Reason: fmt.Sprintf("separator data is %d bytes, expected 4", len(d))}
+		}
+		v := binary.LittleEndian.Uint32(d)
+		return &Separator{Value: v, Error: v != 0}
+	case EV_ACTION, EV_EFI_ACTION:
+		return &Action{Text: asciiString(d)}
+	case EV_IPL:
+		return decodeIPL(d)
+	case EV_S_CRTM_VERSION:
+		return decodeSCRTMVersion(d)
+	case EV_POST_CODE, EV_S_CRTM_CONTENTS:
+		if len(d) == 16 && !isPrintable(d) {
+			return &FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])}
+		}
+		return &Text{Text: asciiString(d)}
+	case EV_COMPACT_HASH, EV_OMIT_BOOT_DEVICE_EVENTS:
+		if isPrintable(bytes.TrimRight(d, "\x00")) {
+			return &Text{Text: asciiString(d)}
+		}
+	case EV_EFI_HCRTM_EVENT:
+		return &HCRTM{Text: asciiString(d)}
+	case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_SPDM_FIRMWARE_BLOB:
+		if e.Type == EV_EFI_PLATFORM_FIRMWARE_BLOB {
+			if len(d) != 16 {
+				return &Opaque{Reason: fmt.Sprintf("firmware blob data is %d bytes, expected 16", len(d))}
+			}
+			return &FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])}
+		}
+	case EV_EFI_PLATFORM_FIRMWARE_BLOB2:
+		if len(d) < 1 || len(d) != 1+int(d[0])+16 {
+			return &Opaque{Reason: fmt.Sprintf("firmware blob data is %d bytes, which does not fit UEFI_PLATFORM_FIRMWARE_BLOB2", len(d))}
+		}
+		n := int(d[0])
+		return &FirmwareBlob{Description: asciiString(d[1 : 1+n]), Base: binary.LittleEndian.Uint64(d[1+n:]), Length: binary.LittleEndian.Uint64(d[9+n:])}
+	case EV_EFI_HANDOFF_TABLES:
+		return decodeHandoff(d, false)
+	case EV_EFI_HANDOFF_TABLES2:
+		return decodeHandoff(d, true)
+	case EV_EFI_GPT_EVENT, EV_EFI_GPT_EVENT2:
+		return decodeGPT(d)
+	case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
+		return decodeImageLoad(d)
+	case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
+		v, err := parseVariable(d)
+		if err != nil {
+			return &Opaque{Reason: err.Error()}
+		}
+		v.interpret(e.Type)
+		return v
+	}
+	return &Opaque{}
+}
+
+func decodeNoAction(e *Event) EventData {
+	d := e.Data
+	if e.Number == 0 && bytes.HasPrefix(d, []byte(specIDSignature)) {
+		if s, err := parseSpecID(d); err == nil {
+			return s
+		}
+	}
+	if len(d) == 17 && string(d[:16]) == "StartupLocality\x00" {
+		return &StartupLocality{Locality: d[16]}
+	}
+	sig := d
+	if i := bytes.IndexByte(sig, 0); i >= 0 {
+		sig = sig[:i]
+	}
+	// TCG signatures such as "SP800-155 Event3" are 16 bytes.
+	if len(sig) > 16 {
+		sig = sig[:16]
+	}
+	if len(sig) > 0 && isPrintable(sig) {
+		return &NoAction{Signature: string(sig)}
+	}
+	return &NoAction{}
+}
+
+func decodeIPL(d []byte) EventData {
+	// systemd-boot has logged UTF-16 strings followed by one stray NUL
+	// byte, so an odd length ending in 0 is read without that byte.
+	u := d
+	if len(u)%2 == 1 && u[len(u)-1] == 0 {
+		u = u[:len(u)-1]
+	}
+	if isUTF16(u) {
+		s, nul := utf16String(u)
+		return &IPL{Text: s, UTF16: true, TrailingNUL: nul || len(u) < len(d)}
+	}
+	nul := len(d) > 0 && d[len(d)-1] == 0
+	return &IPL{Text: asciiString(d), TrailingNUL: nul}
+}
+
+func decodeSCRTMVersion(d []byte) EventData {
+	if len(d) == 16 && !isUTF16(d) && !isPrintable(d) {
+		var g GUID
+		copy(g[:], d)
+		return &SCRTMVersion{Version: g.String(), GUID: &g}
+	}
+	if isUTF16(d) {
+		s, _ := utf16String(d)
+		return &SCRTMVersion{Version: s}
+	}
+	return &SCRTMVersion{Version: asciiString(d)}
+}
+
+func decodeHandoff(d []byte, withDescription bool) EventData {
+	var desc string
+	if withDescription {
+		if len(d) < 1 || len(d) < 1+int(d[0]) {
+			return &Opaque{Reason: "handoff table description runs past the event data"}
+		}
+		n := int(d[0])
+		desc = asciiString(d[1 : 1+n])
+		d = d[1+n:]
+	}
+	if len(d) < 8 {
+		return &Opaque{Reason: fmt.Sprintf("handoff table data is %d bytes, shorter than NumberOfTables", len(d))}
+	}
+	n := binary.LittleEndian.Uint64(d)
+	if n > uint64(len(d)-8)/24 || uint64(len(d)-8) != n*24 {
+		return &Opaque{Reason: fmt.Sprintf("handoff table data of %d bytes does not hold NumberOfTables %d entries of 24 bytes", len(d), n)}
+	}
+	h := &HandoffTables{Description: desc, Tables: make([]HandoffTable, n)}
+	for i := range h.Tables {
+		e := d[8+24*i:]
+		copy(h.Tables[i].VendorGUID[:], e[:16])
+		h.Tables[i].Address = binary.LittleEndian.Uint64(e[16:])
+	}
+	return h
+}
+
+const (
+	gptHeaderSize = 92
+	gptSignature  = "EFI PART"
+)
+
+func decodeGPT(d []byte) EventData {
+	if len(d) < gptHeaderSize+8 {
+		return &Opaque{Reason: fmt.Sprintf("GPT event data is %d bytes, shorter than a GPT header and partition count", len(d))}
+	}
+	if string(d[:8]) != gptSignature {
+		return &Opaque{Reason: "GPT header signature is not \"EFI PART\""}
+	}
+	entrySize := binary.LittleEndian.Uint32(d[84:])
+	n := binary.LittleEndian.Uint64(d[gptHeaderSize:])
+	rest := d[gptHeaderSize+8:]
+	if entrySize < 128 || n > uint64(len(rest))/uint64(entrySize) || n*uint64(entrySize) != uint64(len(rest)) {
+		return &Opaque{Reason: fmt.Sprintf("GPT event holds %d bytes of partition entries, which does not match %d entries of %d bytes", len(rest), n, entrySize)}
+	}
+	g := &GPT{Header: d[:gptHeaderSize:gptHeaderSize], Partitions: make([]GPTPartition, n)}
+	copy(g.DiskGUID[:], d[56:72])
+	for i := range g.Partitions {
+		e := rest[uint64(i)*uint64(entrySize):]
+		p := &g.Partitions[i]
+		copy(p.TypeGUID[:], e[0:16])
+		copy(p.UniqueGUID[:], e[16:32])
+		p.FirstLBA = binary.LittleEndian.Uint64(e[32:])
+		p.LastLBA = binary.LittleEndian.Uint64(e[40:])
+		p.Attributes = binary.LittleEndian.Uint64(e[48:])
+		p.Name, _ = utf16String(e[56:128])
+	}
+	return g
+}
+
+func decodeImageLoad(d []byte) EventData {
+	if len(d) < 32 {
+		return &Opaque{Reason: fmt.Sprintf("image load event data is %d bytes, shorter than the 32-byte UEFI_IMAGE_LOAD_EVENT header", len(d))}
+	}
+	n := binary.LittleEndian.Uint64(d[24:])
+	if n > uint64(len(d)-32) {
+		return &Opaque{Reason: fmt.Sprintf("device path length %d runs past the %d-byte event data", n, len(d))}
+	}
+	return &ImageLoad{
+		LocationInMemory: binary.LittleEndian.Uint64(d),
+		LengthInMemory:   binary.LittleEndian.Uint64(d[8:]),
+		LinkTimeAddress:  binary.LittleEndian.Uint64(d[16:]),
+		DevicePath:       DevicePath(d[32 : 32+n : 32+n]),
+	}
+}
+
+// asciiString returns d without trailing NULs, with bytes that are not
+// printable ASCII replaced by escapes so the result is safe to print.
+func asciiString(d []byte) string {
+	d = bytes.TrimRight(d, "\x00")
+	if isPrintable(d) {
+		return string(d)
+	}
+	var b []byte
+	for _, c := range d {
+		if c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r' {
+			b = append(b, c)
+		} else {
+			b = fmt.Appendf(b, "\\x%02x", c)
+		}
+	}
+	return string(b)
+}
+
+func isPrintable(d []byte) bool {
+	for _, c := range d {
+		if (c < 0x20 || c >= 0x7f) && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// isUTF16 reports whether d looks like UTF-16LE text: an even length of at
+// least 2 and every high byte of a code unit below 0x80 zero (ASCII
+// range), which is how firmware and systemd write these strings.
+func isUTF16(d []byte) bool {
+	if len(d) < 2 || len(d)%2 != 0 {
+		return false
+	}
+	for i := 0; i < len(d); i += 2 {
+		if d[i+1] != 0 || (d[i] != 0 && (d[i] < 0x20 || d[i] >= 0x7f) && d[i] != '\t' && d[i] != '\n') {
+			return false
+		}
+	}
+	return d[0] != 0 || len(d) == 2
+}
+
+// utf16String decodes UTF-16LE up to the first NUL and reports whether d
+// ends with a NUL code unit.
+func utf16String(d []byte) (string, bool) {
+	n := len(d) / 2
+	nul := n > 0 && d[2*n-2] == 0 && d[2*n-1] == 0
+	ascii := true
+	end := n
+	for i := 0; i < n; i++ {
+		u := binary.LittleEndian.Uint16(d[2*i:])
+		if u == 0 {
+			end = i
+			break
+		}
+		if u >= 0x80 {
+			ascii = false
+		}
+	}
+	if ascii {
+		b := make([]byte, end)
+		for i := range b {
+			b[i] = d[2*i]
+		}
+		return string(b), nul
+	}
+	u := make([]uint16, end)
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint16(d[2*i:])
+	}
+	r := utf16.Decode(u)
+	b := make([]byte, 0, len(r))
+	for _, c := range r {
+		b = utf8.AppendRune(b, c)
+	}
+	return string(b), nul
+}

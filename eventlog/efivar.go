@@ -1,0 +1,255 @@
+package eventlog
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// Well-known EFI variable vendor GUIDs and signature types.
+var (
+	// EFIGlobalVariable owns SecureBoot, PK, KEK, BootOrder and Boot####.
+	EFIGlobalVariable = MustParseGUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
+	// EFIImageSecurityDatabase owns db and dbx.
+	EFIImageSecurityDatabase = MustParseGUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
+	// ShimLockGUID owns shim's MokList, MokListX, MokListTrusted and
+	// SbatLevel.
+	ShimLockGUID = MustParseGUID("605dab50-e046-4300-abb6-3dd810dd8b23")
+
+	// CertX509GUID is EFI_CERT_X509_GUID: the signature data is a DER
+	// certificate.
+	CertX509GUID = MustParseGUID("a5c059a1-94e4-4aa7-87b5-ab155c2bf072")
+	// CertSHA256GUID is EFI_CERT_SHA256_GUID: the signature data is a
+	// SHA-256 image digest.
+	CertSHA256GUID = MustParseGUID("c1c41626-504c-4092-aca9-41f936934328")
+)
+
+// EFIVariable is the UEFI_VARIABLE_DATA of EV_EFI_VARIABLE_DRIVER_CONFIG,
+// EV_EFI_VARIABLE_BOOT(2) and EV_EFI_VARIABLE_AUTHORITY events, with the
+// variable's value decoded where its name says what it holds. At most one
+// of the value fields is set; ValueError says why a known variable's value
+// did not decode. Certificates are left as DER bytes and never parsed here.
+type EFIVariable struct {
+	VendorGUID GUID   `json:"vendor_guid"`
+	Name       string `json:"name"`
+	Data       []byte `json:"data"`
+
+	// Enabled is set for one-byte boolean variables: SecureBoot,
+	// SetupMode, AuditMode, DeployedMode and shim's MokListTrusted.
+	Enabled *bool `json:"enabled,omitempty"`
+	// SignatureLists is set for PK, KEK, db, dbx, MokList and MokListX.
+	SignatureLists []SignatureList `json:"signature_lists,omitempty"`
+	// Authority is set for EV_EFI_VARIABLE_AUTHORITY events whose data is
+	// an EFI_SIGNATURE_DATA (the db entry that verified an image).
+	Authority *SignatureData `json:"authority,omitempty"`
+	// LoadOption is set for Boot#### variables.
+	LoadOption *LoadOption `json:"load_option,omitempty"`
+	// BootOrder is set for the BootOrder variable.
+	BootOrder []uint16 `json:"boot_order,omitempty"`
+	// Text is set for shim's SbatLevel, a CSV text variable.
+	Text       string `json:"text,omitempty"`
+	ValueError string `json:"value_error,omitempty"`
+	// TrailingBytes counts event data bytes after the UEFI_VARIABLE_DATA
+	// structure. Some firmware logs authority events with a few such
+	// bytes and hashes a prefix of the data.
+	TrailingBytes int `json:"trailing_bytes,omitempty"`
+}
+
+// maxVariableTrailing bounds the bytes accepted after a UEFI_VARIABLE_DATA
+// structure. Up to 6 are seen on real EDK2-based firmware and shim.
+const maxVariableTrailing = 8
+
+// SignatureList is an EFI_SIGNATURE_LIST.
+type SignatureList struct {
+	Type       GUID            `json:"type"`
+	Signatures []SignatureData `json:"signatures"`
+}
+
+// SignatureData is an EFI_SIGNATURE_DATA: an owner GUID and a certificate
+// or digest, as the list's type says.
+type SignatureData struct {
+	Owner GUID   `json:"owner"`
+	Data  []byte `json:"data"`
+	// X509 is a cheap structural hint that Data starts like a DER
+	// SEQUENCE; the certificate is not parsed.
+	X509 bool `json:"x509"`
+}
+
+// LoadOption is an EFI_LOAD_OPTION (the value of a Boot#### variable).
+type LoadOption struct {
+	Attributes   uint32     `json:"attributes"`
+	Description  string     `json:"description"`
+	DevicePath   DevicePath `json:"device_path"`
+	OptionalData []byte     `json:"optional_data,omitempty"`
+}
+
+func (*EFIVariable) Kind() string { return "efi_variable" }
+
+// IsSecureBootEnabled reports whether the event is the SecureBoot variable
+// with value 1.
+func (v *EFIVariable) IsSecureBootEnabled() bool {
+	return v.VendorGUID == EFIGlobalVariable && v.Name == "SecureBoot" && v.Enabled != nil && *v.Enabled
+}
+
+// parseVariable decodes UEFI_VARIABLE_DATA.
+func parseVariable(d []byte) (*EFIVariable, error) {
+	if len(d) < 32 {
+		return nil, fmt.Errorf("UEFI_VARIABLE_DATA is %d bytes, shorter than its 32-byte header", len(d))
+	}
+	nameLen := binary.LittleEndian.Uint64(d[16:])
+	dataLen := binary.LittleEndian.Uint64(d[24:])
+	rest := uint64(len(d) - 32)
+	if nameLen > rest/2 || dataLen > rest-2*nameLen {
+		return nil, fmt.Errorf("UEFI_VARIABLE_DATA name length %d and data length %d run past the %d-byte event data", nameLen, dataLen, len(d))
+	}
+	trailing := uint64(len(d)) - 32 - 2*nameLen - dataLen
+	if trailing > maxVariableTrailing {
+		return nil, fmt.Errorf("UEFI_VARIABLE_DATA of %d bytes has %d bytes after its variable data", len(d), trailing)
+	}
+	v := &EFIVariable{TrailingBytes: int(trailing)}
+	copy(v.VendorGUID[:], d[:16])
+	v.Name, _ = utf16String(d[32 : 32+2*nameLen])
+	start := 32 + 2*nameLen
+	v.Data = d[start : start+dataLen : start+dataLen]
+	return v, nil
+}
+
+// interpret decodes the variable's value from its name and vendor.
+func (v *EFIVariable) interpret(t EventType) {
+	var err error
+	switch {
+	case t == EV_EFI_VARIABLE_AUTHORITY:
+		// The authority events of firmware and shim carry the
+		// EFI_SIGNATURE_DATA that verified an image. shim also logs
+		// MokListTrusted and SbatLevel as authority-typed events: those
+		// hold a byte or text, not a signature.
+		switch v.Name {
+		case "SbatLevel":
+			v.Text = strings.TrimRight(string(v.Data), "\x00")
+		case "MokListTrusted":
+			err = v.setBool()
+		default:
+			if len(v.Data) < 16 {
+				err = fmt.Errorf("authority data is %d bytes, shorter than an EFI_SIGNATURE_DATA owner GUID", len(v.Data))
+				break
+			}
+			s := SignatureData{Data: v.Data[16:]}
+			copy(s.Owner[:], v.Data[:16])
+			s.X509 = looksLikeDER(s.Data)
+			v.Authority = &s
+		}
+	case v.Name == "SecureBoot", v.Name == "SetupMode", v.Name == "AuditMode", v.Name == "DeployedMode", v.Name == "MokListTrusted":
+		err = v.setBool()
+	case v.Name == "PK", v.Name == "KEK", v.Name == "db", v.Name == "dbx", v.Name == "dbt", v.Name == "dbr",
+		v.Name == "MokList", v.Name == "MokListX":
+		v.SignatureLists, err = parseSignatureLists(v.Data)
+	case v.Name == "SbatLevel":
+		v.Text = strings.TrimRight(string(v.Data), "\x00")
+	case v.Name == "BootOrder" && v.VendorGUID == EFIGlobalVariable:
+		if len(v.Data)%2 != 0 {
+			err = fmt.Errorf("BootOrder is %d bytes, not a list of 16-bit entries", len(v.Data))
+			break
+		}
+		v.BootOrder = make([]uint16, len(v.Data)/2)
+		for i := range v.BootOrder {
+			v.BootOrder[i] = binary.LittleEndian.Uint16(v.Data[2*i:])
+		}
+	case isBootOption(v.Name) && v.VendorGUID == EFIGlobalVariable:
+		v.LoadOption, err = parseLoadOption(v.Data)
+	}
+	if err != nil {
+		v.ValueError = err.Error()
+	}
+}
+
+func (v *EFIVariable) setBool() error {
+	// A zero-length SecureBoot value is seen on real machines with Secure
+	// Boot off; it reads as disabled.
+	if len(v.Data) > 1 {
+		return fmt.Errorf("%s is %d bytes, expected 1", v.Name, len(v.Data))
+	}
+	on := len(v.Data) == 1 && v.Data[0] == 1
+	v.Enabled = &on
+	return nil
+}
+
+func isBootOption(name string) bool {
+	if len(name) != 8 || !strings.HasPrefix(name, "Boot") {
+		return false
+	}
+	for _, c := range name[4:] {
+		if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func looksLikeDER(b []byte) bool {
+	return len(b) > 4 && b[0] == 0x30 && b[1] == 0x82
+}
+
+// parseSignatureLists decodes a sequence of EFI_SIGNATURE_LIST structures.
+func parseSignatureLists(d []byte) ([]SignatureList, error) {
+	var lists []SignatureList
+	for off := 0; off < len(d); {
+		if len(d)-off < 28 {
+			return nil, fmt.Errorf("signature list at byte %d: %d bytes left, shorter than a 28-byte EFI_SIGNATURE_LIST header", off, len(d)-off)
+		}
+		h := d[off:]
+		listSize := uint64(binary.LittleEndian.Uint32(h[16:]))
+		headerSize := uint64(binary.LittleEndian.Uint32(h[20:]))
+		sigSize := uint64(binary.LittleEndian.Uint32(h[24:]))
+		if listSize > uint64(len(h)) || listSize < 28 || headerSize > listSize-28 || sigSize < 16 {
+			return nil, fmt.Errorf("signature list at byte %d: sizes (list %d, header %d, signature %d) do not fit the %d bytes left", off, listSize, headerSize, sigSize, len(h))
+		}
+		body := listSize - 28 - headerSize
+		if body%sigSize != 0 {
+			return nil, fmt.Errorf("signature list at byte %d: %d bytes of signatures is not a multiple of the signature size %d", off, body, sigSize)
+		}
+		var l SignatureList
+		copy(l.Type[:], h[:16])
+		l.Signatures = make([]SignatureData, body/sigSize)
+		p := 28 + headerSize
+		for i := range l.Signatures {
+			s := &l.Signatures[i]
+			copy(s.Owner[:], h[p:p+16])
+			s.Data = h[p+16 : p+sigSize : p+sigSize]
+			s.X509 = l.Type == CertX509GUID && looksLikeDER(s.Data)
+			p += sigSize
+		}
+		lists = append(lists, l)
+		off += int(listSize)
+	}
+	return lists, nil
+}
+
+// parseLoadOption decodes an EFI_LOAD_OPTION.
+func parseLoadOption(d []byte) (*LoadOption, error) {
+	if len(d) < 6 {
+		return nil, fmt.Errorf("load option is %d bytes, shorter than its 6-byte header", len(d))
+	}
+	o := &LoadOption{Attributes: binary.LittleEndian.Uint32(d)}
+	pathLen := int(binary.LittleEndian.Uint16(d[4:]))
+	rest := d[6:]
+	end := -1
+	for i := 0; i+1 < len(rest); i += 2 {
+		if rest[i] == 0 && rest[i+1] == 0 {
+			end = i
+			break
+		}
+	}
+	if end < 0 {
+		return nil, fmt.Errorf("load option description has no terminating NUL")
+	}
+	o.Description, _ = utf16String(rest[:end])
+	rest = rest[end+2:]
+	if pathLen > len(rest) {
+		return nil, fmt.Errorf("load option device path length %d runs past the %d bytes left", pathLen, len(rest))
+	}
+	o.DevicePath = DevicePath(rest[:pathLen:pathLen])
+	if len(rest) > pathLen {
+		o.OptionalData = rest[pathLen:]
+	}
+	return o, nil
+}

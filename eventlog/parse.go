@@ -1,0 +1,431 @@
+// Package eventlog parses, decodes and replays TCG PC Client boot event
+// logs, the logs that firmware writes while it extends PCRs
+// (/sys/kernel/security/tpm0/binary_bios_measurements on Linux).
+//
+// Everything in a Log is untrusted: the log is written by the firmware and
+// the operating system and travels next to the quote. An event proves
+// nothing until Verify shows that the log replays to PCR values that a
+// verified quote covers, and Verify reports event data that does not hash
+// to the event's digest, because such data can show one thing while the
+// PCR holds another.
+//
+// Both formats are read: the TPM 1.2 format of SHA-1 TCG_PCClientPCREvent
+// records, and the crypto-agile format (TCG_PCR_EVENT2) announced by a
+// "Spec ID Event03" header event (TCG PC Client Platform Firmware Profile,
+// sections 10.2 and 10.4).
+package eventlog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Format is the record layout of a log.
+type Format int
+
+// Log formats.
+const (
+	// FormatSHA1 is the TPM 1.2 layout (TCG_PCClientPCREvent): one SHA-1
+	// digest per event. TPM 2.0 firmware writes it too when it logs only
+	// the SHA-1 bank.
+	FormatSHA1 Format = iota + 1
+	// FormatCryptoAgile is the TPM 2.0 layout (TCG_PCR_EVENT2) with one
+	// digest per bank listed in the Spec ID event.
+	FormatCryptoAgile
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatSHA1:
+		return "sha1"
+	case FormatCryptoAgile:
+		return "crypto-agile"
+	}
+	return fmt.Sprintf("format(%d)", int(f))
+}
+
+// MarshalText encodes the format by name.
+func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// Log is a parsed event log. Its contents are untrusted until Verify has
+// compared its replay with quoted PCR values.
+type Log struct {
+	Format Format
+	// Banks are the PCR banks the log has digests for, in header order:
+	// SHA1 for a FormatSHA1 log, the known algorithms of the Spec ID
+	// event for a crypto-agile log.
+	Banks []Algorithm
+	// SpecID is the decoded Spec ID event of a crypto-agile log, nil for a
+	// FormatSHA1 log.
+	SpecID *SpecIDEvent
+	// Events are all events in log order, the Spec ID event included as
+	// event 0 of a crypto-agile log.
+	Events []Event
+	// Padding is the number of bytes after the last event that were
+	// skipped because they are all 0x00 or all 0xFF.
+	Padding int
+}
+
+// Event is one log record. Digests, Data and the slices inside Decoded
+// share memory with the input of Parse: do not modify that input while the
+// Log is in use.
+type Event struct {
+	// Number is the event's position in the log, counting from 0 and
+	// including the Spec ID event. It is the EventNum of tpm2_eventlog.
+	Number int
+	// Offset is the byte offset of the event header in the log.
+	Offset int
+	// PCR is the PCR index as logged. Windows logs end with an
+	// EV_NO_ACTION event for index 0xFFFFFFFF; such events are never
+	// extended.
+	PCR  uint32
+	Type EventType
+	// Digests holds one digest per bank the event carries, in log order.
+	// Digests of algorithms this package does not know are skipped.
+	Digests []Digest
+	// Data is the raw event data.
+	Data []byte
+	// Decoded is the typed view of Data (see the EventData types), or an
+	// *Opaque when the type is not decoded or its data is malformed.
+	Decoded EventData
+}
+
+// Digest is an event digest for one bank.
+type Digest struct {
+	Alg   Algorithm
+	Value []byte
+}
+
+// Digest returns the event's digest for the bank, or nil.
+func (e *Event) Digest(alg Algorithm) []byte {
+	for _, d := range e.Digests {
+		if d.Alg == alg {
+			return d.Value
+		}
+	}
+	return nil
+}
+
+// SpecIDEvent is the TCG_EfiSpecIDEvent structure that opens a crypto-agile
+// log (PFP section 10.4.5.1).
+type SpecIDEvent struct {
+	PlatformClass uint32 `json:"platform_class"`
+	VersionMinor  uint8  `json:"version_minor"`
+	VersionMajor  uint8  `json:"version_major"`
+	Errata        uint8  `json:"errata"`
+	UintnSize     uint8  `json:"uintn_size"`
+	// Algorithms lists every algorithm with the digest size the header
+	// gives, unknown algorithms included.
+	Algorithms []AlgorithmSize `json:"algorithms"`
+	VendorInfo []byte          `json:"vendor_info,omitempty"`
+}
+
+// AlgorithmSize is one entry of the Spec ID event's digest size list.
+type AlgorithmSize struct {
+	Alg  Algorithm `json:"alg"`
+	Size int       `json:"size"`
+}
+
+// ParseError reports malformed log bytes, with the event number and byte
+// offset where parsing stopped.
+type ParseError struct {
+	Event  int
+	Offset int
+	Err    error
+}
+
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("event %d at byte offset %d: %v", e.Event, e.Offset, e.Err)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// ErrMalformed is wrapped by every ParseError.
+var ErrMalformed = errors.New("malformed event log")
+
+const (
+	sha1EventHeaderSize = 32 // pcrIndex, eventType, SHA-1 digest, eventDataSize
+	specIDSignature     = "Spec ID Event03\x00"
+	// maxSpecIDAlgorithms bounds numberOfAlgorithms. TPM_ALG_ID is 16 bits,
+	// and no TPM has more than a handful of banks.
+	maxSpecIDAlgorithms = 64
+)
+
+// Parse parses a binary event log in either format. A log must contain at
+// least one event and, when crypto-agile, at least one bank this package
+// knows. Bytes after the last event are accepted only when they are all
+// 0x00 or all 0xFF, the unused space of a fixed-size log area (TDX CCEL
+// tables are padded with 0xFF).
+//
+// Parse checks structure only. It never hashes anything: Replay and Verify
+// do.
+func Parse(raw []byte) (*Log, error) {
+	if len(raw) < sha1EventHeaderSize {
+		return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: log is %d bytes, shorter than one %d-byte event header; check that the whole file was read", ErrMalformed, len(raw), sha1EventHeaderSize)}
+	}
+	p := parser{raw: raw}
+	first, err := p.sha1Event(0, 0)
+	if err != nil {
+		return nil, err
+	}
+	log := &Log{Format: FormatSHA1, Banks: []Algorithm{SHA1}}
+	// The PFP puts the Spec ID event in PCR 0. TDX CC event logs (CCEL)
+	// put it at index 1, their RTMR0, so the index is not checked.
+	if first.Type == EV_NO_ACTION && bytes.HasPrefix(first.Data, []byte(specIDSignature)) {
+		spec, err := parseSpecID(first.Data)
+		if err != nil {
+			return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: Spec ID event: %w", ErrMalformed, err)}
+		}
+		log.Format = FormatCryptoAgile
+		log.SpecID = spec
+		log.Banks = log.Banks[:0]
+		for _, a := range spec.Algorithms {
+			if a.Alg.Size() != 0 {
+				log.Banks = append(log.Banks, a.Alg)
+			}
+		}
+		if len(log.Banks) == 0 {
+			return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: Spec ID event lists no hash algorithm this parser knows (%v): the log has no bank to replay", ErrMalformed, spec.Algorithms)}
+		}
+		p.algs = spec.Algorithms
+		p.known = log.Banks
+	}
+
+	// Estimate the event count from the size to avoid regrowing the slices
+	// on typical logs: real events average several hundred bytes.
+	estimate := len(raw)/256 + 4
+	p.events = make([]Event, 0, estimate)
+	p.digests = make([]Digest, 0, estimate*len(log.Banks))
+	p.digestStart = make([]int32, 0, estimate+1)
+	p.add(first)
+
+	off := p.off
+	for off < len(raw) {
+		if n := paddingLen(raw[off:]); n > 0 {
+			log.Padding = n
+			break
+		}
+		var ev Event
+		if log.Format == FormatSHA1 {
+			ev, err = p.sha1Event(len(p.events), off)
+		} else {
+			ev, err = p.agileEvent(len(p.events), off)
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.add(ev)
+		off = p.off
+	}
+
+	p.digestStart = append(p.digestStart, int32(len(p.digests)))
+	for i := range p.events {
+		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
+		p.events[i].Decoded = decode(&p.events[i])
+	}
+	log.Events = p.events
+	return log, nil
+}
+
+type parser struct {
+	raw         []byte
+	off         int
+	algs        []AlgorithmSize // crypto-agile header list
+	known       []Algorithm
+	events      []Event
+	digests     []Digest
+	digestStart []int32
+	pending     []Digest // digests of the event being parsed
+}
+
+func (p *parser) add(ev Event) {
+	p.digestStart = append(p.digestStart, int32(len(p.digests)))
+	p.digests = append(p.digests, p.pending...)
+	p.pending = p.pending[:0]
+	p.events = append(p.events, ev)
+}
+
+func (p *parser) errorf(num, off int, format string, args ...any) error {
+	return &ParseError{Event: num, Offset: off, Err: fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)}
+}
+
+// sha1Event parses a TCG_PCClientPCREvent at off.
+func (p *parser) sha1Event(num, off int) (Event, error) {
+	rest := p.raw[off:]
+	if len(rest) < sha1EventHeaderSize {
+		return Event{}, p.errorf(num, off, "truncated event header: %d bytes left, a SHA-1 event header needs %d; the log was cut short", len(rest), sha1EventHeaderSize)
+	}
+	ev := Event{
+		Number: num,
+		Offset: off,
+		PCR:    binary.LittleEndian.Uint32(rest[0:]),
+		Type:   EventType(binary.LittleEndian.Uint32(rest[4:])),
+	}
+	p.pending = append(p.pending, Digest{Alg: SHA1, Value: rest[8:28:28]})
+	size := binary.LittleEndian.Uint32(rest[28:])
+	if uint64(size) > uint64(len(rest)-sha1EventHeaderSize) {
+		p.pending = p.pending[:0]
+		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-sha1EventHeaderSize, ev.Type, ev.PCR)
+	}
+	end := sha1EventHeaderSize + int(size)
+	ev.Data = rest[sha1EventHeaderSize:end:end]
+	p.off = off + end
+	return ev, nil
+}
+
+// agileEvent parses a TCG_PCR_EVENT2 at off.
+func (p *parser) agileEvent(num, off int) (Event, error) {
+	rest := p.raw[off:]
+	if len(rest) < 12 {
+		return Event{}, p.errorf(num, off, "truncated event header: %d bytes left, a crypto-agile event header needs at least 12; the log was cut short", len(rest))
+	}
+	ev := Event{
+		Number: num,
+		Offset: off,
+		PCR:    binary.LittleEndian.Uint32(rest[0:]),
+		Type:   EventType(binary.LittleEndian.Uint32(rest[4:])),
+	}
+	// An event may carry fewer digests than the Spec ID event lists:
+	// Windows extends some events into the SHA-256 bank only, and a TPM
+	// extends only the banks a TPML_DIGEST_VALUES names.
+	count := binary.LittleEndian.Uint32(rest[8:])
+	if count == 0 || count > uint32(len(p.algs)) {
+		return Event{}, p.errorf(num, off, "%s event for PCR %d has %d digests, expected 1 to the %d algorithms the Spec ID event lists", ev.Type, ev.PCR, count, len(p.algs))
+	}
+	pos := 12
+	var seen uint64 // bit i set when p.algs[i] was seen
+	for i := uint32(0); i < count; i++ {
+		if len(rest)-pos < 2 {
+			p.pending = p.pending[:0]
+			return Event{}, p.errorf(num, off, "truncated digest %d of %s event for PCR %d at byte offset %d; the log was cut short", i, ev.Type, ev.PCR, off+pos)
+		}
+		alg := Algorithm(binary.LittleEndian.Uint16(rest[pos:]))
+		idx := -1
+		for j, a := range p.algs {
+			if a.Alg == alg {
+				idx = j
+				break
+			}
+		}
+		if idx < 0 {
+			p.pending = p.pending[:0]
+			return Event{}, p.errorf(num, off, "digest %d of %s event for PCR %d uses algorithm 0x%04x, which the Spec ID event does not list, so its size is unknown", i, ev.Type, ev.PCR, uint16(alg))
+		}
+		if seen&(1<<idx) != 0 {
+			p.pending = p.pending[:0]
+			return Event{}, p.errorf(num, off, "%s event for PCR %d has two %s digests", ev.Type, ev.PCR, alg)
+		}
+		seen |= 1 << idx
+		size := p.algs[idx].Size
+		pos += 2
+		if len(rest)-pos < size {
+			p.pending = p.pending[:0]
+			return Event{}, p.errorf(num, off, "truncated %s digest of %s event for PCR %d: %d bytes left, %d needed; the log was cut short", alg, ev.Type, ev.PCR, len(rest)-pos, size)
+		}
+		if alg.Size() != 0 {
+			p.pending = append(p.pending, Digest{Alg: alg, Value: rest[pos : pos+size : pos+size]})
+		}
+		pos += size
+	}
+	if len(rest)-pos < 4 {
+		p.pending = p.pending[:0]
+		return Event{}, p.errorf(num, off, "truncated event data size of %s event for PCR %d; the log was cut short", ev.Type, ev.PCR)
+	}
+	size := binary.LittleEndian.Uint32(rest[pos:])
+	pos += 4
+	if uint64(size) > uint64(len(rest)-pos) {
+		p.pending = p.pending[:0]
+		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-pos, ev.Type, ev.PCR)
+	}
+	end := pos + int(size)
+	ev.Data = rest[pos:end:end]
+	p.off = off + end
+	return ev, nil
+}
+
+// parseSpecID decodes TCG_EfiSpecIDEvent.
+func parseSpecID(data []byte) (*SpecIDEvent, error) {
+	const fixed = 16 + 4 + 4 + 4 // signature, platformClass, versions+errata+uintnSize, numberOfAlgorithms
+	if len(data) < fixed {
+		return nil, fmt.Errorf("data is %d bytes, shorter than the %d-byte fixed part", len(data), fixed)
+	}
+	s := &SpecIDEvent{
+		PlatformClass: binary.LittleEndian.Uint32(data[16:]),
+		VersionMinor:  data[20],
+		VersionMajor:  data[21],
+		Errata:        data[22],
+		UintnSize:     data[23],
+	}
+	n := binary.LittleEndian.Uint32(data[24:])
+	if n == 0 || n > maxSpecIDAlgorithms {
+		return nil, fmt.Errorf("numberOfAlgorithms is %d, expected 1 to %d", n, maxSpecIDAlgorithms)
+	}
+	pos := fixed
+	if uint64(len(data)-pos) < uint64(n)*4+1 {
+		return nil, fmt.Errorf("numberOfAlgorithms %d needs %d bytes of digest sizes and vendorInfoSize, the event has %d", n, n*4+1, len(data)-pos)
+	}
+	s.Algorithms = make([]AlgorithmSize, n)
+	for i := range s.Algorithms {
+		alg := Algorithm(binary.LittleEndian.Uint16(data[pos:]))
+		size := int(binary.LittleEndian.Uint16(data[pos+2:]))
+		if want := alg.Size(); want != 0 && size != want {
+			return nil, fmt.Errorf("digest size of %s is %d, expected %d", alg, size, want)
+		}
+		if size == 0 {
+			return nil, fmt.Errorf("digest size of algorithm 0x%04x is 0", uint16(alg))
+		}
+		for _, prev := range s.Algorithms[:i] {
+			if prev.Alg == alg {
+				return nil, fmt.Errorf("algorithm %s is listed twice", alg)
+			}
+		}
+		s.Algorithms[i] = AlgorithmSize{Alg: alg, Size: size}
+		pos += 4
+	}
+	vendorSize := int(data[pos])
+	pos++
+	if vendorSize > len(data)-pos {
+		return nil, fmt.Errorf("vendorInfoSize %d runs past the end of the %d-byte event data", vendorSize, len(data))
+	}
+	s.VendorInfo = data[pos : pos+vendorSize : pos+vendorSize]
+	return s, nil
+}
+
+var (
+	zeroBlock [512]byte
+	onesBlock = func() (b [512]byte) {
+		for i := range b {
+			b[i] = 0xFF
+		}
+		return b
+	}()
+)
+
+// paddingLen returns len(b) when b is non-empty and all 0x00 or all 0xFF,
+// and 0 otherwise.
+func paddingLen(b []byte) int {
+	var block []byte
+	switch b[0] {
+	case 0x00:
+		block = zeroBlock[:]
+	case 0xFF:
+		block = onesBlock[:]
+	default:
+		return 0
+	}
+	// A real event differs from the padding within its 8-byte PCR index
+	// and event type, so check those first.
+	if n := min(len(b), 8); !bytes.Equal(b[:n], block[:n]) {
+		return 0
+	}
+	for rest := b; len(rest) > 0; {
+		n := min(len(rest), len(block))
+		if !bytes.Equal(rest[:n], block[:n]) {
+			return 0
+		}
+		rest = rest[n:]
+	}
+	return len(b)
+}

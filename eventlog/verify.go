@@ -1,0 +1,456 @@
+package eventlog
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Workaround names a firmware or operating system quirk that Verify may
+// correct for, when the caller allows it and strict replay does not match.
+type Workaround string
+
+// Known workarounds.
+const (
+	// WorkaroundExitBootServices appends the two EV_EFI_ACTION events
+	// "Exit Boot Services Invocation" and "Exit Boot Services Returned with
+	// Success" to PCR 5. Some firmware extends them without logging them.
+	// It is tried only when the log has no such event and PCR 5 is the
+	// only mismatch of a bank.
+	WorkaroundExitBootServices Workaround = "exit-boot-services-missing"
+	// WorkaroundWindowsCappedSHA1 accepts a SHA-1 bank that Windows
+	// "capped": when Windows does not use the SHA-1 bank of a TPM with
+	// both banks, it extends 20 zero bytes into it, unlogged, so the bank
+	// can no longer be used for sealing. It is tried only when another
+	// bank of the log matches in full and every mismatching SHA-1 PCR
+	// but 11 equals its replay extended once with 20 zero bytes. The bank
+	// is then reported as capped: its values are not verified and must not
+	// be used by policy.
+	WorkaroundWindowsCappedSHA1 Workaround = "windows-capped-sha1"
+)
+
+// Workarounds returns every known workaround in the order Verify tries
+// them.
+func Workarounds() []Workaround {
+	return []Workaround{WorkaroundExitBootServices, WorkaroundWindowsCappedSHA1}
+}
+
+// ParseWorkaround parses a workaround name.
+func ParseWorkaround(name string) (Workaround, error) {
+	for _, w := range Workarounds() {
+		if string(w) == name {
+			return w, nil
+		}
+	}
+	names := make([]string, 0, 2)
+	for _, w := range Workarounds() {
+		names = append(names, string(w))
+	}
+	return "", fmt.Errorf("unknown workaround %q: expected one of %s", name, strings.Join(names, ", "))
+}
+
+// VerifyOptions configures Verify. The zero value is strict.
+type VerifyOptions struct {
+	// Workarounds lists the quirks Verify may correct for when strict
+	// replay does not match. Each weakens what a match proves; allow only
+	// those the fleet needs.
+	Workarounds []Workaround
+}
+
+// BankStatus is the outcome of comparing one bank.
+type BankStatus string
+
+// Bank outcomes.
+const (
+	// BankMatch: every quoted PCR of the bank equals the replay, strictly
+	// or with the bank's Workaround.
+	BankMatch BankStatus = "match"
+	// BankMismatch: at least one quoted PCR differs from the replay.
+	BankMismatch BankStatus = "mismatch"
+	// BankCapped: the SHA-1 bank was capped by Windows (see
+	// WorkaroundWindowsCappedSHA1). Its values are not verified.
+	BankCapped BankStatus = "capped"
+	// BankUnused: the log has no digests for the bank, and every quoted
+	// PCR of it holds its reset value, so nothing was ever extended into
+	// it. The bank is consistent with the log, and it proves nothing.
+	BankUnused BankStatus = "unused"
+	// BankNotInLog: the log has no digests for the bank (a SHA-1 format
+	// log from a TPM 2.0 machine, for example), or the bank's algorithm
+	// cannot be computed here (SM3_256), so its values cannot be verified.
+	BankNotInLog BankStatus = "not-in-log"
+)
+
+// Result is the outcome of Verify.
+type Result struct {
+	Banks []BankResult `json:"banks"`
+	// Workarounds lists the workarounds that were needed, empty when
+	// strict replay matched.
+	Workarounds []Workaround `json:"workarounds,omitempty"`
+	// Findings lists events whose data does not match their digest or
+	// their type's structure (see Check). They do not change the PCR
+	// verdict, but policy must not trust the data of those events.
+	Findings []Finding `json:"findings,omitempty"`
+}
+
+// BankResult is the comparison of one quoted bank.
+type BankResult struct {
+	Bank       Algorithm   `json:"bank"`
+	Status     BankStatus  `json:"status"`
+	Workaround Workaround  `json:"workaround,omitempty"`
+	PCRs       []PCRResult `json:"pcrs"`
+}
+
+// PCRResult is the comparison of one quoted PCR.
+type PCRResult struct {
+	Index int `json:"index"`
+	// Replayed is nil when the bank cannot be replayed from the log.
+	Replayed []byte `json:"replayed"`
+	Quoted   []byte `json:"quoted"`
+	Match    bool   `json:"match"`
+	// Events lists the numbers of the events that extended this PCR, set
+	// for a mismatch so the caller can show what fed it.
+	Events []int `json:"events,omitempty"`
+}
+
+// Verified reports whether at least one bank matched and no bank
+// mismatched. Banks reported as capped, unused or not in the log are not
+// verified; VerifiedBanks lists the banks policy may rely on.
+func (r *Result) Verified() bool {
+	matched := false
+	for _, b := range r.Banks {
+		switch b.Status {
+		case BankMismatch:
+			return false
+		case BankMatch:
+			matched = true
+		}
+	}
+	return matched
+}
+
+// VerifiedBanks returns the banks whose status is BankMatch.
+func (r *Result) VerifiedBanks() []Algorithm {
+	var out []Algorithm
+	for _, b := range r.Banks {
+		if b.Status == BankMatch {
+			out = append(out, b.Bank)
+		}
+	}
+	return out
+}
+
+// Mismatches returns the mismatching PCRs by bank.
+func (r *Result) Mismatches() map[Algorithm][]int {
+	out := map[Algorithm][]int{}
+	for _, b := range r.Banks {
+		if b.Status != BankMismatch {
+			continue
+		}
+		for _, p := range b.PCRs {
+			if !p.Match {
+				out[b.Bank] = append(out[b.Bank], p.Index)
+			}
+		}
+	}
+	return out
+}
+
+// MismatchError is the verification failure Verify returns when a quoted
+// PCR does not equal the log's replay. It is distinct from the errors of a
+// log or PCR file that cannot be read.
+type MismatchError struct {
+	Mismatches map[Algorithm][]int
+}
+
+func (e *MismatchError) Error() string {
+	var parts []string
+	for _, alg := range PCRValues(nil).sortedBanks(e.Mismatches) {
+		parts = append(parts, fmt.Sprintf("%s PCR %s", alg, joinInts(e.Mismatches[alg])))
+	}
+	return "event log does not replay to the quoted PCR values: mismatch in " + strings.Join(parts, "; ")
+}
+
+// ErrNoVerifiedBank is returned when no quoted bank could be compared with
+// the log (for example a SHA-256 quote against a SHA-1 format log).
+var ErrNoVerifiedBank = errors.New("no quoted bank can be verified from the event log")
+
+// Verify replays the log and compares the result with quoted PCR values,
+// such as those a verified quote covers. It checks, in order:
+//
+//  1. the quoted values have the digest size of their bank;
+//  2. the log replays (see Replay), which fails on events for PCR indexes
+//     outside 0 to 23;
+//  3. every quoted PCR of every bank the log has digests for equals the
+//     replay;
+//  4. when 3 fails, each workaround of opts, in the order of
+//     Workarounds(), is tried on the banks that failed, and a bank it
+//     fixes completely is reported with the workaround's name;
+//  5. quoted banks the log has no digests for are reported unused when
+//     every value is a reset value, and not in the log otherwise;
+//  6. every event's data hashes to its digest in the strongest matching
+//     bank (see Check), and failures are returned as findings. Checking
+//     one verified bank suffices: its digests are authenticated by the
+//     replay, so data that hashes to them is what was measured. With no
+//     matching bank, every bank is checked.
+//
+// It returns the result with a nil error when Result.Verified is true,
+// the result with a *MismatchError when a bank mismatches, and the result
+// with ErrNoVerifiedBank when no bank could be verified. Other errors mean
+// the inputs could not be used, and the result is nil.
+//
+// Verify does not check the quote itself: the caller must pass only PCR
+// values from a quote whose signature, nonce and AK it has verified.
+func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
+	for alg, pcrs := range quoted {
+		for i, v := range pcrs {
+			if i < 0 || i >= NumPCRs {
+				return nil, fmt.Errorf("quoted %s PCR index %d is out of range 0 to %d", alg, i, NumPCRs-1)
+			}
+			if size := alg.Size(); size != 0 && len(v) != size {
+				return nil, fmt.Errorf("quoted %s PCR %d is %d bytes, a %s digest is %d", alg, i, len(v), alg, size)
+			}
+		}
+	}
+	st, err := replay(log, quoted)
+	if err != nil {
+		return nil, err
+	}
+
+	res := &Result{}
+	for _, alg := range quoted.Banks() {
+		res.Banks = append(res.Banks, compareBank(log, st, alg, quoted[alg]))
+	}
+	if len(mismatchedBanks(res)) > 0 {
+		for _, w := range opts.Workarounds {
+			applyWorkaround(w, log, st, res)
+		}
+	}
+	for _, b := range res.Banks {
+		if b.Status == BankMismatch {
+			for _, p := range b.PCRs {
+				if !p.Match {
+					res.setEvents(log, b.Bank)
+					break
+				}
+			}
+		}
+	}
+	res.Findings = checkBank(log, strongestMatch(res))
+
+	switch {
+	case len(mismatchedBanks(res)) > 0:
+		return res, &MismatchError{Mismatches: res.Mismatches()}
+	case !res.Verified():
+		return res, ErrNoVerifiedBank
+	}
+	return res, nil
+}
+
+// strongestMatch returns the bank with the largest digest among those that
+// matched, or 0 when none did.
+func strongestMatch(r *Result) Algorithm {
+	var best Algorithm
+	for _, b := range r.Banks {
+		if b.Status == BankMatch && b.Bank.Size() > best.Size() {
+			best = b.Bank
+		}
+	}
+	return best
+}
+
+func mismatchedBanks(r *Result) []int {
+	var idx []int
+	for i, b := range r.Banks {
+		if b.Status == BankMismatch {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+func compareBank(log *Log, st *replayState, alg Algorithm, quoted map[int][]byte) BankResult {
+	br := BankResult{Bank: alg}
+	indexes := make([]int, 0, len(quoted))
+	for i := range quoted {
+		indexes = append(indexes, i)
+	}
+	sort.Ints(indexes)
+	b := st.bank(alg)
+	if b < 0 {
+		br.Status = BankUnused
+		for _, i := range indexes {
+			q := quoted[i]
+			br.PCRs = append(br.PCRs, PCRResult{Index: i, Quoted: q})
+			if !isResetValue(i, q) {
+				br.Status = BankNotInLog
+			}
+		}
+		return br
+	}
+	br.Status = BankMatch
+	size := alg.Size()
+	for _, i := range indexes {
+		r := st.pcrs[b][i][:size:size]
+		p := PCRResult{Index: i, Replayed: r, Quoted: quoted[i], Match: bytes.Equal(r, quoted[i])}
+		if !p.Match {
+			br.Status = BankMismatch
+		}
+		br.PCRs = append(br.PCRs, p)
+	}
+	return br
+}
+
+func isResetValue(i int, v []byte) bool {
+	want := resetValue(i)
+	for _, c := range v {
+		if c != want {
+			return false
+		}
+	}
+	return true
+}
+
+// setEvents records, for each mismatching PCR of the bank, the events that
+// extended it.
+func (r *Result) setEvents(log *Log, alg Algorithm) {
+	for bi := range r.Banks {
+		if r.Banks[bi].Bank != alg {
+			continue
+		}
+		for pi := range r.Banks[bi].PCRs {
+			p := &r.Banks[bi].PCRs[pi]
+			if p.Match {
+				continue
+			}
+			for _, e := range log.Events {
+				if e.Type != EV_NO_ACTION && int(e.PCR) == p.Index && e.Digest(alg) != nil {
+					p.Events = append(p.Events, e.Number)
+				}
+			}
+		}
+	}
+}
+
+func applyWorkaround(w Workaround, log *Log, st *replayState, res *Result) {
+	for _, bi := range mismatchedBanks(res) {
+		br := &res.Banks[bi]
+		var ok bool
+		switch w {
+		case WorkaroundExitBootServices:
+			ok = fixExitBootServices(log, br)
+		case WorkaroundWindowsCappedSHA1:
+			ok = fixCappedSHA1(res, br)
+		}
+		if !ok {
+			continue
+		}
+		br.Workaround = w
+		if !containsWorkaround(res.Workarounds, w) {
+			res.Workarounds = append(res.Workarounds, w)
+		}
+	}
+}
+
+func containsWorkaround(list []Workaround, w Workaround) bool {
+	for _, x := range list {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	ebsInvocation = "Exit Boot Services Invocation"
+	ebsReturned   = "Exit Boot Services Returned with Success"
+)
+
+// fixExitBootServices applies WorkaroundExitBootServices to one bank.
+func fixExitBootServices(log *Log, br *BankResult) bool {
+	for i := range log.Events {
+		if a, ok := log.Events[i].Decoded.(*Action); ok && (a.Text == ebsInvocation || a.Text == ebsReturned) {
+			return false
+		}
+	}
+	var pcr5 *PCRResult
+	for i := range br.PCRs {
+		p := &br.PCRs[i]
+		if p.Match {
+			continue
+		}
+		if p.Index != 5 {
+			return false
+		}
+		pcr5 = p
+	}
+	if pcr5 == nil || pcr5.Replayed == nil {
+		return false
+	}
+	var value, buf [sha512.Size]byte
+	v := value[:copy(value[:], pcr5.Replayed)]
+	extend(br.Bank, v, digestOf(br.Bank, &buf, []byte(ebsInvocation)))
+	extend(br.Bank, v, digestOf(br.Bank, &buf, []byte(ebsReturned)))
+	if !bytes.Equal(v, pcr5.Quoted) {
+		return false
+	}
+	pcr5.Replayed = append([]byte(nil), v...)
+	pcr5.Match = true
+	br.Status = BankMatch
+	return true
+}
+
+// fixCappedSHA1 applies WorkaroundWindowsCappedSHA1 to one bank.
+func fixCappedSHA1(res *Result, br *BankResult) bool {
+	if br.Bank != SHA1 {
+		return false
+	}
+	otherMatch := false
+	for _, b := range res.Banks {
+		if b.Bank != SHA1 && b.Status == BankMatch && b.Workaround == "" {
+			otherMatch = true
+		}
+	}
+	if !otherMatch {
+		return false
+	}
+	var zero [20]byte
+	capped := 0
+	for _, p := range br.PCRs {
+		if p.Match || p.Index == 11 {
+			// Windows extends PCR 11 further after capping it (BitLocker
+			// locks it), so its value cannot be predicted.
+			continue
+		}
+		v := append([]byte(nil), p.Replayed...)
+		extend(SHA1, v, zero[:])
+		if !bytes.Equal(v, p.Quoted) {
+			return false
+		}
+		capped++
+	}
+	if capped == 0 {
+		return false
+	}
+	br.Status = BankCapped
+	return true
+}
+
+func (PCRValues) sortedBanks(m map[Algorithm][]int) []Algorithm {
+	algs := make([]Algorithm, 0, len(m))
+	for a := range m {
+		algs = append(algs, a)
+	}
+	sort.Slice(algs, func(i, j int) bool { return algs[i] < algs[j] })
+	return algs
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ",")
+}
