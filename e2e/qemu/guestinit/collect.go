@@ -10,9 +10,9 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 
 	"github.com/vouch-attest/vouch/e2e/qemu/guestproto"
+	"github.com/vouch-attest/vouch/tpm"
 )
 
 const (
@@ -42,20 +42,21 @@ func collect() guestproto.Report {
 }
 
 func readTPM(rep *guestproto.Report) error {
-	tpm, err := linuxtpm.Open("/dev/tpmrm0")
+	dev, err := tpm.Open(tpm.Config{Transport: "device:/dev/tpmrm0"})
 	if err != nil {
-		return fmt.Errorf("open /dev/tpmrm0: %w", err)
+		return err
 	}
-	defer tpm.Close()
+	defer dev.Close()
+	t := dev.Transport()
 	rep.PCRs = map[string]map[int]string{}
 	for name, alg := range map[string]tpm2.TPMAlgID{"sha1": tpm2.TPMAlgSHA1, "sha256": tpm2.TPMAlgSHA256} {
-		vals, err := readBank(tpm, alg)
+		vals, err := readBank(t, alg)
 		if err != nil {
 			return fmt.Errorf("read %s bank: %w", name, err)
 		}
 		rep.PCRs[name] = vals
 	}
-	clock, err := tpm2.ReadClock{}.Execute(tpm)
+	clock, err := tpm2.ReadClock{}.Execute(t)
 	if err != nil {
 		return fmt.Errorf("read clock: %w", err)
 	}
@@ -66,7 +67,7 @@ func readTPM(rep *guestproto.Report) error {
 
 // readBank reads PCRs 0-23 of one bank. A TPM returns at most eight
 // digests per TPM2_PCRRead, so it asks again for what is still missing.
-func readBank(tpm transport.TPM, alg tpm2.TPMAlgID) (map[int]string, error) {
+func readBank(t transport.TPM, alg tpm2.TPMAlgID) (map[int]string, error) {
 	out := map[int]string{}
 	for attempt := 0; attempt < 8 && len(out) < 24; attempt++ {
 		var want []uint
@@ -77,7 +78,7 @@ func readBank(tpm transport.TPM, alg tpm2.TPMAlgID) (map[int]string, error) {
 		}
 		rsp, err := tpm2.PCRRead{PCRSelectionIn: tpm2.TPMLPCRSelection{
 			PCRSelections: []tpm2.TPMSPCRSelection{{Hash: alg, PCRSelect: tpm2.PCClientCompatible.PCRs(want...)}},
-		}}.Execute(tpm)
+		}}.Execute(t)
 		if err != nil {
 			return nil, err
 		}
