@@ -353,7 +353,18 @@ func TestAgentScenarios(t *testing.T) {
 	guest := agentGuest(vouch)
 	good := GrubConfig{Title: "vouch", CmdLine: cmdline}
 
+	// bootCount is the verifier's count of sb-off's boots so far: each
+	// scenario waits for a verdict on a later boot, not the last one's.
 	var bootCount int64
+	newBoot := func(state string) func(*hostDetail) bool {
+		return func(d *hostDetail) bool {
+			if d.BootCount > bootCount && d.State == state {
+				bootCount = d.BootCount
+				return true
+			}
+			return false
+		}
+	}
 	t.Run("SecureBootOffTrusted", func(t *testing.T) {
 		sbOff.installAgent(good, guest)
 		vm, stop := sbOff.power(t)
@@ -365,6 +376,9 @@ func TestAgentScenarios(t *testing.T) {
 		}
 		d = v.waitFor(t, vm, "sb-off", "trusted", func(d *hostDetail) bool { return d.State == "trusted" })
 		bootCount = d.BootCount
+		if d.Verdict == nil || d.Verdict.State != "trusted" || len(d.Verdict.Reasons) != 0 {
+			t.Errorf("trusted machine's last verdict:\n%s", d)
+		}
 	})
 	if t.Failed() {
 		return
@@ -372,18 +386,17 @@ func TestAgentScenarios(t *testing.T) {
 	t.Run("RebootSeen", func(t *testing.T) {
 		vm, stop := sbOff.power(t)
 		defer stop()
-		d := v.waitFor(t, vm, "sb-off", "the new boot to be trusted", func(d *hostDetail) bool {
-			return d.BootCount > bootCount && d.State == "trusted"
-		})
-		if d.BootCount != bootCount+1 {
-			t.Errorf("boot count %d after one reboot, was %d", d.BootCount, bootCount)
+		before := bootCount
+		d := v.waitFor(t, vm, "sb-off", "the new boot to be trusted", newBoot("trusted"))
+		if d.BootCount != before+1 {
+			t.Errorf("boot count %d after one reboot, was %d", d.BootCount, before)
 		}
 	})
 	t.Run("CommandLineChanged", func(t *testing.T) {
 		sbOff.installAgent(GrubConfig{Title: "vouch", CmdLine: cmdline + " vouch.e2e=changed"}, guest)
 		vm, stop := sbOff.power(t)
 		defer stop()
-		d := v.waitFor(t, vm, "sb-off", "untrusted", func(d *hostDetail) bool { return d.State == "untrusted" })
+		d := v.waitFor(t, vm, "sb-off", "an untrusted new boot", newBoot("untrusted"))
 		t.Logf("verdict:\n%s", d)
 		if pcrs := d.reasonPCRs(); !pcrs[8] {
 			t.Errorf("no reason names PCR 8; PCRs named: %v", pcrs)
@@ -394,7 +407,7 @@ func TestAgentScenarios(t *testing.T) {
 		sbOff.installAgent(good, other)
 		vm, stop := sbOff.power(t)
 		defer stop()
-		d := v.waitFor(t, vm, "sb-off", "untrusted", func(d *hostDetail) bool { return d.State == "untrusted" })
+		d := v.waitFor(t, vm, "sb-off", "an untrusted new boot", newBoot("untrusted"))
 		t.Logf("verdict:\n%s", d)
 		if pcrs := d.reasonPCRs(); !pcrs[9] || len(pcrs) != 1 {
 			t.Errorf("reasons name PCRs %v, want only PCR 9", pcrs)
@@ -404,7 +417,7 @@ func TestAgentScenarios(t *testing.T) {
 		sbOff.installAgent(GrubConfig{Title: "vouch", CmdLine: cmdline, Legacy: true}, guest)
 		vm, stop := sbOff.power(t)
 		defer stop()
-		d := v.waitFor(t, vm, "sb-off", "untrusted", func(d *hostDetail) bool { return d.State == "untrusted" })
+		d := v.waitFor(t, vm, "sb-off", "an untrusted new boot", newBoot("untrusted"))
 		t.Logf("verdict:\n%s", d)
 		if !d.hasReason("eventlog_missing") {
 			t.Errorf("no eventlog_missing reason")
