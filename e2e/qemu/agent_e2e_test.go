@@ -23,30 +23,52 @@ import (
 const VouchBinEnv = "VOUCH_E2E_VOUCH"
 
 var (
-	vouchOnce sync.Once
-	vouchBin  string
-	vouchErr  error
+	vouchOnce  sync.Once
+	vouchBin   string
+	vouchErr   error
+	vouchAgent bool
 )
 
-// vouchBinary returns a static vouch binary for the guest and the host.
-func vouchBinary(t *testing.T) string {
-	t.Helper()
+// buildVouch builds (once) the static vouch binary for the guest and the
+// host, and reports whether it has the agent, server and hosts commands.
+func buildVouch() (available bool, err error) {
 	vouchOnce.Do(func() {
 		if p := os.Getenv(VouchBinEnv); p != "" {
 			vouchBin = p
-			return
+		} else {
+			vouchBin = filepath.Join(buildDir, "vouch")
+			if vouchErr = BuildStatic(context.Background(), repoRoot, "./cmd/vouch", vouchBin); vouchErr != nil {
+				return
+			}
 		}
-		vouchBin = filepath.Join(buildDir, "vouch")
-		vouchErr = BuildStatic(context.Background(), repoRoot, "./cmd/vouch", vouchBin)
+		vouchAgent = true
+		for _, sub := range []string{"agent", "server", "hosts"} {
+			if exec.Command(vouchBin, sub, "--help").Run() != nil {
+				vouchAgent = false
+			}
+		}
 	})
-	if vouchErr != nil {
-		t.Fatal(vouchErr)
+	return vouchAgent, vouchErr
+}
+
+// agentAvailable reports whether TestAgentScenarios can run. Call it after
+// harness.
+func agentAvailable() bool {
+	ok, err := buildVouch()
+	return err == nil && ok
+}
+
+// vouchBinary returns the static vouch binary, skipping the test when it
+// has no agent yet.
+func vouchBinary(t *testing.T) string {
+	t.Helper()
+	ok, err := buildVouch()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, sub := range []string{"agent", "server", "hosts"} {
-		if err := exec.Command(vouchBin, sub, "--help").Run(); err != nil {
-			// NOTE: lets this package land before the agent and server do.
-			t.Skipf("%s has no %q command yet: %v", vouchBin, sub, err)
-		}
+	if !ok {
+		// NOTE: lets this package land before the agent and server do.
+		t.Skipf("%s has no agent, server or hosts command yet", vouchBin)
 	}
 	return vouchBin
 }
@@ -330,7 +352,12 @@ func (m *machine) power(t *testing.T) (*VM, func()) {
 	}
 }
 
-const cmdline = "console=ttyS0 panic=-1"
+// The boot menu of the corpus recordings, so that boots of the same
+// packages can be compared with them event for event.
+const (
+	corpusTitle = "realboot"
+	cmdline     = "console=ttyS0 panic=-1"
+)
 
 // The scenarios, one VM at a time against one verifier:
 //
@@ -351,8 +378,10 @@ func TestAgentScenarios(t *testing.T) {
 	sbOff.verifier = v.addr
 	sbOff.server.setMachine("sb-off", "VOUCH_SERVER_FINGERPRINT="+v.fingerprint)
 	guest := agentGuest(vouch)
-	good := GrubConfig{Title: "vouch", CmdLine: cmdline}
+	good := GrubConfig{Title: corpusTitle, CmdLine: cmdline}
 
+	// first is what the guest of sb-off's first boot reported.
+	var first *guestproto.Report
 	// bootCount is the verifier's count of sb-off's boots so far: each
 	// scenario waits for a verdict on a later boot, not the last one's.
 	var bootCount int64
@@ -379,6 +408,16 @@ func TestAgentScenarios(t *testing.T) {
 		if d.Verdict == nil || d.Verdict.State != "trusted" || len(d.Verdict.Reasons) != 0 {
 			t.Errorf("trusted machine's last verdict:\n%s", d)
 		}
+
+		first = report(t, sbOff)
+		events := checkReplay(t, first)
+		if first.SecureBoot != "off" {
+			t.Errorf("guest reports Secure Boot %q, want off", first.SecureBoot)
+		}
+		if corpusMatches() {
+			n := compareWithCorpus(t, events, "testdata/shim-sboff.eventlog.bin", "/initrd.img\x00")
+			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
+		}
 	})
 	if t.Failed() {
 		return
@@ -391,9 +430,14 @@ func TestAgentScenarios(t *testing.T) {
 		if d.BootCount != before+1 {
 			t.Errorf("boot count %d after one reboot, was %d", d.BootCount, before)
 		}
+		rep := report(t, sbOff)
+		if rep.ResetCount != first.ResetCount+1 {
+			t.Errorf("TPM reset count %d after one reboot, was %d", rep.ResetCount, first.ResetCount)
+		}
+		samePCRs(t, first, rep, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
 	})
 	t.Run("CommandLineChanged", func(t *testing.T) {
-		sbOff.installAgent(GrubConfig{Title: "vouch", CmdLine: cmdline + " vouch.e2e=changed"}, guest)
+		sbOff.installAgent(GrubConfig{Title: corpusTitle, CmdLine: cmdline + " vouch.e2e=changed"}, guest)
 		vm, stop := sbOff.power(t)
 		defer stop()
 		d := v.waitFor(t, vm, "sb-off", "an untrusted new boot", newBoot("untrusted"))
@@ -401,6 +445,11 @@ func TestAgentScenarios(t *testing.T) {
 		if pcrs := d.reasonPCRs(); !pcrs[8] {
 			t.Errorf("no reason names PCR 8; PCRs named: %v", pcrs)
 		}
+		rep := report(t, sbOff)
+		if !strings.HasSuffix(rep.CmdLine, " vouch.e2e=changed") {
+			t.Errorf("guest booted with command line %q", rep.CmdLine)
+		}
+		samePCRs(t, first, rep, 0, 1, 2, 3, 4, 5, 6, 7)
 	})
 	t.Run("InitrdChanged", func(t *testing.T) {
 		other := agentGuest(vouch, InitramfsFile{Path: "etc/e2e-marker", Mode: 0o644, Data: []byte("another initrd\n")})
@@ -412,15 +461,21 @@ func TestAgentScenarios(t *testing.T) {
 		if pcrs := d.reasonPCRs(); !pcrs[9] || len(pcrs) != 1 {
 			t.Errorf("reasons name PCRs %v, want only PCR 9", pcrs)
 		}
+		rep := report(t, sbOff)
+		samePCRs(t, first, rep, 0, 1, 2, 3, 4, 5, 6, 7, 8)
 	})
 	t.Run("NoEventLog", func(t *testing.T) {
-		sbOff.installAgent(GrubConfig{Title: "vouch", CmdLine: cmdline, Legacy: true}, guest)
+		sbOff.installAgent(GrubConfig{Title: corpusTitle, CmdLine: cmdline, Legacy: true}, guest)
 		vm, stop := sbOff.power(t)
 		defer stop()
 		d := v.waitFor(t, vm, "sb-off", "an untrusted new boot", newBoot("untrusted"))
 		t.Logf("verdict:\n%s", d)
 		if !d.hasReason("eventlog_missing") {
 			t.Errorf("no eventlog_missing reason")
+		}
+		rep := report(t, sbOff)
+		if len(rep.EventLog) != 0 || rep.EventLogError == "" {
+			t.Errorf("guest read an event log of %d bytes (error %q), want none", len(rep.EventLog), rep.EventLogError)
 		}
 	})
 	t.Run("SecureBootMicrosoftTrusted", func(t *testing.T) {
@@ -435,5 +490,38 @@ func TestAgentScenarios(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.waitFor(t, vm, "sb-ms", "trusted", func(d *hostDetail) bool { return d.State == "trusted" })
+
+		rep := report(t, sbOn)
+		events := checkReplay(t, rep)
+		if rep.SecureBoot != "on" {
+			t.Errorf("guest reports Secure Boot %q, want on", rep.SecureBoot)
+		}
+		if corpusMatches() {
+			n := compareWithCorpus(t, events, "testdata/shim-sbms.eventlog.bin", "/initrd.img\x00")
+			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
+		}
 	})
+}
+
+// report returns the probe report the machine's guest posted during this
+// boot, before it started the agent.
+func report(t *testing.T, m *machine) *guestproto.Report {
+	t.Helper()
+	rep := m.server.take()
+	if rep == nil {
+		t.Fatal("the guest posted no probe report during this boot")
+	}
+	return rep
+}
+
+// samePCRs checks that two boots ended with the same values in pcrs.
+func samePCRs(t *testing.T, a, b *guestproto.Report, pcrs ...int) {
+	t.Helper()
+	for _, bank := range []string{"sha1", "sha256"} {
+		for _, pcr := range pcrs {
+			if a.PCRs[bank][pcr] != b.PCRs[bank][pcr] {
+				t.Errorf("%s PCR %d = %s, first boot %s", bank, pcr, b.PCRs[bank][pcr], a.PCRs[bank][pcr])
+			}
+		}
+	}
 }

@@ -85,6 +85,11 @@ func run(start time.Time) error {
 	case guestproto.ModeProbe:
 		return probe(cfg, start)
 	case guestproto.ModeExec:
+		// Report what the machine measured before the program runs, so
+		// that the harness can check the boot itself too.
+		if err := probe(cfg, start); err != nil {
+			logf("probe: %v", err)
+		}
 		return execute(cfg)
 	default:
 		return fmt.Errorf("%s: unknown mode %q (want %q or %q)", configPath, cfg.Mode, guestproto.ModeProbe, guestproto.ModeExec)

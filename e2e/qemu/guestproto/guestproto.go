@@ -10,7 +10,8 @@ const ConsolePrefix = "vouch-guest: "
 const (
 	// ModeProbe reports the event log, PCRs and TPM clock, then powers off.
 	ModeProbe = "probe"
-	// ModeExec runs Config.Exec (normally `vouch agent`), then powers off.
+	// ModeExec reports like ModeProbe, then runs Config.Exec (normally
+	// `vouch agent`), then powers off.
 	ModeExec = "exec"
 )
 
@@ -22,8 +23,8 @@ type Config struct {
 	// Interface gets Address (IPv4 CIDR) and is brought up.
 	Interface string `json:"interface,omitempty"`
 	Address   string `json:"address,omitempty"`
-	// HarnessURL is the test harness's base URL. In probe mode the guest
-	// posts its Report to HarnessURL/probe. In exec mode it reads its
+	// HarnessURL is the test harness's base URL. In both modes the guest
+	// posts its Report to HarnessURL/probe. In exec mode it then reads its
 	// Machine from HarnessURL/machine before running Exec, and puts the
 	// files of StateDir to HarnessURL/state whenever they change.
 	HarnessURL string `json:"harness_url,omitempty"`
