@@ -16,6 +16,7 @@ import (
 type gceAttestation struct {
 	AKPublic []byte
 	Quotes   []gceQuote
+	EventLog []byte
 }
 
 type gceQuote struct {
@@ -34,6 +35,8 @@ func decodeGCEAttestation(b []byte) (*gceAttestation, error) {
 		switch num {
 		case 1:
 			out.AKPublic = v
+		case 3:
+			out.EventLog = v
 		case 2:
 			q := gceQuote{PCRs: map[int][]byte{}}
 			err := eachField(v, func(num protowire.Number, v []byte) error {
@@ -144,7 +147,7 @@ func TestVerifyQuoteGCE(t *testing.T) {
 				vals := PCRValues{}
 				for i, d := range q.PCRs {
 					pcrs = append(pcrs, i)
-					vals.Set(q.Hash, i, d)
+					SetPCR(vals, q.Hash, i, d)
 				}
 				vq, err := VerifyQuote(ak, Quote{Attest: q.Attest, Signature: q.Signature}, QuoteExpectations{
 					Nonce:     tc.nonce,
@@ -187,6 +190,7 @@ func loadWindowsGCP(t testing.TB) *QuoteEvidence {
 			Signature []byte
 		}
 		Log struct {
+			Raw  []byte
 			PCRs []struct {
 				Index     int
 				Digest    []byte
@@ -205,12 +209,26 @@ func loadWindowsGCP(t testing.TB) *QuoteEvidence {
 		if p.DigestAlg != 3 {
 			t.Fatalf("PCR %d has digest algorithm %d, want 3 (SHA-1)", p.Index, p.DigestAlg)
 		}
-		pcrs.Set(AlgSHA1, p.Index, p.Digest)
+		SetPCR(pcrs, AlgSHA1, p.Index, p.Digest)
 		idx = append(idx, p.Index)
 	}
 	ev.PCRs = PCRValuesJSON(pcrs)
 	ev.Selection = SelectionJSON{{Hash: AlgSHA1, PCRs: idx}}
 	return ev
+}
+
+// windowsGCPRawLog returns the event log of windows_gcp_shielded_vm.json.
+func windowsGCPRawLog(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "corpus", "windows_gcp_shielded_vm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Log struct{ Raw []byte } }
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Log.Raw
 }
 
 func TestVerifyQuoteWindowsGCP(t *testing.T) {
@@ -260,7 +278,7 @@ func TestCorpusQuotes(t *testing.T) {
 			vals := PCRValues{}
 			for i, d := range q.PCRs {
 				pcrs = append(pcrs, i)
-				vals.Set(q.Hash, i, d)
+				SetPCR(vals, q.Hash, i, d)
 			}
 			// The nonce is whatever the quote carries: this test checks
 			// signatures and PCR digests, the nonce check has its own.

@@ -115,7 +115,7 @@ func (v *PCRValuesJSON) UnmarshalJSON(b []byte) error {
 			if err != nil {
 				return fmt.Errorf("%s PCR %d: invalid hex digest: %w", name, i, err)
 			}
-			out.Set(alg, i, d)
+			SetPCR(out, alg, i, d)
 		}
 	}
 	*v = PCRValuesJSON(out)

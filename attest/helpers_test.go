@@ -55,7 +55,7 @@ func clonePCRs(v PCRValues) PCRValues {
 	out := make(PCRValues, len(v))
 	for alg, bank := range v {
 		for i, d := range bank {
-			out.Set(alg, i, append([]byte(nil), d...))
+			SetPCR(out, alg, i, append([]byte(nil), d...))
 		}
 	}
 	return out

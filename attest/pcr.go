@@ -3,96 +3,49 @@ package attest
 import (
 	"crypto"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vouch-attest/vouch/eventlog"
 )
 
-// Algorithm is a TPM_ALG_ID hash algorithm identifier (TPM 2.0 Part 2,
-// section 6.3), as used for PCR banks and signature digests.
-type Algorithm uint16
+// Algorithm is a TPM_ALG_ID hash algorithm identifier, the one package
+// eventlog uses, so verified PCR values go straight to log replay.
+type Algorithm = eventlog.Algorithm
 
 // Hash algorithms of PCR banks.
 const (
-	AlgSHA1   Algorithm = 0x0004
-	AlgSHA256 Algorithm = 0x000B
-	AlgSHA384 Algorithm = 0x000C
-	AlgSHA512 Algorithm = 0x000D
-	AlgSM3    Algorithm = 0x0012
+	AlgSHA1   = eventlog.SHA1
+	AlgSHA256 = eventlog.SHA256
+	AlgSHA384 = eventlog.SHA384
+	AlgSHA512 = eventlog.SHA512
+	AlgSM3    = eventlog.SM3_256
 )
 
-// String returns the algorithm's lower-case name, or its number in hex when
-// the algorithm is not a known hash.
-func (a Algorithm) String() string {
-	switch a {
-	case AlgSHA1:
-		return "sha1"
-	case AlgSHA256:
-		return "sha256"
-	case AlgSHA384:
-		return "sha384"
-	case AlgSHA512:
-		return "sha512"
-	case AlgSM3:
-		return "sm3_256"
-	}
-	return fmt.Sprintf("0x%04x", uint16(a))
-}
-
-// Hash returns the Go hash function of the algorithm, or 0 when Go has none
-// (SM3 and unknown algorithms).
-func (a Algorithm) Hash() crypto.Hash {
-	switch a {
-	case AlgSHA1:
-		return crypto.SHA1
-	case AlgSHA256:
-		return crypto.SHA256
-	case AlgSHA384:
-		return crypto.SHA384
-	case AlgSHA512:
-		return crypto.SHA512
-	}
-	return 0
-}
-
-// Size returns the digest size in bytes, or 0 for an unknown algorithm.
-func (a Algorithm) Size() int {
-	if a == AlgSM3 {
-		return 32
-	}
-	if h := a.Hash(); h != 0 {
-		return h.Size()
-	}
-	return 0
+// HashFunc returns the Go hash function of the algorithm, or 0 when Go has
+// none (SM3_256 and unknown algorithms).
+func HashFunc(a Algorithm) crypto.Hash {
+	h, _ := a.Hash()
+	return h
 }
 
 // ParseAlgorithm parses a bank name such as "sha256" (case-insensitive).
-func ParseAlgorithm(name string) (Algorithm, error) {
-	switch strings.ToLower(strings.ReplaceAll(name, "-", "")) {
-	case "sha1":
-		return AlgSHA1, nil
-	case "sha256":
-		return AlgSHA256, nil
-	case "sha384":
-		return AlgSHA384, nil
-	case "sha512":
-		return AlgSHA512, nil
-	case "sm3", "sm3_256":
-		return AlgSM3, nil
-	}
-	return 0, fmt.Errorf("unknown hash algorithm %q: use sha1, sha256, sha384, sha512 or sm3_256", name)
-}
+func ParseAlgorithm(name string) (Algorithm, error) { return eventlog.ParseAlgorithm(name) }
 
 // MaxPCRs is the number of PCRs a selection can name: the PC Client platform
 // has 24, and a 4-byte selection bitmap allows 32.
 const MaxPCRs = 32
 
-// PCRValues maps a bank and a PCR index to the PCR's digest.
-type PCRValues map[Algorithm]map[int][]byte
+// PCRValues maps a bank and a PCR index to the PCR's digest. It is
+// eventlog.PCRValues, so the values VerifyQuote marks verified can be
+// compared with a log replay directly.
+type PCRValues = eventlog.PCRValues
 
-// Set stores a digest, creating the bank's map when needed.
-func (v PCRValues) Set(alg Algorithm, index int, digest []byte) {
+// SetPCR stores a digest, creating the bank's map when needed.
+func SetPCR(v PCRValues, alg Algorithm, index int, digest []byte) {
 	bank := v[alg]
 	if bank == nil {
 		bank = make(map[int][]byte)
@@ -101,8 +54,8 @@ func (v PCRValues) Set(alg Algorithm, index int, digest []byte) {
 	bank[index] = digest
 }
 
-// Get returns the digest of one PCR and whether it is present.
-func (v PCRValues) Get(alg Algorithm, index int) ([]byte, bool) {
+// GetPCR returns the digest of one PCR and whether it is present.
+func GetPCR(v PCRValues, alg Algorithm, index int) ([]byte, bool) {
 	d, ok := v[alg][index]
 	return d, ok
 }
@@ -122,6 +75,9 @@ type Selection []BankSelection
 // de-duplicated, and banks without PCRs dropped. It reports an error for a
 // PCR index outside 0..MaxPCRs-1 or a bank listed twice.
 func (s Selection) Normalize() (Selection, error) {
+	if s.isNormal() {
+		return s, nil
+	}
 	out := make(Selection, 0, len(s))
 	seen := make(map[Algorithm]bool, len(s))
 	for _, b := range s {
@@ -143,6 +99,27 @@ func (s Selection) Normalize() (Selection, error) {
 		out = append(out, BankSelection{Hash: b.Hash, PCRs: pcrs})
 	}
 	return out, nil
+}
+
+// isNormal reports whether Normalize would return s unchanged, so the
+// common case allocates nothing.
+func (s Selection) isNormal() bool {
+	for i, b := range s {
+		if len(b.PCRs) == 0 {
+			return false
+		}
+		for j, p := range b.PCRs {
+			if p < 0 || p >= MaxPCRs || (j > 0 && p <= b.PCRs[j-1]) {
+				return false
+			}
+		}
+		for _, prev := range s[:i] {
+			if prev.Hash == b.Hash {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // String formats the selection as "sha1:0,1,2 sha256:0-7".
@@ -219,7 +196,11 @@ func FormatPCRList(pcrs []int) string {
 
 // bitmapPCRs decodes a TPMS_PCR_SELECTION bitmap into sorted indexes.
 func bitmapPCRs(bitmap []byte) []int {
-	var pcrs []int
+	n := 0
+	for _, b := range bitmap {
+		n += bits.OnesCount8(b)
+	}
+	pcrs := make([]int, 0, n)
 	for i, b := range bitmap {
 		for bit := 0; bit < 8; bit++ {
 			if b&(1<<bit) != 0 {

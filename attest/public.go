@@ -199,7 +199,7 @@ func (ak *AKPublic) readScheme() error {
 	default:
 		return verifyErr(ReasonAKKey, "attestation key scheme %s does not fit a %s key", sigAlgName(alg), keyTypeName(ak.Public.Type))
 	}
-	if Algorithm(hashAlg).Hash() == 0 {
+	if HashFunc(Algorithm(hashAlg)) == 0 {
 		return verifyErr(ReasonAKKey, "attestation key scheme hash 0x%04x is not supported", uint16(hashAlg))
 	}
 	ak.SigAlg = alg

@@ -2,12 +2,15 @@ package attest
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 )
 
@@ -20,8 +23,8 @@ type Quote struct {
 	Signature []byte `json:"signature"`
 }
 
-// QuoteExpectations is what the verifier asked for and what the agent
-// reported alongside the quote.
+// QuoteExpectations holds the verifier's challenge (nonce and PCR
+// selection) and the PCR values the agent reported with the quote.
 type QuoteExpectations struct {
 	// Nonce is the verifier's fresh challenge; extraData must equal it
 	// byte for byte.
@@ -147,21 +150,26 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	}
 	// 6.
 	verified := make(PCRValues, len(gotSel))
+	nVerified := 0
 	for _, b := range gotSel {
 		size := b.Hash.Size()
 		if size == 0 {
 			return nil, verifyErr(ReasonSelectionMismatch, "signed selection names bank %s, which has no known digest size", b.Hash)
 		}
+		reported := want.PCRs[b.Hash]
+		bank := make(map[int][]byte, len(b.PCRs))
 		for _, i := range b.PCRs {
-			d, ok := want.PCRs.Get(b.Hash, i)
+			d, ok := reported[i]
 			if !ok {
 				return nil, verifyErr(ReasonMissingPCR, "no value reported for %s PCR %d, which the quote covers", b.Hash, i)
 			}
 			if len(d) != size {
 				return nil, verifyErr(ReasonMissingPCR, "reported %s PCR %d has %d bytes, want %d", b.Hash, i, len(d), size)
 			}
-			verified.Set(b.Hash, i, d)
+			bank[i] = d
 		}
+		verified[b.Hash] = bank
+		nVerified += len(bank)
 	}
 	// 7.
 	sig, err := ParseSignature(q.Signature)
@@ -171,14 +179,15 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	if err := checkScheme(ak, sig, want.InsecureAllowSHA1); err != nil {
 		return nil, err
 	}
-	hash := sig.Hash.Hash()
+	hash := HashFunc(sig.Hash)
 
 	// 8. The TPM hashes the selected PCRs with the signing scheme's hash,
 	// in the order of the selection as it appears in TPMS_QUOTE_INFO.
 	h := hash.New()
 	for _, b := range a.Quote.PCRSelection {
+		bank := verified[b.Hash]
 		for _, i := range b.PCRs {
-			h.Write(verified[b.Hash][i])
+			h.Write(bank[i])
 		}
 	}
 	if sum := h.Sum(nil); !bytes.Equal(sum, a.Quote.PCRDigest) {
@@ -186,9 +195,16 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	}
 
 	// 9.
-	h = hash.New()
-	h.Write(q.Attest)
-	if err := verifySignature(ak, sig, h.Sum(nil)); err != nil {
+	var digest []byte
+	if hash == crypto.SHA256 {
+		sum := sha256.Sum256(q.Attest)
+		digest = sum[:]
+	} else {
+		h = hash.New()
+		h.Write(q.Attest)
+		digest = h.Sum(nil)
+	}
+	if err := verifySignature(ak, sig, digest); err != nil {
 		return nil, err
 	}
 
@@ -200,10 +216,18 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 		Verified:        verified,
 		Unverified:      make(PCRValues),
 	}
+	nReported := 0
+	for _, bank := range want.PCRs {
+		nReported += len(bank)
+	}
+	if nReported == nVerified {
+		// Verified is a subset of the reported values: nothing is left.
+		return out, nil
+	}
 	for alg, bank := range want.PCRs {
 		for i, d := range bank {
-			if _, ok := verified.Get(alg, i); !ok {
-				out.Unverified.Set(alg, i, d)
+			if _, ok := verified[alg][i]; !ok {
+				SetPCR(out.Unverified, alg, i, d)
 			}
 		}
 	}
@@ -211,22 +235,28 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 }
 
 func compareSelections(got, want Selection) error {
-	gotByBank := make(map[Algorithm][]int, len(got))
-	for _, b := range got {
-		gotByBank[b.Hash] = b.PCRs
-	}
+	// Both are normalized: each bank appears at most once.
 	for _, w := range want {
-		g, ok := gotByBank[w.Hash]
-		if !ok {
+		var g *BankSelection
+		for i := range got {
+			if got[i].Hash == w.Hash {
+				g = &got[i]
+				break
+			}
+		}
+		if g == nil {
 			return verifyErr(ReasonSelectionMismatch, "signed selection %q lacks bank %s, requested %q", got, w.Hash, want)
 		}
-		if !equalInts(g, w.PCRs) {
-			return verifyErr(ReasonSelectionMismatch, "signed selection of bank %s is PCRs %s, requested %s", w.Hash, FormatPCRList(g), FormatPCRList(w.PCRs))
+		if !equalInts(g.PCRs, w.PCRs) {
+			return verifyErr(ReasonSelectionMismatch, "signed selection of bank %s is PCRs %s, requested %s", w.Hash, FormatPCRList(g.PCRs), FormatPCRList(w.PCRs))
 		}
-		delete(gotByBank, w.Hash)
 	}
-	for alg := range gotByBank {
-		return verifyErr(ReasonSelectionMismatch, "signed selection %q has bank %s, which was not requested", got, alg)
+	if len(got) != len(want) {
+		for _, g := range got {
+			if !slices.ContainsFunc(want, func(w BankSelection) bool { return w.Hash == g.Hash }) {
+				return verifyErr(ReasonSelectionMismatch, "signed selection %q has bank %s, which was not requested", got, g.Hash)
+			}
+		}
 	}
 	return nil
 }
@@ -273,9 +303,9 @@ func verifySignature(ak *AKPublic, sig *Signature, digest []byte) error {
 		if sig.SigAlg == sigAlgRSAPSS {
 			// The TPM uses a salt as long as the digest when it can, and
 			// the maximum otherwise: auto-detect accepts both.
-			err = rsa.VerifyPSS(k, sig.Hash.Hash(), digest, sig.RSA, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+			err = rsa.VerifyPSS(k, HashFunc(sig.Hash), digest, sig.RSA, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
 		} else {
-			err = rsa.VerifyPKCS1v15(k, sig.Hash.Hash(), digest, sig.RSA)
+			err = rsa.VerifyPKCS1v15(k, HashFunc(sig.Hash), digest, sig.RSA)
 		}
 		if err != nil {
 			return verifyErrWrap(ReasonBadSignature, err, "%s signature does not verify under the attestation key", sigAlgName(sig.SigAlg))

@@ -6,6 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/binary"
 	"testing"
 
@@ -21,27 +23,27 @@ func TestVerifyQuoteGenuine(t *testing.T) {
 			// An unquoted PCR travels with the quote: it must come back
 			// unverified.
 			want.PCRs = clonePCRs(want.PCRs)
-			want.PCRs.Set(AlgSHA256, 23, make([]byte, 32))
+			SetPCR(want.PCRs, AlgSHA256, 23, make([]byte, 32))
 			vq, err := VerifyQuote(ak, ev.quote(), want)
 			if err != nil {
 				t.Fatalf("VerifyQuote: %v", err)
 			}
 			for _, b := range Selection(ev.Selection) {
 				for _, i := range b.PCRs {
-					got, ok := vq.Verified.Get(b.Hash, i)
+					got, ok := GetPCR(vq.Verified, b.Hash, i)
 					if !ok {
 						t.Errorf("%s PCR %d is not marked verified", b.Hash, i)
 						continue
 					}
-					if w, _ := want.PCRs.Get(b.Hash, i); !bytes.Equal(got, w) {
+					if w, _ := GetPCR(want.PCRs, b.Hash, i); !bytes.Equal(got, w) {
 						t.Errorf("%s PCR %d: verified value differs from the reported one", b.Hash, i)
 					}
 				}
 			}
-			if _, ok := vq.Verified.Get(AlgSHA256, 23); ok {
+			if _, ok := GetPCR(vq.Verified, AlgSHA256, 23); ok {
 				t.Error("sha256 PCR 23 is outside the quote but marked verified")
 			}
-			if _, ok := vq.Unverified.Get(AlgSHA256, 23); !ok {
+			if _, ok := GetPCR(vq.Unverified, AlgSHA256, 23); !ok {
 				t.Error("sha256 PCR 23 is missing from Unverified")
 			}
 			for _, p := range vq.PCRs() {
@@ -232,7 +234,7 @@ func resignAs(t *testing.T, sig []byte, alg uint16) []byte {
 }
 
 // softwareAK is an attestation key held in software, so tests can sign
-// structures a TPM would never sign and show that each check stands on its
+// structures a TPM would never sign and show that each check holds on its
 // own (the signature is valid, the check still fails).
 type softwareAK struct {
 	key *ecdsa.PrivateKey
@@ -367,4 +369,50 @@ func TestCheckClock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An RSA AK with an RSAPSS scheme, held in software: the simulator
+// fixtures cover RSASSA and ECDSA, this covers the RSAPSS member.
+func TestVerifyQuoteRSAPSS(t *testing.T) {
+	ecc := loadEvidence(t, "sim/ecc-quote.json")
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := tpm2.TPMTPublic{
+		Type:    tpm2.TPMAlgRSA,
+		NameAlg: tpm2.TPMAlgSHA256,
+		ObjectAttributes: tpm2.TPMAObject{
+			FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true,
+			UserWithAuth: true, Restricted: true, SignEncrypt: true,
+		},
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
+			Scheme: tpm2.TPMTRSAScheme{
+				Scheme:  tpm2.TPMAlgRSAPSS,
+				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSAPSS, &tpm2.TPMSSigSchemeRSAPSS{HashAlg: tpm2.TPMAlgSHA256}),
+			},
+			KeyBits: 2048,
+		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: key.N.Bytes()}),
+	}
+	ak := mustAK(t, tpm2.Marshal(pub))
+	digest := sha256.Sum256(ecc.Attest)
+	// A TPM uses a salt as long as the digest.
+	sig, err := rsa.SignPSS(rand.Reader, key, crypto.SHA256, digest[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encode := func(alg tpm2.TPMAlgID) []byte {
+		return tpm2.Marshal(tpm2.TPMTSignature{
+			SigAlg:    alg,
+			Signature: tpm2.NewTPMUSignature(alg, &tpm2.TPMSSignatureRSA{Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: sig}}),
+		})
+	}
+	if _, err := VerifyQuote(ak, Quote{Attest: ecc.Attest, Signature: encode(tpm2.TPMAlgRSAPSS)}, ecc.expectations()); err != nil {
+		t.Fatalf("RSAPSS quote: %v", err)
+	}
+	// The same bytes presented as the RSASSA member do not fit the key's
+	// scheme.
+	_, err = VerifyQuote(ak, Quote{Attest: ecc.Attest, Signature: encode(tpm2.TPMAlgRSASSA)}, ecc.expectations())
+	wantReason(t, err, ReasonSignatureScheme)
 }

@@ -152,7 +152,7 @@ func (r *reader) u64(field string) uint64 {
 
 // tpm2b reads a TPM2B: a 16-bit size and that many bytes, at most max.
 func (r *reader) tpm2b(field string, max int) []byte {
-	size := int(r.u16(field + " size"))
+	size := int(r.u16(field))
 	if r.err != nil {
 		return nil
 	}
@@ -206,25 +206,27 @@ func ParseAttestationData(b []byte) (*AttestationData, error) {
 	return a, nil
 }
 
-// pcrSelection reads a TPML_PCR_SELECTION. Banks keep their wire order.
+// pcrSelection reads the TPML_PCR_SELECTION of TPMS_QUOTE_INFO. Banks
+// keep their wire order.
 func (r *reader) pcrSelection(field string) Selection {
-	count := r.u32(field + ".count")
+	count := r.u32(field)
 	if r.err != nil {
 		return nil
 	}
 	if count > maxBanks {
-		r.fail(field+".count", fmt.Errorf("%d banks exceed the maximum of %d", count, maxBanks))
+		r.fail(field, fmt.Errorf("count of %d banks exceeds the maximum of %d", count, maxBanks))
 		return nil
 	}
 	sel := make(Selection, 0, count)
 	for i := range int(count) {
-		f := fmt.Sprintf("%s.pcrSelections[%d]", field, i)
-		alg := Algorithm(r.u16(f + ".hash"))
-		size := int(r.u8(f + ".sizeofSelect"))
+		// The field names are constants so a successful parse does not
+		// build strings.
+		alg := Algorithm(r.u16("attested.quote.pcrSelect.pcrSelections.hash"))
+		size := int(r.u8("attested.quote.pcrSelect.pcrSelections.sizeofSelect"))
 		if r.err == nil && size > maxSelectSize {
-			r.fail(f+".sizeofSelect", fmt.Errorf("%d bytes exceed the maximum of %d", size, maxSelectSize))
+			r.fail(fmt.Sprintf("attested.quote.pcrSelect.pcrSelections[%d].sizeofSelect", i), fmt.Errorf("%d bytes exceed the maximum of %d", size, maxSelectSize))
 		}
-		bitmap := r.bytes(f+".pcrSelect", size)
+		bitmap := r.bytes("attested.quote.pcrSelect.pcrSelections.pcrSelect", size)
 		if r.err != nil {
 			return nil
 		}

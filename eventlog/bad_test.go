@@ -84,7 +84,7 @@ func TestParseBadInput(t *testing.T) {
 		{"too many digests", append(agileHeader(sha256Only), agileEvent(7, EV_SEPARATOR, sep, sha256Of(sep), sha256Of(sep))...), 1, 65, "has 2 digests, expected 1 to the 1 algorithms"},
 		{"no algorithms", agileHeader(), 0, 0, "numberOfAlgorithms is 0"},
 		{"wrong digest size", agileHeader(AlgorithmSize{SHA256, 20}), 0, 0, "digest size of sha256 is 20, expected 32"},
-		{"only unknown algorithms", agileHeader(AlgorithmSize{0x0099, 24}), 0, 0, "no hash algorithm this parser knows"},
+		{"only unknown algorithms", agileHeader(AlgorithmSize{0x0099, 24}), 0, 0, "no hash algorithm this parser supports"},
 		{"trailing garbage", append(append([]byte(nil), good...), 1, 2, 3), 2, 119, "truncated event header"},
 	}
 	for _, tt := range tests {

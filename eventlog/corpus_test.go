@@ -123,7 +123,7 @@ var corpusVerdicts = map[string]verdict{
 	},
 }
 
-// loadTruth reads a truth file and drops the PCRs the manifest says to
+// loadTruth reads a truth file and drops the PCRs the manifest lists as
 // ignore (PCR 10, extended by IMA, for firmware logs).
 func loadTruth(t testing.TB, path string, ignored []int) PCRValues {
 	t.Helper()

@@ -20,7 +20,7 @@ type EventData interface {
 
 // Opaque is event data this package does not decode: an event type it
 // does not know, or data that does not match its type's structure. Reason
-// says which; it is empty for types that are never decoded.
+// gives the cause, and is empty for types that are never decoded.
 type Opaque struct {
 	Reason string `json:"reason,omitempty"`
 }
@@ -146,6 +146,16 @@ func (*HandoffTables) Kind() string   { return "handoff_tables" }
 func (*GPT) Kind() string             { return "gpt" }
 func (*ImageLoad) Kind() string       { return "image_load" }
 
+// HexBytes is a byte string that encodes as hex in JSON and text.
+type HexBytes []byte
+
+// MarshalText encodes the bytes as lowercase hex.
+func (b HexBytes) MarshalText() ([]byte, error) {
+	out := make([]byte, hex.EncodedLen(len(b)))
+	hex.Encode(out, b)
+	return out, nil
+}
+
 // GUID is an EFI_GUID in its in-memory byte order (the first three fields
 // little-endian).
 type GUID [16]byte
@@ -188,9 +198,75 @@ func ParseGUID(s string) (GUID, error) {
 	return g, nil
 }
 
+// slab hands out pointers into one preallocated array, so decoding a log
+// allocates once per type rather than once per event. Past its capacity
+// it falls back to new.
+type slab[T any] struct{ items []T }
+
+func (s *slab[T]) put(v T) *T {
+	if len(s.items) < cap(s.items) {
+		s.items = append(s.items, v)
+		return &s.items[len(s.items)-1]
+	}
+	p := new(T)
+	*p = v
+	return p
+}
+
+func (s *slab[T]) reserve(n int) { s.items = make([]T, 0, n) }
+
+// decoder holds the slabs for the most frequent event data types.
+type decoder struct {
+	opaque     slab[Opaque]
+	separators slab[Separator]
+	actions    slab[Action]
+	ipls       slab[IPL]
+	variables  slab[EFIVariable]
+	images     slab[ImageLoad]
+	blobs      slab[FirmwareBlob]
+}
+
+// newDecoder sizes the slabs for the events' types.
+func newDecoder(events []Event) *decoder {
+	var seps, actions, ipls, vars, images, blobs, other int
+	for i := range events {
+		switch events[i].Type {
+		case EV_SEPARATOR:
+			seps++
+		case EV_ACTION, EV_EFI_ACTION:
+			actions++
+		case EV_IPL:
+			ipls++
+		case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
+			vars++
+		case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
+			images++
+		case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_POST_CODE:
+			blobs++
+		default:
+			other++
+		}
+	}
+	dc := &decoder{}
+	dc.opaque.reserve(other)
+	dc.separators.reserve(seps)
+	dc.actions.reserve(actions)
+	dc.ipls.reserve(ipls)
+	dc.variables.reserve(vars)
+	dc.images.reserve(images)
+	dc.blobs.reserve(blobs)
+	return dc
+}
+
+// decode returns the typed view of an event's data with its own decoder.
+func decode(e *Event) EventData {
+	var dc decoder
+	return dc.decode(e)
+}
+
 // decode returns the typed view of an event's data. It never fails: data
 // that does not fit its type's structure becomes an *Opaque with a reason.
-func decode(e *Event) EventData {
+func (dc *decoder) decode(e *Event) EventData {
 	d := e.Data
 	switch e.Type {
 	case EV_NO_ACTION:
@@ -200,16 +276,16 @@ func decode(e *Event) EventData {
 			return &Opaque{Reason: fmt.Sprintf("separator data is %d bytes, expected 4", len(d))}
 		}
 		v := binary.LittleEndian.Uint32(d)
-		return &Separator{Value: v, Error: v != 0}
+		return dc.separators.put(Separator{Value: v, Error: v != 0})
 	case EV_ACTION, EV_EFI_ACTION:
-		return &Action{Text: asciiString(d)}
+		return dc.actions.put(Action{Text: asciiString(d)})
 	case EV_IPL:
-		return decodeIPL(d)
+		return dc.decodeIPL(d)
 	case EV_S_CRTM_VERSION:
 		return decodeSCRTMVersion(d)
 	case EV_POST_CODE, EV_S_CRTM_CONTENTS:
 		if len(d) == 16 && !isPrintable(d) {
-			return &FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])}
+			return dc.blobs.put(FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])})
 		}
 		return &Text{Text: asciiString(d)}
 	case EV_COMPACT_HASH, EV_OMIT_BOOT_DEVICE_EVENTS:
@@ -223,14 +299,14 @@ func decode(e *Event) EventData {
 			if len(d) != 16 {
 				return &Opaque{Reason: fmt.Sprintf("firmware blob data is %d bytes, expected 16", len(d))}
 			}
-			return &FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])}
+			return dc.blobs.put(FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])})
 		}
 	case EV_EFI_PLATFORM_FIRMWARE_BLOB2:
 		if len(d) < 1 || len(d) != 1+int(d[0])+16 {
 			return &Opaque{Reason: fmt.Sprintf("firmware blob data is %d bytes, which does not fit UEFI_PLATFORM_FIRMWARE_BLOB2", len(d))}
 		}
 		n := int(d[0])
-		return &FirmwareBlob{Description: asciiString(d[1 : 1+n]), Base: binary.LittleEndian.Uint64(d[1+n:]), Length: binary.LittleEndian.Uint64(d[9+n:])}
+		return dc.blobs.put(FirmwareBlob{Description: asciiString(d[1 : 1+n]), Base: binary.LittleEndian.Uint64(d[1+n:]), Length: binary.LittleEndian.Uint64(d[9+n:])})
 	case EV_EFI_HANDOFF_TABLES:
 		return decodeHandoff(d, false)
 	case EV_EFI_HANDOFF_TABLES2:
@@ -238,16 +314,17 @@ func decode(e *Event) EventData {
 	case EV_EFI_GPT_EVENT, EV_EFI_GPT_EVENT2:
 		return decodeGPT(d)
 	case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
-		return decodeImageLoad(d)
+		return dc.decodeImageLoad(d)
 	case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
 		v, err := parseVariable(d)
 		if err != nil {
 			return &Opaque{Reason: err.Error()}
 		}
-		v.interpret(e.Type)
-		return v
+		p := dc.variables.put(v)
+		p.interpret(e.Type)
+		return p
 	}
-	return &Opaque{}
+	return dc.opaque.put(Opaque{})
 }
 
 func decodeNoAction(e *Event) EventData {
@@ -274,7 +351,7 @@ func decodeNoAction(e *Event) EventData {
 	return &NoAction{}
 }
 
-func decodeIPL(d []byte) EventData {
+func (dc *decoder) decodeIPL(d []byte) EventData {
 	// systemd-boot has logged UTF-16 strings followed by one stray NUL
 	// byte, so an odd length ending in 0 is read without that byte.
 	u := d
@@ -283,10 +360,10 @@ func decodeIPL(d []byte) EventData {
 	}
 	if isUTF16(u) {
 		s, nul := utf16String(u)
-		return &IPL{Text: s, UTF16: true, TrailingNUL: nul || len(u) < len(d)}
+		return dc.ipls.put(IPL{Text: s, UTF16: true, TrailingNUL: nul || len(u) < len(d)})
 	}
 	nul := len(d) > 0 && d[len(d)-1] == 0
-	return &IPL{Text: asciiString(d), TrailingNUL: nul}
+	return dc.ipls.put(IPL{Text: asciiString(d), TrailingNUL: nul})
 }
 
 func decodeSCRTMVersion(d []byte) EventData {
@@ -361,7 +438,7 @@ func decodeGPT(d []byte) EventData {
 	return g
 }
 
-func decodeImageLoad(d []byte) EventData {
+func (dc *decoder) decodeImageLoad(d []byte) EventData {
 	if len(d) < 32 {
 		return &Opaque{Reason: fmt.Sprintf("image load event data is %d bytes, shorter than the 32-byte UEFI_IMAGE_LOAD_EVENT header", len(d))}
 	}
@@ -369,12 +446,12 @@ func decodeImageLoad(d []byte) EventData {
 	if n > uint64(len(d)-32) {
 		return &Opaque{Reason: fmt.Sprintf("device path length %d runs past the %d-byte event data", n, len(d))}
 	}
-	return &ImageLoad{
+	return dc.images.put(ImageLoad{
 		LocationInMemory: binary.LittleEndian.Uint64(d),
 		LengthInMemory:   binary.LittleEndian.Uint64(d[8:]),
 		LinkTimeAddress:  binary.LittleEndian.Uint64(d[16:]),
 		DevicePath:       DevicePath(d[32 : 32+n : 32+n]),
-	}
+	})
 }
 
 // asciiString returns d without trailing NULs, with bytes that are not

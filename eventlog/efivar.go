@@ -26,13 +26,14 @@ var (
 
 // EFIVariable is the UEFI_VARIABLE_DATA of EV_EFI_VARIABLE_DRIVER_CONFIG,
 // EV_EFI_VARIABLE_BOOT(2) and EV_EFI_VARIABLE_AUTHORITY events, with the
-// variable's value decoded where its name says what it holds. At most one
-// of the value fields is set; ValueError says why a known variable's value
-// did not decode. Certificates are left as DER bytes and never parsed here.
+// variable's value decoded when its name identifies the value's type. At
+// most one of the value fields is set. ValueError gives the reason a known
+// variable's value did not decode. Certificates are left as DER bytes and
+// never parsed here.
 type EFIVariable struct {
-	VendorGUID GUID   `json:"vendor_guid"`
-	Name       string `json:"name"`
-	Data       []byte `json:"data"`
+	VendorGUID GUID     `json:"vendor_guid"`
+	Name       string   `json:"name"`
+	Data       HexBytes `json:"data"`
 
 	// Enabled is set for one-byte boolean variables: SecureBoot,
 	// SetupMode, AuditMode, DeployedMode and shim's MokListTrusted.
@@ -66,10 +67,10 @@ type SignatureList struct {
 }
 
 // SignatureData is an EFI_SIGNATURE_DATA: an owner GUID and a certificate
-// or digest, as the list's type says.
+// or digest, as the list's type specifies.
 type SignatureData struct {
-	Owner GUID   `json:"owner"`
-	Data  []byte `json:"data"`
+	Owner GUID     `json:"owner"`
+	Data  HexBytes `json:"data"`
 	// X509 is a cheap structural hint that Data starts like a DER
 	// SEQUENCE; the certificate is not parsed.
 	X509 bool `json:"x509"`
@@ -80,7 +81,7 @@ type LoadOption struct {
 	Attributes   uint32     `json:"attributes"`
 	Description  string     `json:"description"`
 	DevicePath   DevicePath `json:"device_path"`
-	OptionalData []byte     `json:"optional_data,omitempty"`
+	OptionalData HexBytes   `json:"optional_data,omitempty"`
 }
 
 func (*EFIVariable) Kind() string { return "efi_variable" }
@@ -92,21 +93,21 @@ func (v *EFIVariable) IsSecureBootEnabled() bool {
 }
 
 // parseVariable decodes UEFI_VARIABLE_DATA.
-func parseVariable(d []byte) (*EFIVariable, error) {
+func parseVariable(d []byte) (EFIVariable, error) {
 	if len(d) < 32 {
-		return nil, fmt.Errorf("UEFI_VARIABLE_DATA is %d bytes, shorter than its 32-byte header", len(d))
+		return EFIVariable{}, fmt.Errorf("UEFI_VARIABLE_DATA is %d bytes, shorter than its 32-byte header", len(d))
 	}
 	nameLen := binary.LittleEndian.Uint64(d[16:])
 	dataLen := binary.LittleEndian.Uint64(d[24:])
 	rest := uint64(len(d) - 32)
 	if nameLen > rest/2 || dataLen > rest-2*nameLen {
-		return nil, fmt.Errorf("UEFI_VARIABLE_DATA name length %d and data length %d run past the %d-byte event data", nameLen, dataLen, len(d))
+		return EFIVariable{}, fmt.Errorf("UEFI_VARIABLE_DATA name length %d and data length %d run past the %d-byte event data", nameLen, dataLen, len(d))
 	}
 	trailing := uint64(len(d)) - 32 - 2*nameLen - dataLen
 	if trailing > maxVariableTrailing {
-		return nil, fmt.Errorf("UEFI_VARIABLE_DATA of %d bytes has %d bytes after its variable data", len(d), trailing)
+		return EFIVariable{}, fmt.Errorf("UEFI_VARIABLE_DATA of %d bytes has %d bytes after its variable data", len(d), trailing)
 	}
-	v := &EFIVariable{TrailingBytes: int(trailing)}
+	v := EFIVariable{TrailingBytes: int(trailing)}
 	copy(v.VendorGUID[:], d[:16])
 	v.Name, _ = utf16String(d[32 : 32+2*nameLen])
 	start := 32 + 2*nameLen

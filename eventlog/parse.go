@@ -5,9 +5,9 @@
 // Everything in a Log is untrusted: the log is written by the firmware and
 // the operating system and travels next to the quote. An event proves
 // nothing until Verify shows that the log replays to PCR values that a
-// verified quote covers, and Verify reports event data that does not hash
+// verified quote covers. Verify also reports event data that does not hash
 // to the event's digest, because such data can show one thing while the
-// PCR holds another.
+// PCR contains another.
 //
 // Both formats are read: the TPM 1.2 format of SHA-1 TCG_PCClientPCREvent
 // records, and the crypto-agile format (TCG_PCR_EVENT2) announced by a
@@ -119,7 +119,7 @@ type SpecIDEvent struct {
 	// Algorithms lists every algorithm with the digest size the header
 	// gives, unknown algorithms included.
 	Algorithms []AlgorithmSize `json:"algorithms"`
-	VendorInfo []byte          `json:"vendor_info,omitempty"`
+	VendorInfo HexBytes        `json:"vendor_info,omitempty"`
 }
 
 // AlgorithmSize is one entry of the Spec ID event's digest size list.
@@ -154,10 +154,10 @@ const (
 )
 
 // Parse parses a binary event log in either format. A log must contain at
-// least one event and, when crypto-agile, at least one bank this package
-// knows. Bytes after the last event are accepted only when they are all
-// 0x00 or all 0xFF, the unused space of a fixed-size log area (TDX CCEL
-// tables are padded with 0xFF).
+// least one event and, when crypto-agile, list at least one algorithm this
+// package supports. Bytes after the last event are accepted only when they
+// are all 0x00 or all 0xFF, the unused space of a fixed-size log area (TDX
+// CCEL tables are padded with 0xFF).
 //
 // Parse checks structure only. It never hashes anything: Replay and Verify
 // do.
@@ -187,7 +187,7 @@ func Parse(raw []byte) (*Log, error) {
 			}
 		}
 		if len(log.Banks) == 0 {
-			return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: Spec ID event lists no hash algorithm this parser knows (%v): the log has no bank to replay", ErrMalformed, spec.Algorithms)}
+			return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: Spec ID event lists no hash algorithm this parser supports (%v): the log has no bank to replay", ErrMalformed, spec.Algorithms)}
 		}
 		p.algs = spec.Algorithms
 		p.known = log.Banks
@@ -221,9 +221,10 @@ func Parse(raw []byte) (*Log, error) {
 	}
 
 	p.digestStart = append(p.digestStart, int32(len(p.digests)))
+	dc := newDecoder(p.events)
 	for i := range p.events {
 		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
-		p.events[i].Decoded = decode(&p.events[i])
+		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
 	log.Events = p.events
 	return log, nil

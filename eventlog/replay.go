@@ -41,9 +41,9 @@ func resetValue(i int) byte {
 // left out). It follows the PC Client Platform Firmware Profile:
 //
 //   - PCRs start at their reset values: zero, or all ones for 17 to 22;
-//   - a StartupLocality EV_NO_ACTION event sets PCR 0's last byte to the
-//     locality, and an EV_EFI_HCRTM_EVENT, when no StartupLocality event
-//     says otherwise, starts PCR 0 at locality 4;
+//   - a StartupLocality EV_NO_ACTION event for PCR 0 sets PCR 0's last
+//     byte to the locality, and an EV_EFI_HCRTM_EVENT, when no StartupLocality event
+//     sets the locality, starts PCR 0 at locality 4;
 //   - EV_NO_ACTION events are never extended, whatever their PCR index;
 //   - every other event extends its digest into its PCR, and an index
 //     outside 0 to 23 is an error wrapping ErrBadPCRIndex.
@@ -117,7 +117,7 @@ func startLocality(log *Log) (locality byte, ok, hcrtm bool) {
 		e := &log.Events[i]
 		switch e.Type {
 		case EV_NO_ACTION:
-			if l, isLoc := e.Decoded.(*StartupLocality); isLoc && !ok {
+			if l, isLoc := e.Decoded.(*StartupLocality); isLoc && !ok && e.PCR == 0 {
 				locality, ok = l.Locality, true
 			}
 		case EV_EFI_HCRTM_EVENT:

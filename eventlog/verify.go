@@ -107,9 +107,9 @@ type BankResult struct {
 type PCRResult struct {
 	Index int `json:"index"`
 	// Replayed is nil when the bank cannot be replayed from the log.
-	Replayed []byte `json:"replayed"`
-	Quoted   []byte `json:"quoted"`
-	Match    bool   `json:"match"`
+	Replayed HexBytes `json:"replayed"`
+	Quoted   HexBytes `json:"quoted"`
+	Match    bool     `json:"match"`
 	// Events lists the numbers of the events that extended this PCR, set
 	// for a mismatch so the caller can show what fed it.
 	Events []int `json:"events,omitempty"`

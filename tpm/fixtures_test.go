@@ -37,7 +37,7 @@ func TestGenerateAttestFixtures(t *testing.T) {
 	for _, pcr := range []int{0, 7, 16} {
 		digests := map[attest.Algorithm][]byte{}
 		for _, b := range banks {
-			h := b.Hash.Hash().New()
+			h := attest.HashFunc(b.Hash).New()
 			h.Write([]byte{byte(pcr)})
 			digests[b.Hash] = h.Sum(nil)
 		}

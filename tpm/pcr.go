@@ -90,11 +90,11 @@ func (t *TPM) readPCRs(sel attest.Selection) (attest.PCRValues, uint32, error) {
 				return nil, 0, fmt.Errorf("reading %s PCRs %s: the TPM returned %d digests for %d PCRs (is the bank active?)", bank.Hash, attest.FormatPCRList(pending), len(rsp.PCRValues.Digests), len(got))
 			}
 			for i, p := range got {
-				out.Set(bank.Hash, p, rsp.PCRValues.Digests[i].Buffer)
+				attest.SetPCR(out, bank.Hash, p, rsp.PCRValues.Digests[i].Buffer)
 			}
 			var rest []int
 			for _, p := range pending {
-				if _, ok := out.Get(bank.Hash, p); !ok {
+				if _, ok := attest.GetPCR(out, bank.Hash, p); !ok {
 					rest = append(rest, p)
 				}
 			}

@@ -96,7 +96,7 @@ func roundTrip(t *testing.T, tp *TPM, akType, ekType KeyType) {
 	}
 	digests := map[attest.Algorithm][]byte{}
 	for _, b := range banks {
-		h := b.Hash.Hash().New()
+		h := attest.HashFunc(b.Hash).New()
 		h.Write([]byte("vouch round trip"))
 		digests[b.Hash] = h.Sum(nil)
 	}

@@ -16,7 +16,7 @@ import (
 // ErrPolicyMismatch is returned by Unseal when the TPM refuses the policy:
 // the PCRs no longer hold the values the secret was sealed to, or the
 // signed policy does not authorize them.
-var ErrPolicyMismatch = errors.New("the TPM refused the unseal policy: the PCR values differ from the sealed (or authorized) ones")
+var ErrPolicyMismatch = errors.New("unseal policy rejected by the TPM: the PCR values differ from the sealed or approved ones")
 
 // maxSealSize is the largest secret a sealed data object holds
 // (MAX_SYM_DATA on common TPMs).
@@ -52,7 +52,7 @@ func PCRPolicyDigest(sel attest.Selection, values attest.PCRValues) ([]byte, err
 	pcrHash := sha256.New()
 	for _, b := range sel {
 		for _, i := range b.PCRs {
-			d, ok := values.Get(b.Hash, i)
+			d, ok := attest.GetPCR(values, b.Hash, i)
 			if !ok {
 				return nil, fmt.Errorf("PCR policy: no value for %s PCR %d", b.Hash, i)
 			}
@@ -221,8 +221,11 @@ func (t *TPM) unseal(s *Sealed, satisfy func(tpm2.Session) error) (secret []byte
 	return out.OutData.Buffer, nil
 }
 
+// isPolicyFailure reports whether err is a TPM response code of a policy
+// check that did not hold. TPM_RC_POLICY is what TPM2_PolicyNV returns when
+// its comparison fails.
 func isPolicyFailure(err error) bool {
-	return errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || errors.Is(err, tpm2.TPMRCSignature)
+	return errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCValue) || errors.Is(err, tpm2.TPMRCSignature) || errors.Is(err, tpm2.TPMRCPolicy)
 }
 
 // sealedFile is the JSON form of a Sealed.

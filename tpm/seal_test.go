@@ -2,6 +2,9 @@ package tpm
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"testing"
 
@@ -32,11 +35,11 @@ func TestSimulatorSealUnseal(t *testing.T) {
 	}
 	next := make([]byte, 32)
 	next[31] = 7
-	h := attest.AlgSHA256.Hash().New()
+	h := attest.HashFunc(attest.AlgSHA256).New()
 	h.Write(values[attest.AlgSHA256][16])
 	h.Write(next)
 	predicted := clonePCRValues(values)
-	predicted.Set(attest.AlgSHA256, 16, h.Sum(nil))
+	attest.SetPCR(predicted, attest.AlgSHA256, 16, h.Sum(nil))
 	future, err := tp.SealToValues(secret, attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{16}}}, predicted)
 	if err != nil {
 		t.Fatalf("SealToValues: %v", err)
@@ -63,7 +66,7 @@ func clonePCRValues(v attest.PCRValues) attest.PCRValues {
 	out := attest.PCRValues{}
 	for alg, bank := range v {
 		for i, d := range bank {
-			out.Set(alg, i, bytes.Clone(d))
+			attest.SetPCR(out, alg, i, bytes.Clone(d))
 		}
 	}
 	return out
@@ -103,6 +106,86 @@ func TestSimulatorFlushOnErrors(t *testing.T) {
 	sealed.Private[len(sealed.Private)-1] ^= 0xff
 	if _, err := tp.Unseal(sealed); err == nil {
 		t.Error("Unseal of a damaged blob succeeded")
+	}
+	assertNoTransientHandles(t, tp)
+}
+
+func TestSimulatorSealAuthorized(t *testing.T) {
+	tp := openTestSimulator(t)
+	signer, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authPub, err := AuthorizingKeyPublic(signer.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyRef := []byte("vouch-totp")
+	secret := []byte("totp seed")
+	sealed, err := tp.SealAuthorized(secret, authPub, policyRef)
+	if err != nil {
+		t.Fatalf("SealAuthorized: %v", err)
+	}
+	blob, err := sealed.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealed, err = UnmarshalSealed(blob); err != nil {
+		t.Fatalf("UnmarshalSealed: %v", err)
+	}
+
+	sel := attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{7, 16}}}
+	current, err := tp.ReadPCRs(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval, err := ApprovePCRPolicy(signer, sel, current, policyRef)
+	if err != nil {
+		t.Fatalf("ApprovePCRPolicy: %v", err)
+	}
+	got, err := tp.UnsealAuthorized(sealed, approval)
+	if err != nil {
+		t.Fatalf("UnsealAuthorized: %v", err)
+	}
+	if !bytes.Equal(got, secret) {
+		t.Fatalf("unsealed %q, want %q", got, secret)
+	}
+	assertNoTransientHandles(t, tp)
+
+	// An OS update changes PCR 16: the old approval no longer opens the
+	// blob, a new approval of the new values does.
+	update := make([]byte, 32)
+	update[0] = 0x42
+	if err := tp.ExtendPCR(16, map[attest.Algorithm][]byte{attest.AlgSHA256: update}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.UnsealAuthorized(sealed, approval); !errors.Is(err, ErrPolicyMismatch) {
+		t.Fatalf("UnsealAuthorized with a stale approval: got %v, want ErrPolicyMismatch", err)
+	}
+	assertNoTransientHandles(t, tp)
+	updated, err := tp.ReadPCRs(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval2, err := ApprovePCRPolicy(signer, sel, updated, policyRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.UnsealAuthorized(sealed, approval2); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("UnsealAuthorized with the new approval: %q, %v", got, err)
+	}
+
+	// An approval signed by another key is refused.
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := ApprovePCRPolicy(other, sel, updated, policyRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.UnsealAuthorized(sealed, forged); !errors.Is(err, ErrPolicyMismatch) {
+		t.Fatalf("UnsealAuthorized with another key's approval: got %v, want ErrPolicyMismatch", err)
 	}
 	assertNoTransientHandles(t, tp)
 }

@@ -81,7 +81,7 @@ Exit status: 0 verified, 1 did not verify, 2 usage error, 3 unreadable input.`,
 			}
 			akPub := ev.AKPublic
 			if akPath != "" {
-				if akPub, err = os.ReadFile(akPath); err != nil {
+				if akPub, err = readAKPublic(akPath); err != nil {
 					return withExitCode(exitUnreadable, err)
 				}
 			} else {
@@ -141,10 +141,29 @@ Exit status: 0 verified, 1 did not verify, 2 usage error, 3 unreadable input.`,
 	}
 	cmd.Flags().StringVar(&in, "in", "", "quote file (JSON from 'vouch tpm quote -o json')")
 	cmd.Flags().StringVar(&nonceHex, "nonce", "", "the nonce you issued, in hex")
-	cmd.Flags().StringVar(&akPath, "ak", "", "the enrolled AK public area (TPMT_PUBLIC, binary)")
+	cmd.Flags().StringVar(&akPath, "ak", "", "the enrolled AK: its public area (TPMT_PUBLIC, binary) or the AK file of 'vouch tpm quote --ak'")
 	cmd.Flags().BoolVar(&allowSHA1, "insecure-allow-sha1", false, "accept quotes signed with a SHA-1 digest")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// readAKPublic reads an AK public area: a binary TPMT_PUBLIC, or the
+// "public" field of an AK file written by 'vouch tpm quote --ak'.
+func readAKPublic(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Public []byte `json:"public"`
+	}
+	if json.Valid(b) {
+		if err := json.Unmarshal(b, &f); err != nil || len(f.Public) == 0 {
+			return nil, fmt.Errorf("%s: a JSON file without an AK \"public\" field", path)
+		}
+		return f.Public, nil
+	}
+	return b, nil
 }
 
 func newVerifyEKCertCmd() *cobra.Command {

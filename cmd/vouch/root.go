@@ -43,9 +43,16 @@ func newRootCmd() *cobra.Command {
 	// Each subcommand tree lives in its own file of this package.
 	root.AddCommand(
 		newVersionCmd(),
+		newBundleCmd(),
+		newPolicyCmd(),
+		newSealCmd(),
+		newUnsealCmd(),
+		newTOTPCmd(),
 		newEventlogCmd(),
 		newTPMCmd(),
 		newAttestCmd(),
+		newIMACmd(),
+		newPredictCmd(),
 	)
 	return root
 }

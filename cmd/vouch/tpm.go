@@ -280,7 +280,7 @@ func loadOrCreateAK(t *tpm.TPM, path string, opts tpm.AKOptions) (*tpm.AK, error
 func printPCRs(w io.Writer, sel attest.Selection, pcrs attest.PCRValues) {
 	for _, b := range sel {
 		for _, i := range b.PCRs {
-			if d, ok := pcrs.Get(b.Hash, i); ok {
+			if d, ok := attest.GetPCR(pcrs, b.Hash, i); ok {
 				fmt.Fprintf(w, "%s PCR %2d: %x\n", b.Hash, i, d)
 			}
 		}

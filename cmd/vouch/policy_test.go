@@ -1,0 +1,210 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/eventlog"
+	"github.com/vouch-attest/vouch/tpm"
+)
+
+const corpusDir = "../../policy/testdata/ovmf-swtpm/"
+
+func TestPolicyCLILearnAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "golden")
+	learned := filepath.Join(dir, "learned.json")
+	bare := filepath.Join(dir, "golden-bundle.json")
+	signed := filepath.Join(dir, "golden-bundle.dsse.json")
+	sbms := corpusDir + "shim-sbms/"
+	sboff := corpusDir + "shim-sboff/"
+
+	steps := [][]string{
+		{"bundle", "keygen", "--out", key},
+		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--machine", "vm1", "--approve-by", "alice", "-o", learned},
+		{"bundle", "create", "--publisher", "lab", "--product", "golden", "--version", "1",
+			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z", "--components", learned, "-o", bare},
+		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
+	}
+	for _, args := range steps {
+		if out, code := runVouch(t, nil, args...); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", args, code, out)
+		}
+	}
+	check := func(log string, extra ...string) (string, int) {
+		args := append([]string{"policy", "check", log + "eventlog.bin", "--pcrs", log + "pcrs.json",
+			"--bundle", signed, "--trust", "lab=" + key + ".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned}, extra...)
+		return runVouch(t, nil, args...)
+	}
+
+	out, code := check(sbms, "--expect", "0-9,14")
+	if code != exitOK || !strings.Contains(out, "verdict   trusted") || !strings.Contains(out, "48 matched, 0 matched nothing") {
+		t.Errorf("check of the golden boot: exit %d:\n%s", code, out)
+	}
+
+	out, code = check(sboff)
+	if code != exitMismatch || !strings.Contains(out, "PCR 7, event 4, SecureBoot secure-boot-variable sha256 115aa827dbcc…: machine firmware values (revision 1) allows ccfc4bb32888…") {
+		t.Errorf("check of another boot: exit %d:\n%s", code, out)
+	}
+
+	out, code = check(sbms, "--expect", "10")
+	if code != exitMismatch || !strings.Contains(out, "PCR 10 not covered by the quote") {
+		t.Errorf("check expecting PCR 10: exit %d:\n%s", code, out)
+	}
+
+	// PCR values of another boot: the log does not replay to them.
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sboff+"pcrs.json", "--bundle", signed,
+		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z")
+	if code != exitMismatch || !strings.Contains(out, "does not reproduce the PCR values") {
+		t.Errorf("check against other PCRs: exit %d:\n%s", code, out)
+	}
+
+	// An expired bundle is rejected before judging.
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+		"--trust", "lab="+key+".pub", "--at", "2028-01-01T00:00:00Z")
+	if code != exitMismatch || !strings.Contains(out, "(expired)") {
+		t.Errorf("check with an expired bundle: exit %d:\n%s", code, out)
+	}
+
+	rules := filepath.Join(dir, "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"secure_boot": {}, "kernel_cmdline": {"allow": ["/vmlinuz console=ttyS0 panic=-1"]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = check(sbms, "--rules", rules, "--json")
+	if code != exitOK || !strings.Contains(out, `"rule": "secure_boot"`) || !strings.Contains(out, `"trusted": true`) {
+		t.Errorf("check with rules: exit %d:\n%s", code, out)
+	}
+
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin")
+	if code != exitUsage || !strings.Contains(out, "--pcrs") {
+		t.Errorf("check without PCR values: exit %d: %s", code, out)
+	}
+}
+
+func TestBundleCreateFromLog(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "lab")
+	bare := filepath.Join(dir, "b.json")
+	signed := filepath.Join(dir, "b.dsse.json")
+	learned := filepath.Join(dir, "learned.json")
+	sbms := corpusDir + "shim-sbms/"
+	steps := [][]string{
+		{"bundle", "keygen", "--alg", "ecdsa-p256", "--out", key},
+		{"bundle", "create", "--publisher", "lab", "--product", "golden", "--version", "2",
+			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z",
+			"--from-log", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "-o", bare},
+		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
+		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--approve-by", "bob", "-o", learned},
+	}
+	for _, args := range steps {
+		if out, code := runVouch(t, nil, args...); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", args, code, out)
+		}
+	}
+	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned)
+	if code != exitOK || !strings.Contains(out, "reference bundle golden-2, baseline golden revision 1") {
+		t.Errorf("check: exit %d:\n%s", code, out)
+	}
+
+	// Without the machine's firmware values only the operating system's
+	// events match: no boot application is listed.
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json", "--bundle", signed,
+		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z")
+	if code != exitMismatch || strings.Contains(out, "Authenticode") || !strings.Contains(out, "PCR 7, event 4, SecureBoot") {
+		t.Errorf("check without baseline: exit %d:\n%s", code, out)
+	}
+}
+
+// writeCorpusQuote extends a corpus log's events into the TPM simulator's
+// PCRs, quotes them and writes the quote file that 'vouch tpm quote -o
+// json' would write.
+func writeCorpusQuote(t *testing.T, logPath, out string, nonce []byte) {
+	t.Helper()
+	if !tpm.SimulatorAvailable {
+		t.Skip("this build has no TPM simulator (CGO_ENABLED=0)")
+	}
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := tpm.Open(tpm.Config{Transport: tpm.TransportSimulator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	for _, e := range log.Events {
+		if e.Type == eventlog.EV_NO_ACTION {
+			continue
+		}
+		digests := make(map[attest.Algorithm][]byte)
+		for _, d := range e.Digests {
+			digests[attest.Algorithm(d.Alg)] = d.Value
+		}
+		if err := tp.ExtendPCR(int(e.PCR), digests); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ak, err := tp.CreateAK(tpm.AKOptions{Type: tpm.ECC, Parent: tpm.ECC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := tp.SelectAllBanks([]int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, pcrs, err := tp.QuoteWithPCRs(ak, nonce, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(attest.QuoteEvidence{
+		AKPublic: ak.Public, Nonce: nonce, Selection: attest.SelectionJSON(sel),
+		Attest: q.Attest, Signature: q.Signature, PCRs: attest.PCRValuesJSON(pcrs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPolicyCheckWithQuote(t *testing.T) {
+	dir := t.TempDir()
+	sbms := corpusDir + "shim-sbms/"
+	quote := filepath.Join(dir, "quote.json")
+	writeCorpusQuote(t, sbms+"eventlog.bin", quote, []byte{1, 2, 3, 4})
+
+	learned := filepath.Join(dir, "learned.json")
+	if out, code := runVouch(t, nil, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--approve-by", "alice", "-o", learned); code != exitOK {
+		t.Fatalf("learn: exit %d: %s", code, out)
+	}
+	// The baseline alone covers the firmware PCRs; warn about the rest.
+	rules := filepath.Join(dir, "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"reference_values": "warn", "secure_boot": {}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
+		"--baseline", learned, "--rules", rules, "--expect", "0-9,14")
+	if code != exitOK || !strings.Contains(out, "quoted PCRs 0-9,14,") || !strings.Contains(out, "rule      secure_boot passed") {
+		t.Errorf("check with the quote: exit %d:\n%s", code, out)
+	}
+
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "05060708", "--baseline", learned)
+	if code != exitMismatch || !strings.Contains(out, "nonce") {
+		t.Errorf("check with another nonce: exit %d:\n%s", code, out)
+	}
+
+	out, code = runVouch(t, nil, "policy", "check", corpusDir+"shim-sboff/eventlog.bin", "--quote", quote, "--nonce", "01020304", "--baseline", learned)
+	if code != exitMismatch || !strings.Contains(out, "does not reproduce the PCR values") {
+		t.Errorf("check of another log with the quote: exit %d:\n%s", code, out)
+	}
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vouch-attest/vouch/predict"
+)
+
+type predictFlags struct {
+	banks       []string
+	output      string
+	format      string
+	ovmfVars    string
+	efivars     string
+	grubConfigs []string
+	grubVars    []string
+	grubFiles   []string
+	bootDir     string
+	grubForm    string
+	grubCmds    []string
+	stubCmdline []string
+}
+
+func newPredictCmd() *cobra.Command {
+	var f predictFlags
+	cmd := &cobra.Command{
+		Use:   "predict [flags] ARTIFACT...",
+		Short: "Predict the digests a measured boot records, from packages and files",
+		Long: `Predict the event digests that UEFI firmware, shim, GRUB and systemd-stub
+extend into PCRs when they boot the given artifacts, in every bank.
+
+An ARTIFACT is a Debian package (.deb), a directory tree (an unpacked
+package, an ESP, /boot) or a single file: EFI applications (*.efi,
+*.efi.signed), kernels (vmlinuz*) and initrds (initrd.img*, initramfs*).
+
+With --grub-cfg, the GRUB configuration scripts are evaluated in order and
+the default entry is booted, predicting the PCR 8 command events and PCR 9
+file events. Kernels and initrds found among the artifacts are known to
+GRUB as /NAME and /boot/NAME; map other paths with --grub-file or
+--boot-dir.
+
+The output is a JSON prediction (see docs/predict.md) that
+"vouch bundle create" reads.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPredict(cmd, &f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.banks, "bank", []string{"sha1", "sha256", "sha384"}, "PCR banks to compute (sha1, sha256, sha384)")
+	fl.StringVarP(&f.output, "output", "o", "", "write the JSON prediction to this file instead of standard output")
+	fl.StringVar(&f.format, "format", "json", "output format: json, or text for a table")
+	fl.StringVar(&f.ovmfVars, "ovmf-vars", "", "predict PCR 7 Secure Boot variables from an EDK2/OVMF variable store file (OVMF_VARS.fd)")
+	fl.StringVar(&f.efivars, "efivars", "", "predict PCR 7 Secure Boot variables from an efivars directory (/sys/firmware/efi/efivars)")
+	fl.StringArrayVar(&f.grubConfigs, "grub-cfg", nil, "GRUB script to evaluate, in order (repeatable; e.g. the embedded config, then grub.cfg)")
+	fl.StringArrayVar(&f.grubVars, "grub-var", nil, "GRUB variable NAME=VALUE set before the scripts run, e.g. prefix=(hd0,gpt1)/EFI/debian (repeatable)")
+	fl.StringArrayVar(&f.grubFiles, "grub-file", nil, "map a GRUB path to a local file, GRUBPATH=LOCALPATH (repeatable)")
+	fl.StringVar(&f.bootDir, "boot-dir", "", "directory that GRUB paths are resolved under when not mapped with --grub-file")
+	fl.StringVar(&f.grubForm, "grub-form", "upstream", "GRUB measurement form: upstream (GRUB 2.04+, Debian, Ubuntu) or rhboot (RHEL/Fedora 2.02)")
+	fl.StringArrayVar(&f.grubCmds, "grub-command", nil, "predict one GRUB command string as GRUB measures it (repeatable)")
+	fl.StringArrayVar(&f.stubCmdline, "stub-cmdline", nil, "predict systemd-stub's PCR 12 measurement of this kernel command line (repeatable)")
+	return cmd
+}
+
+func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
+	var banks []predict.Bank
+	for _, s := range f.banks {
+		b, err := predict.ParseBank(s)
+		if err != nil {
+			return withExitCode(exitUsage, fmt.Errorf("--bank: %w", err))
+		}
+		banks = append(banks, b)
+	}
+	form, err := predict.ParseGrubForm(f.grubForm)
+	if err != nil {
+		return withExitCode(exitUsage, fmt.Errorf("--grub-form: %w", err))
+	}
+	if f.format != "json" && f.format != "text" {
+		return withExitCode(exitUsage, fmt.Errorf("--format %q: use json or text", f.format))
+	}
+	if len(args) == 0 && f.ovmfVars == "" && f.efivars == "" && len(f.grubConfigs) == 0 && len(f.grubCmds) == 0 && len(f.stubCmdline) == 0 {
+		return withExitCode(exitUsage, errors.New("nothing to predict: give a package, tree or file, or one of --ovmf-vars, --efivars, --grub-cfg, --grub-command, --stub-cmdline"))
+	}
+
+	p := predict.NewPredictor(banks...)
+	var vars predict.Variables
+	switch {
+	case f.ovmfVars != "" && f.efivars != "":
+		return withExitCode(exitUsage, errors.New("--ovmf-vars and --efivars both give the Secure Boot variables: use one"))
+	case f.ovmfVars != "":
+		data, err := os.ReadFile(f.ovmfVars)
+		if err != nil {
+			return withExitCode(exitUnreadable, fmt.Errorf("read variable store: %w", err))
+		}
+		if vars, err = predict.ParseOVMFVariables(data); err != nil {
+			return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", f.ovmfVars, err))
+		}
+		// The store holds the boot-services MOK variables that shim reads.
+		p.MokVariables = vars
+	case f.efivars != "":
+		if vars, err = predict.ReadEfivarsDir(f.efivars); err != nil {
+			return withExitCode(exitUnreadable, err)
+		}
+	}
+
+	for _, a := range args {
+		if err := p.AddPath(a); err != nil {
+			return withExitCode(exitUnreadable, err)
+		}
+	}
+	if vars != nil {
+		refs, err := predict.SecureBootReferences(vars, banks)
+		if err != nil {
+			return withExitCode(exitUnreadable, fmt.Errorf("secure boot variables: %w", err))
+		}
+		p.Add(refs...)
+	}
+	for _, c := range f.grubCmds {
+		ref, err := predict.GrubCommandReference(c, form, banks)
+		if err != nil {
+			return err
+		}
+		p.Add(ref)
+	}
+	for _, c := range f.stubCmdline {
+		ref, err := predict.StubCmdlineReference(c, banks)
+		if err != nil {
+			return err
+		}
+		p.Add(ref)
+	}
+	if len(f.grubConfigs) > 0 {
+		if err := simulateGrub(p, f, form); err != nil {
+			return err
+		}
+	}
+
+	out := cmd.OutOrStdout()
+	if f.output != "" {
+		file, err := os.Create(f.output)
+		if err != nil {
+			return withExitCode(exitUnavailable, fmt.Errorf("write prediction: %w", err))
+		}
+		defer file.Close()
+		out = file
+	}
+	if f.format == "text" {
+		return writePredictionTable(out, p.Prediction(), banks)
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p.Prediction())
+}
+
+func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) error {
+	files := &predict.GrubFileMap{Dir: f.bootDir, Files: map[string]string{}, Known: map[string]predict.Digests{}}
+	for _, a := range p.Artifacts() {
+		if a.Role == predict.RoleKernel || a.Role == predict.RoleInitrd {
+			base := path.Base(a.Path)
+			files.Known["/"+base] = a.FileDigests
+			files.Known["/boot/"+base] = a.FileDigests
+		}
+	}
+	for _, m := range f.grubFiles {
+		k, v, ok := strings.Cut(m, "=")
+		if !ok || k == "" || v == "" {
+			return withExitCode(exitUsage, fmt.Errorf("--grub-file %q: expected GRUBPATH=LOCALPATH", m))
+		}
+		files.Files[k] = v
+	}
+	sim := &predict.GrubSimulation{Files: files, Form: form, Banks: p.Banks(), Vars: map[string]string{}}
+	for _, v := range f.grubVars {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return withExitCode(exitUsage, fmt.Errorf("--grub-var %q: expected NAME=VALUE", v))
+		}
+		sim.Vars[k] = val
+	}
+	for _, c := range f.grubConfigs {
+		script, err := os.ReadFile(c)
+		if err != nil {
+			return withExitCode(exitUnreadable, fmt.Errorf("read GRUB script: %w", err))
+		}
+		if err := sim.Run(string(script)); err != nil {
+			return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", c, err))
+		}
+	}
+	if err := sim.Boot(); err != nil {
+		return withExitCode(exitUnreadable, err)
+	}
+	p.Add(sim.References()...)
+	return nil
+}
+
+func writePredictionTable(w io.Writer, pred *predict.Prediction, banks []predict.Bank) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := "PCR\tKIND\tCOMPONENT\tEVENT"
+	sort.SliceStable(banks, func(i, j int) bool { return banks[i] < banks[j] })
+	for _, b := range banks {
+		header += "\t" + strings.ToUpper(string(b))
+	}
+	fmt.Fprintln(tw, header)
+	for _, r := range pred.References {
+		event := strings.ReplaceAll(r.Event, "\n", `\n`)
+		if len(event) > 48 {
+			event = event[:45] + "..."
+		}
+		line := fmt.Sprintf("%d\t%s\t%s\t%s", r.PCR, r.Kind, r.Component, event)
+		for _, b := range banks {
+			line += "\t" + r.Digests[b].String()
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}

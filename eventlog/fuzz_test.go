@@ -1,0 +1,124 @@
+package eventlog
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// addCorpusSeeds adds the copied corpus logs of one format as fuzz seeds.
+func addCorpusSeeds(f *testing.F, format Format) {
+	dir := filepath.Join("testdata", "corpus")
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var man struct {
+		Records []corpusRecord `json:"records"`
+	}
+	if err := json.Unmarshal(b, &man); err != nil {
+		f.Fatal(err)
+	}
+	for _, r := range man.Records {
+		raw, err := os.ReadFile(filepath.Join(dir, r.Path))
+		if err != nil {
+			f.Fatal(err)
+		}
+		if len(raw) > 64<<10 {
+			continue // keep the seeds small so the fuzzer mutates quickly
+		}
+		if log, err := Parse(raw); err == nil && log.Format == format {
+			f.Add(raw)
+		}
+	}
+}
+
+// exerciseLog runs everything a caller may do with a parsed log and checks
+// invariants that hold for any input.
+func exerciseLog(t *testing.T, raw []byte) {
+	log, err := Parse(raw)
+	if err != nil {
+		var pe *ParseError
+		if !errors.As(err, &pe) || !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Parse error %v is not a *ParseError wrapping ErrMalformed", err)
+		}
+		if pe.Offset < 0 || pe.Offset > len(raw) {
+			t.Fatalf("error offset %d outside the %d-byte input", pe.Offset, len(raw))
+		}
+		return
+	}
+	prev := -1
+	for i, e := range log.Events {
+		if e.Number != i || e.Offset <= prev || e.Offset >= len(raw) {
+			t.Fatalf("event %d: number %d offset %d after offset %d", i, e.Number, e.Offset, prev)
+		}
+		prev = e.Offset
+		if e.Decoded == nil {
+			t.Fatalf("event %d has no decoded data", i)
+		}
+		_ = e.Decoded.Kind()
+		if il, ok := e.Decoded.(*ImageLoad); ok {
+			_ = il.DevicePath.String()
+		}
+		if v, ok := e.Decoded.(*EFIVariable); ok && v.LoadOption != nil {
+			_ = v.LoadOption.DevicePath.String()
+		}
+		if _, err := json.Marshal(e.Decoded); err != nil {
+			t.Fatalf("event %d: decoded data does not marshal: %v", i, err)
+		}
+	}
+	_ = Check(log)
+	values, err := Replay(log)
+	if err != nil {
+		if !errors.Is(err, ErrBadPCRIndex) {
+			t.Fatalf("Replay error %v is not ErrBadPCRIndex", err)
+		}
+		return
+	}
+	if len(values) == 0 {
+		return
+	}
+	res, err := Verify(log, values, VerifyOptions{Workarounds: Workarounds()})
+	if err != nil {
+		t.Fatalf("Verify against the log's own replay: %v", err)
+	}
+	if len(res.Workarounds) != 0 {
+		t.Fatalf("Verify against the log's own replay used %v", res.Workarounds)
+	}
+}
+
+func FuzzParseSHA1(f *testing.F) {
+	addCorpusSeeds(f, FormatSHA1)
+	f.Fuzz(exerciseLog)
+}
+
+func FuzzParseCryptoAgile(f *testing.F) {
+	addCorpusSeeds(f, FormatCryptoAgile)
+	f.Fuzz(exerciseLog)
+}
+
+func FuzzParseExpectedPCRs(f *testing.F) {
+	for _, name := range []string{"HIRS/TpmLog.bin.expected_pcrs.json", "go-attestation/ebs_event_missing_eventlog.expected_pcrs.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "corpus", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("  sha1:\n    0 : 0x0000000000000000000000000000000000000000\n  sha256:\n    7 : 0x3D458CFE55CC03EA1F443F1562BEEC8DF51C75E14A9FCF9A7234A13F198E7969\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := ParseExpectedPCRs(data)
+		if err != nil {
+			return
+		}
+		for alg, pcrs := range v {
+			for i, d := range pcrs {
+				if i < 0 || i > maxPCRIndex || (alg.Size() != 0 && len(d) != alg.Size()) {
+					t.Fatalf("accepted %s PCR %d of %d bytes", alg, i, len(d))
+				}
+			}
+		}
+	})
+}

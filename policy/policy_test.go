@@ -1,0 +1,520 @@
+package policy
+
+import (
+	"bytes"
+	"fmt"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vouch-attest/vouch/bundle"
+	"github.com/vouch-attest/vouch/eventlog"
+)
+
+var testTime = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+
+// osPCRs are the PCRs a distribution bundle covers in the corpus boots:
+// Learn leaves out what the firmware logged in them.
+var osPCRs = []int{4, 7, 8, 9, 14}
+
+func mustHex(t testing.TB, s string) bundle.Digest {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// signBundle signs components as a bundle of publisher "test" and returns
+// it verified, as a bundle.Loader would.
+func signBundle(t testing.TB, id string, comps []bundle.Component) *bundle.Verified {
+	t.Helper()
+	product, version, _ := strings.Cut(id, "-")
+	b := &bundle.Bundle{
+		Schema: bundle.SchemaV1, Publisher: "test", Product: product, Version: version,
+		NotBefore: testTime.AddDate(0, -1, 0), NotAfter: testTime.AddDate(1, 0, 0),
+		Components: comps,
+	}
+	env, err := bundle.NewEnvelope(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := bundle.GenerateKey(bundle.AlgEd25519, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Sign(key, nil); err != nil {
+		t.Fatal(err)
+	}
+	trust := bundle.NewTrustStore()
+	if err := trust.Add("test", key.Public()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := bundle.Verify(env, trust, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// approvedBaseline learns the firmware values of a corpus boot and
+// approves them.
+func approvedBaseline(t testing.TB, ev *Evidence) *Baseline {
+	t.Helper()
+	b, err := LearnBaseline("vm1", ev, nil, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Approve("admin", testTime, "enrollment"); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestFromVerifiedLog(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	if got := ev.Banks(); len(got) != 2 || got[0] != "sha256" || got[1] != "sha1" {
+		t.Errorf("banks = %v, want [sha256 sha1]", got)
+	}
+	if !ev.Quoted(4) || ev.Quoted(10) {
+		t.Errorf("quoted PCRs = %v, want 4 and not 10", ev.QuotedPCRs())
+	}
+	// 49 events, less the Spec ID event (EV_NO_ACTION).
+	if n := len(ev.Events()); n != 48 {
+		t.Errorf("events = %d, want 48", n)
+	}
+	for _, e := range ev.Events() {
+		if e.Type == "EV_NO_ACTION" {
+			t.Errorf("event %d: EV_NO_ACTION kept", e.Number)
+		}
+	}
+}
+
+func TestFromVerifiedLogRejectsMismatch(t *testing.T) {
+	raw, err := os.ReadFile("testdata/ovmf-swtpm/shim-sbms/eventlog.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Quoted PCR values from another boot (Secure Boot off).
+	data, err := os.ReadFile("testdata/ovmf-swtpm/shim-sboff/pcrs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcrs, err := eventlog.ParseExpectedPCRs(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eventlog.Verify(log, pcrs, eventlog.VerifyOptions{})
+	var mismatch *eventlog.MismatchError
+	if !errors.As(err, &mismatch) {
+		t.Fatalf("verify error = %v, want a mismatch", err)
+	}
+	if _, err := FromVerifiedLog(log, res); err == nil || !strings.Contains(err.Error(), "did not verify") {
+		t.Errorf("FromVerifiedLog error = %v, want a refusal", err)
+	}
+	if _, err := FromVerifiedLog(log, nil); err == nil {
+		t.Error("FromVerifiedLog accepted a missing result")
+	}
+}
+
+func TestFromVerifiedLogKeepsQuotedOnly(t *testing.T) {
+	raw, err := os.ReadFile("testdata/ovmf-swtpm/shim-sbms/eventlog.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("testdata/ovmf-swtpm/shim-sbms/pcrs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := eventlog.ParseExpectedPCRs(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A quote of the SHA-256 bank's PCRs 0 to 7 only.
+	quoted := eventlog.PCRValues{eventlog.SHA256: {}}
+	for i := 0; i <= 7; i++ {
+		quoted[eventlog.SHA256][i] = all[eventlog.SHA256][i]
+	}
+	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := FromVerifiedLog(log, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.Banks(); len(got) != 1 || got[0] != "sha256" {
+		t.Errorf("banks = %v, want [sha256]", got)
+	}
+	for _, e := range ev.Events() {
+		if e.PCR > 7 {
+			t.Errorf("event %d of unquoted PCR %d kept", e.Number, e.PCR)
+		}
+		if _, ok := e.Digests["sha1"]; ok {
+			t.Errorf("event %d keeps a digest of the unquoted sha1 bank", e.Number)
+		}
+	}
+	if ev.Quoted(8) {
+		t.Error("PCR 8 reported quoted")
+	}
+}
+
+// TestClassifyCorpusEvents checks the kind and name of each kind of event
+// in a real shim, GRUB and kernel boot.
+func TestClassifyCorpusEvents(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	byNumber := make(map[int]*Event)
+	for i := range ev.Events() {
+		byNumber[ev.Events()[i].Number] = &ev.Events()[i]
+	}
+	tests := []struct {
+		event int
+		kind  bundle.Kind
+		name  string
+	}{
+		{1, bundle.KindCRTMVersion, "s_crtm_version"},
+		{2, bundle.KindFirmwareBlob, "firmware blob 0x820000+0xe0000"},
+		{4, bundle.KindSecureBootVar, "SecureBoot"},
+		{8, bundle.KindSecureBootVar, "dbx"},
+		{9, bundle.KindSeparator, "separator"},
+		{11, bundle.KindBootVariable, "Boot0001"},
+		{14, bundle.KindAction, "Calling EFI Application from Boot Option"},
+		{22, bundle.KindAuthority, "db"},
+		{23, bundle.KindGPT, "efi_gpt_event"},
+		{24, bundle.KindBootApplication, "BOOTX64.EFI"},
+		{25, bundle.KindShimVariable, "MokList"},
+		{27, bundle.KindShimVariable, "SbatLevel"},
+		{29, bundle.KindAuthority, "MokListRT"},
+		{30, bundle.KindBootApplication, "grubx64.efi"},
+		{36, bundle.KindGRUBCommand, "grub_cmd: set timeout=0"},
+		{35, bundle.KindGRUBFile, "grub.cfg"},
+		{41, bundle.KindGRUBFile, "vmlinuz"},
+		{42, bundle.KindBootApplication, "vmlinuz"},
+		{44, bundle.KindKernelCmdline, "kernel_cmdline: /vmlinuz console=ttyS0 panic=-1"},
+		{46, bundle.KindGRUBFile, "initrd.img"},
+	}
+	for _, tt := range tests {
+		e, ok := byNumber[tt.event]
+		if !ok {
+			t.Errorf("event %d missing", tt.event)
+			continue
+		}
+		if got := Classify(e); got != tt.kind {
+			t.Errorf("event %d (%s PCR %d): kind = %s, want %s", tt.event, e.Type, e.PCR, got, tt.kind)
+		}
+		if got := ComponentName(e); got != tt.name {
+			t.Errorf("event %d: name = %q, want %q", tt.event, got, tt.name)
+		}
+	}
+}
+
+func TestCheckLearnedBootIsTrusted(t *testing.T) {
+	for _, name := range []string{"shim-sbms", "shim-sboff", "direct-sboff"} {
+		t.Run(name, func(t *testing.T) {
+			ev := loadCorpus(t, name)
+			p := &Policy{
+				Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(ev, osPCRs))},
+				Baseline: approvedBaseline(t, ev),
+			}
+			v, err := p.Check(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.Trusted || len(v.Unmatched) != 0 {
+				t.Fatalf("verdict not trusted: %v", v.Failures())
+			}
+			if v.Matched != len(ev.Events()) {
+				t.Errorf("matched %d of %d events", v.Matched, len(ev.Events()))
+			}
+		})
+	}
+}
+
+// TestCheckNamesChangedKernel replaces the kernel's reference digests, as
+// a bundle for another kernel build would, and expects the verdict to name
+// exactly the kernel's events.
+func TestCheckNamesChangedKernel(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	comps := Learn(ev, osPCRs)
+	other := mustHex(t, "9a"+strings.Repeat("11", 31))
+	replaced := 0
+	for i := range comps {
+		if comps[i].Name != "vmlinuz" {
+			continue
+		}
+		for j := range comps[i].Values {
+			comps[i].Values[j].Digests = map[bundle.Bank]bundle.Digest{"sha256": other}
+			replaced++
+		}
+	}
+	if replaced != 2 {
+		t.Fatalf("replaced %d kernel values, want 2 (PCR 4 Authenticode, PCR 9 file)", replaced)
+	}
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "debian-12.8", comps)},
+		Baseline: approvedBaseline(t, ev),
+	}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Fatal("verdict trusted with a changed kernel")
+	}
+	var got []int
+	for _, u := range v.Unmatched {
+		got = append(got, u.Event)
+		if u.Component != "vmlinuz" {
+			t.Errorf("event %d taken to be %q, want vmlinuz", u.Event, u.Component)
+		}
+		if len(u.Allowed) != 1 || !bytes.Equal(u.Allowed[0].Digest, other) || u.Allowed[0].Source != "bundle debian-12.8" {
+			t.Errorf("event %d: allowed = %+v, want the bundle's kernel digest", u.Event, u.Allowed)
+		}
+	}
+	if len(got) != 3 || got[0] != 41 || got[1] != 42 || got[2] != 43 {
+		t.Errorf("unmatched events = %v, want [41 42 43]", got)
+	}
+	want := "PCR 4, event 42, vmlinuz Authenticode sha256 61e79ca0acd7…: bundle debian-12.8 allows 9a1111111111…"
+	if s := v.Unmatched[1].String(); s != want {
+		t.Errorf("explanation =\n%s\nwant\n%s", s, want)
+	}
+	want = "PCR 9, event 41, vmlinuz file sha256 85667e6c7224…: bundle debian-12.8 allows 9a1111111111…"
+	if s := v.Unmatched[0].String(); s != want {
+		t.Errorf("explanation =\n%s\nwant\n%s", s, want)
+	}
+}
+
+func TestCheckWarnOnlyStaysTrusted(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	p := &Policy{Rules: Rules{ReferenceValues: Warn}}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Trusted || len(v.Unmatched) != len(ev.Events()) {
+		t.Errorf("trusted %v with %d unmatched, want trusted with all %d unmatched", v.Trusted, len(v.Unmatched), len(ev.Events()))
+	}
+	if f := v.Failures(); len(f) == 0 || !strings.HasPrefix(f[0], "warn: PCR ") {
+		t.Errorf("failures = %v", f)
+	}
+}
+
+func TestCheckUnapprovedBaselineIsUnused(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	b, err := LearnBaseline("vm1", ev, nil, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Policy{Bundles: []*bundle.Verified{signBundle(t, "golden-1", Learn(ev, osPCRs))}, Baseline: b}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Error("trusted with an unapproved baseline")
+	}
+	for _, u := range v.Unmatched {
+		if u.PCR == 8 || u.PCR == 9 || u.PCR == 14 || u.Type == "EV_EFI_BOOT_SERVICES_APPLICATION" {
+			t.Errorf("event %d (%s, PCR %d) unmatched, want only firmware events", u.Event, u.Type, u.PCR)
+		}
+	}
+	if len(v.Notes) != 1 || !strings.Contains(v.Notes[0], "await approval") {
+		t.Errorf("notes = %v", v.Notes)
+	}
+
+	// A firmware update: the next revision needs a new approval.
+	next, err := LearnBaseline("vm1", ev, b, testTime.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Revision != 2 || next.Approved() {
+		t.Errorf("next baseline revision %d approved %v, want 2 unapproved", next.Revision, next.Approved())
+	}
+	if err := next.Approve("", testTime, ""); err == nil {
+		t.Error("approval without a name accepted")
+	}
+}
+
+// TestCheckOtherFirmwareSettings judges a Secure Boot off boot against the
+// values of a Secure Boot on boot of the same firmware: the PCR 7 variables
+// and the shim chain differ.
+func TestCheckOtherFirmwareSettings(t *testing.T) {
+	golden := loadCorpus(t, "shim-sbms")
+	ev := loadCorpus(t, "shim-sboff")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(golden, osPCRs))},
+		Baseline: approvedBaseline(t, golden),
+	}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Fatal("Secure Boot off boot trusted against Secure Boot on values")
+	}
+	found := false
+	for _, u := range v.Unmatched {
+		if u.Component == "SecureBoot" {
+			found = true
+			if u.PCR != 7 || u.Kind != bundle.KindSecureBootVar {
+				t.Errorf("SecureBoot event: PCR %d kind %s", u.PCR, u.Kind)
+			}
+			if len(u.Allowed) != 1 || !strings.HasPrefix(u.Allowed[0].Source, "machine firmware values") {
+				t.Errorf("SecureBoot alternatives = %+v", u.Allowed)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("SecureBoot variable not reported; unmatched: %v", v.Failures())
+	}
+}
+
+func TestMatchSHA1OnlyNeedsSHA1OnlyEvidence(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	comps := Learn(ev, osPCRs)
+	for i := range comps {
+		for j := range comps[i].Values {
+			delete(comps[i].Values[j].Digests, "sha256")
+		}
+	}
+	p := &Policy{Bundles: []*bundle.Verified{signBundle(t, "sha1-1", comps)}, Rules: Rules{ReferenceValues: Warn}}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range v.Unmatched {
+		if u.PCR == 4 && u.Event == 30 {
+			return // grubx64.efi did not match on SHA-1 alone
+		}
+	}
+	t.Errorf("a SHA-1-only reference matched while SHA-256 was verified; unmatched: %v", v.Failures())
+}
+
+func TestCheckRejectsUnverifiedInputs(t *testing.T) {
+	p := &Policy{}
+	if _, err := p.Check(nil); err == nil {
+		t.Error("Check accepted nil evidence")
+	}
+	if _, err := p.Check(&Evidence{}); err == nil {
+		t.Error("Check accepted evidence not built by FromVerifiedLog")
+	}
+	p.Bundles = []*bundle.Verified{{}}
+	if _, err := p.Check(loadCorpus(t, "shim-sbms")); err == nil || !strings.Contains(err.Error(), "not verified") {
+		t.Errorf("Check with an unverified bundle: error = %v", err)
+	}
+}
+
+func TestLearnKeepsCommandText(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	for _, c := range Learn(ev, []int{8}) {
+		if c.Kind == bundle.KindKernelCmdline {
+			if got := c.Values[0].Data; got != "kernel_cmdline: /vmlinuz console=ttyS0 panic=-1" {
+				t.Errorf("kernel command line data = %q", got)
+			}
+			return
+		}
+	}
+	t.Error("no kernel command line learned")
+}
+
+func TestSourcesNote(t *testing.T) {
+	// The corpus copies must keep their source note.
+	if _, err := os.Stat(filepath.Join("testdata", "SOURCES.md")); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestCheckPCRLockComponent imports a systemd .pcrlock file and matches it
+// against the firmware's EV_EFI_ACTION event in a real boot.
+func TestCheckPCRLockComponent(t *testing.T) {
+	data, err := os.ReadFile("../bundle/testdata/350-action-efi-application.pcrlock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := bundle.ImportPCRLock("350-action-efi-application", data, bundle.KindAction)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := loadCorpus(t, "shim-sbms")
+	p := &Policy{Bundles: []*bundle.Verified{signBundle(t, "systemd-255", []bundle.Component{*c})}, Rules: Rules{ReferenceValues: Warn}}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Matched != 1 {
+		t.Fatalf("matched %d events, want 1 (event 14)", v.Matched)
+	}
+	for _, u := range v.Unmatched {
+		if u.Event == 14 {
+			t.Error("event 14 (Calling EFI Application from Boot Option) did not match")
+		}
+	}
+}
+
+func TestComponentNameFromHostileData(t *testing.T) {
+	long := strings.Repeat("A\x1b[31m", 100)
+	events := []Event{
+		{Number: 1, PCR: 7, Type: "EV_EFI_VARIABLE_DRIVER_CONFIG", Digests: map[bundle.Bank][]byte{"sha256": make([]byte, 32)}, Variable: &Variable{Name: long}},
+		{Number: 2, PCR: 8, Type: "EV_IPL", Digests: map[bundle.Bank][]byte{"sha256": make([]byte, 32)}, Text: " \n\t "},
+		{Number: 3, PCR: 4, Type: "EV_EFI_BOOT_SERVICES_APPLICATION", Digests: map[bundle.Bank][]byte{"sha256": make([]byte, 32)}, ImagePath: `\EFI\` + long},
+	}
+	ev := &Evidence{events: events, banks: []bundle.Bank{"sha256"}, quoted: map[int]bool{4: true, 7: true, 8: true}}
+	for i := range events {
+		name := ComponentName(&events[i])
+		if strings.ContainsAny(name, "\x1b\n\t") || len([]rune(name)) > maxLabel+1 || name == "" {
+			t.Errorf("event %d: name %q", events[i].Number, name)
+		}
+	}
+	if got := ComponentName(&events[1]); got != "ipl" {
+		t.Errorf("blank text: name = %q, want the event type", got)
+	}
+	for _, c := range Learn(ev, []int{4, 7, 8}) {
+		if err := c.Validate(); err != nil {
+			t.Errorf("learned component %q: %v", c.Name, err)
+		}
+	}
+}
+
+func TestFirmwareParts(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	parts := firmwareParts(ev)
+	var firmware, os []int
+	for i, e := range ev.Events() {
+		if parts[i] {
+			firmware = append(firmware, e.Number)
+		} else {
+			os = append(os, e.Number)
+		}
+	}
+	// Everything up to the GPT event precedes shim (event 24); events 47
+	// and 48 are the firmware's ExitBootServices actions in PCR 5.
+	want := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 47, 48}
+	if fmt.Sprint(firmware) != fmt.Sprint(want) {
+		t.Errorf("firmware events = %v, want %v", firmware, want)
+	}
+	// shim's SbatLevel (27) and the authority it logged for GRUB (29) are
+	// the operating system's.
+	for _, n := range []int{24, 27, 29, 30, 42} {
+		found := false
+		for _, o := range os {
+			found = found || o == n
+		}
+		if !found {
+			t.Errorf("event %d not counted as the operating system's: %v", n, os)
+		}
+	}
+}

@@ -1,0 +1,196 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vouch-attest/vouch/bundle"
+)
+
+// Policy is what a machine is judged against: signed bundles, the
+// machine's approved firmware values and local rules.
+type Policy struct {
+	// Bundles are verified reference-value bundles. Their values
+	// combine: an event matches when any bundle has its digest.
+	Bundles []*bundle.Verified
+	// Baseline holds the machine's firmware values. It is used only when
+	// an administrator approved it.
+	Baseline *Baseline
+	Rules    Rules
+}
+
+// Verdict is the outcome of [Policy.Check].
+type Verdict struct {
+	// Trusted is true when no enforced rule failed and, unless reference
+	// values are only warned about, every event matched a reference value.
+	Trusted bool `json:"trusted"`
+	// Banks are the verified banks events were compared in.
+	Banks []bundle.Bank `json:"banks"`
+	// Matched counts the events that matched a reference value.
+	Matched int `json:"matched"`
+	// Unmatched lists every event that matched no reference value.
+	Unmatched []Unmatched `json:"unmatched,omitempty"`
+	// UnmatchedAction is the action applied to unmatched events.
+	UnmatchedAction Action       `json:"unmatched_action"`
+	Rules           []RuleResult `json:"rules,omitempty"`
+	// BootAuthorities pairs each boot application with the certificate
+	// that authorized it, when Secure Boot logged one.
+	BootAuthorities []BootAuthority `json:"boot_authorities,omitempty"`
+	// Notes are remarks that change nothing, such as an unapproved
+	// firmware baseline.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Unmatched is an event that matched no reference value.
+type Unmatched struct {
+	Event int    `json:"event"`
+	PCR   int    `json:"pcr"`
+	Type  string `json:"type"`
+	// Kind and Component are what the event was taken to be.
+	Kind      bundle.Kind `json:"kind"`
+	Component string      `json:"component"`
+	// Bank and Digest are the event's digest in its strongest verified
+	// bank.
+	Bank   bundle.Bank   `json:"bank"`
+	Digest bundle.Digest `json:"digest"`
+	// Text is the event's measured text for GRUB commands and command
+	// lines, when the data matched its digest.
+	Text string `json:"text,omitempty"`
+	// Allowed lists what would have been accepted in its place.
+	Allowed []Alternative `json:"allowed,omitempty"`
+	// MoreAllowed counts alternatives left out of Allowed.
+	MoreAllowed int `json:"more_allowed,omitempty"`
+}
+
+// digestLabel names what an event kind's digest is a hash of.
+func digestLabel(k bundle.Kind) string {
+	switch k {
+	case bundle.KindBootApplication, bundle.KindDriver:
+		return "Authenticode"
+	case bundle.KindGRUBFile:
+		return "file"
+	}
+	return string(k)
+}
+
+// String explains the event on one line, as in
+// "PCR 4, event 37, grubx64.efi Authenticode sha256 3f…: bundle debian-12.8 allows 9a… or c4…".
+func (u *Unmatched) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "PCR %d, event %d, %s %s %s %s", u.PCR, u.Event, u.Component, digestLabel(u.Kind), u.Bank, shortHex(u.Digest))
+	if u.Text != "" && u.Text != u.Component {
+		fmt.Fprintf(&b, " (%q)", u.Text)
+	}
+	b.WriteString(": ")
+	if len(u.Allowed) == 0 {
+		fmt.Fprintf(&b, "no reference value for %s in PCR %d", u.Kind, u.PCR)
+		return b.String()
+	}
+	// Group alternatives by source, keeping their order.
+	var sources []string
+	bySource := make(map[string][]string)
+	for _, a := range u.Allowed {
+		if _, ok := bySource[a.Source]; !ok {
+			sources = append(sources, a.Source)
+		}
+		d := shortHex(a.Digest)
+		if !strings.EqualFold(a.Component, u.Component) {
+			d = a.Component + " " + d
+		}
+		bySource[a.Source] = append(bySource[a.Source], d)
+	}
+	for i, s := range sources {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s allows %s", s, strings.Join(bySource[s], " or "))
+	}
+	if u.MoreAllowed > 0 {
+		fmt.Fprintf(&b, " (and %d more)", u.MoreAllowed)
+	}
+	return b.String()
+}
+
+// Failures returns one line per reason the verdict is not trusted, and
+// per warning, prefixed with the action.
+func (v *Verdict) Failures() []string {
+	var out []string
+	for i := range v.Unmatched {
+		out = append(out, string(v.UnmatchedAction)+": "+v.Unmatched[i].String())
+	}
+	for _, r := range v.Rules {
+		if !r.Passed {
+			out = append(out, fmt.Sprintf("%s: rule %s: %s", r.Action, r.Rule, r.Detail))
+		}
+	}
+	return out
+}
+
+// Check judges the evidence. It checks:
+//
+//  1. every event of a quoted PCR matches a reference value of a bundle
+//     or of the approved baseline, in the verified banks (see
+//     referenceSet.match for what a match is);
+//  2. each configured rule passes.
+//
+// Events of PCRs the quote did not cover are not in the evidence and are
+// not judged; use the quoted_pcrs rule to require PCRs. Check returns an
+// error only when its inputs are unusable; a machine that fails policy
+// gets a Verdict with Trusted false.
+func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
+	if ev == nil || ev.quoted == nil {
+		return nil, errNoEvidence
+	}
+	if err := p.Rules.Compile(); err != nil {
+		return nil, err
+	}
+	refs := newReferenceSet()
+	v := &Verdict{Banks: ev.banks, UnmatchedAction: p.Rules.ReferenceValues.orEnforce()}
+	for i, b := range p.Bundles {
+		if b == nil || b.Bundle() == nil {
+			return nil, fmt.Errorf("policy: bundle %d was not verified: load bundles with bundle.Verify or a bundle.Loader", i)
+		}
+		refs.addComponents("bundle "+b.Bundle().ID(), b.Bundle().Components)
+	}
+	switch {
+	case p.Baseline == nil:
+	case p.Baseline.Approved():
+		refs.addComponents(p.Baseline.sourceName(), p.Baseline.Components)
+	default:
+		v.Notes = append(v.Notes, fmt.Sprintf("firmware values of machine %q (revision %d) await approval and were not used", p.Baseline.Machine, p.Baseline.Revision))
+	}
+
+	for i := range ev.events {
+		e := &ev.events[i]
+		if refs.match(e, ev.banks) != nil {
+			v.Matched++
+			continue
+		}
+		v.Unmatched = append(v.Unmatched, unmatched(refs, e, ev.banks))
+	}
+	v.Rules = p.Rules.check(ev)
+	v.BootAuthorities = BootAuthorities(ev)
+
+	v.Trusted = len(v.Unmatched) == 0 || v.UnmatchedAction == Warn
+	for _, r := range v.Rules {
+		if !r.Passed && r.Action == Enforce {
+			v.Trusted = false
+		}
+	}
+	return v, nil
+}
+
+func unmatched(refs *referenceSet, e *Event, banks []bundle.Bank) Unmatched {
+	kind := Classify(e)
+	name := ComponentName(e)
+	bank := displayBank(e, banks)
+	u := Unmatched{
+		Event: e.Number, PCR: e.PCR, Type: e.Type, Kind: kind, Component: name,
+		Bank: bank, Digest: e.Digests[bank],
+	}
+	if e.DataTrusted && (kind == bundle.KindGRUBCommand || kind == bundle.KindKernelCmdline) {
+		u.Text = e.Text
+	}
+	u.Allowed, u.MoreAllowed = refs.alternatives(e, kind, name, bank)
+	return u
+}
