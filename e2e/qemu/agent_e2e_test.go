@@ -359,15 +359,16 @@ const (
 	cmdline     = "console=ttyS0 panic=-1"
 )
 
-// The issue's scenarios, one VM at a time against one verifier:
+// TestAgentScenarios runs the end-to-end scenarios in order, one VM at a
+// time, against one verifier:
 //
-//  1. Secure Boot off: the agent enrolls with its EK certificate, which
+//   - Secure Boot off: the agent enrolls with its EK certificate, which
 //     chains to the swtpm-localca root, and after approval is trusted.
-//  5. The same VM reboots: the verifier sees a new boot and trusts it again.
-//  3. grub.cfg gets another kernel command line: untrusted, PCR 8 named.
-//  4. Another initrd: untrusted, the PCR 9 event named.
-//  6. GRUB's plain `linux`: no event log, and the verifier says so.
-//  2. Secure Boot on with the Microsoft keys, on a second machine: trusted.
+//   - The same VM reboots: the verifier counts a new boot and trusts it.
+//   - grub.cfg gets another kernel command line: untrusted, PCR 8 named.
+//   - Another initrd: untrusted, the PCR 9 event named.
+//   - GRUB's plain `linux`: no event log, and the verdict gives that reason.
+//   - Secure Boot on with the Microsoft keys, on a second machine: trusted.
 func TestAgentScenarios(t *testing.T) {
 	harness(t)
 	vouch := vouchBinary(t)
@@ -380,8 +381,10 @@ func TestAgentScenarios(t *testing.T) {
 	guest := agentGuest(vouch)
 	good := GrubConfig{Title: corpusTitle, CmdLine: cmdline}
 
-	// first is what the guest of sb-off's first boot reported.
+	// first is what the guest of sb-off's first boot reported, and
+	// predicted is what `vouch predict` computed for that boot's files.
 	var first *guestproto.Report
+	var predicted *prediction
 	// bootCount is the verifier's count of sb-off's boots so far: each
 	// scenario waits for a verdict on a later boot, not the last one's.
 	var bootCount int64
@@ -418,6 +421,8 @@ func TestAgentScenarios(t *testing.T) {
 			n := compareWithCorpus(t, events, "testdata/shim-sboff.eventlog.bin", "/initrd.img\x00")
 			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
 		}
+		predicted = predictBoot(t, sbOff, good, filepath.Join(sbOff.dir, "initrd.img"))
+		checkPredicted(t, predicted, events)
 	})
 	if t.Failed() {
 		return
@@ -450,6 +455,23 @@ func TestAgentScenarios(t *testing.T) {
 			t.Errorf("guest booted with command line %q", rep.CmdLine)
 		}
 		samePCRs(t, first, rep, 0, 1, 2, 3, 4, 5, 6, 7)
+
+		// Against the prediction for the original files, only GRUB's
+		// command events and grub.cfg's digest are unexpected.
+		missing, _ := unpredicted(predicted, checkReplay(t, rep))
+		var pcr8 int
+		for _, ev := range missing {
+			switch {
+			case ev.PCR == 8:
+				pcr8++
+			case ev.PCR == 9 && strings.HasSuffix(printable(ev.Data), "/grub.cfg"):
+			default:
+				t.Errorf("event %d (PCR %d, %q) differs from the prediction", ev.Index, ev.PCR, printable(ev.Data))
+			}
+		}
+		if pcr8 == 0 {
+			t.Error("every PCR 8 event matches the prediction for the original command line")
+		}
 	})
 	t.Run("InitrdChanged", func(t *testing.T) {
 		other := agentGuest(vouch, InitramfsFile{Path: "etc/e2e-marker", Mode: 0o644, Data: []byte("another initrd\n")})
@@ -463,6 +485,13 @@ func TestAgentScenarios(t *testing.T) {
 		}
 		rep := report(t, sbOff)
 		samePCRs(t, first, rep, 0, 1, 2, 3, 4, 5, 6, 7, 8)
+		missing, _ := unpredicted(predicted, checkReplay(t, rep))
+		if len(missing) != 1 || missing[0].PCR != 9 || printable(missing[0].Data) != "/initrd.img" {
+			for _, ev := range missing {
+				t.Logf("unpredicted: event %d PCR %d %q", ev.Index, ev.PCR, printable(ev.Data))
+			}
+			t.Errorf("%d events differ from the prediction, want only PCR 9 /initrd.img", len(missing))
+		}
 	})
 	t.Run("NoEventLog", func(t *testing.T) {
 		sbOff.installAgent(GrubConfig{Title: corpusTitle, CmdLine: cmdline, Legacy: true}, guest)
@@ -500,6 +529,7 @@ func TestAgentScenarios(t *testing.T) {
 			n := compareWithCorpus(t, events, "testdata/shim-sbms.eventlog.bin", "/initrd.img\x00")
 			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
 		}
+		checkPredicted(t, predictBoot(t, sbOn, good, filepath.Join(sbOn.dir, "initrd.img")), events)
 	})
 }
 

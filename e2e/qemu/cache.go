@@ -75,7 +75,7 @@ func CacheDir() (string, error) {
 // Fetch makes sure the boot chain's packages are in cacheDir/debs,
 // downloading with apt-get what is missing or stale, and extracts the files
 // the harness needs into cacheDir/qemu. Packages are resolved to the
-// candidate versions of the machine's apt lists; when apt knows none of them
+// candidate versions of the machine's apt lists. When apt has no candidate
 // (no apt-get update yet, or no network), the newest cached .deb is used.
 func Fetch(ctx context.Context, cacheDir string, log *slog.Logger) (*BootChain, error) {
 	debDir := filepath.Join(cacheDir, "debs")

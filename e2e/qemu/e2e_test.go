@@ -399,8 +399,8 @@ func TestProbeBootSecureBootOff(t *testing.T) {
 		t.Errorf("reset count after reboot = %d, want %d", again.ResetCount, rep.ResetCount+1)
 	}
 	// The firmware loads images at other addresses once the variable store
-	// holds the first boot's boot options, so the event data may differ;
-	// every measurement must not.
+	// contains the first boot's boot options, so the event data may differ.
+	// The measurements must not.
 	checkReplay(t, again)
 	for _, bank := range []string{"sha1", "sha256"} {
 		for pcr := 0; pcr <= 9; pcr++ {
@@ -412,8 +412,8 @@ func TestProbeBootSecureBootOff(t *testing.T) {
 }
 
 // With Secure Boot on and the Microsoft keys enrolled, the signed shim,
-// GRUB and kernel boot and the guest sees Secure Boot on; the log equals
-// the corpus capture except for the initrd.
+// GRUB and kernel boot, and the guest reports Secure Boot on. The log
+// equals the corpus capture except for the initrd.
 func TestProbeBootSecureBootMicrosoft(t *testing.T) {
 	harness(t)
 	if agentAvailable() {

@@ -7,16 +7,16 @@ import (
 	"time"
 )
 
-// RelayEnv is set to 1 in QEMU's environment, so that a test binary run
-// as a relay command knows to call RelayMain.
+// RelayEnv is set to 1 in QEMU's environment. A test binary that finds
+// it set runs as a relay command and calls RelayMain.
 const RelayEnv = "VOUCH_E2E_RELAY"
 
 // RelayMain is the body of a relay command (VMConfig.Relay). QEMU runs one
-// for each connection the guest opens to a forwarded address, with that
-// connection on standard input and output (and standard error, so nothing
-// may be written there), and the loopback host:port to connect to as the
-// only argument. It copies bytes both ways and returns the process exit
-// code. A test binary calls it from TestMain when RelayEnv is set.
+// for each connection the guest opens to a forwarded address. The
+// connection is on standard input, output and error, so nothing may be
+// written to standard error. The only argument is the loopback host:port
+// to connect to. RelayMain copies bytes both ways and returns the process
+// exit code. A test binary calls it from TestMain when RelayEnv is set.
 func RelayMain() int {
 	if len(os.Args) != 2 {
 		return 2

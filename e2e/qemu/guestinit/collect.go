@@ -66,7 +66,7 @@ func readTPM(rep *guestproto.Report) error {
 }
 
 // readBank reads PCRs 0-23 of one bank. A TPM returns at most eight
-// digests per TPM2_PCRRead, so it asks again for what is still missing.
+// digests per TPM2_PCRRead, so it reads again what is still missing.
 func readBank(t transport.TPM, alg tpm2.TPMAlgID) (map[int]string, error) {
 	out := map[int]string{}
 	for attempt := 0; attempt < 8 && len(out) < 24; attempt++ {

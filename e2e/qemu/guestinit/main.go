@@ -130,8 +130,8 @@ func loadModule(path string) error {
 }
 
 // configureNetwork brings up lo and gives ifname the static address cidr.
-// QEMU's user network answers ARP for its forward addresses, so no route
-// beyond the subnet is needed.
+// QEMU's user network replies to ARP for its forward addresses, so no
+// route beyond the subnet is needed.
 func configureNetwork(ifname, cidr string) error {
 	ip, ipnet, err := net.ParseCIDR(cidr)
 	if err != nil || ip.To4() == nil {
@@ -385,7 +385,7 @@ func probe(cfg guestproto.Config, start time.Time) error {
 	return nil
 }
 
-// send sends body to url and fails unless the harness answers 2xx.
+// send sends body to url and returns an error unless the status is 2xx.
 func send(ctx context.Context, method, url string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {

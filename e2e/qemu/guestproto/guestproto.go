@@ -35,9 +35,9 @@ type Config struct {
 	StateDir string `json:"state_dir,omitempty"`
 }
 
-// Machine is what the harness tells an exec-mode guest at boot: the
-// per-machine settings that cannot live in the initramfs, which every
-// machine shares.
+// Machine is the per-machine settings that the harness sends to an
+// exec-mode guest at boot. They cannot be in the initramfs, because every
+// machine boots the same one.
 type Machine struct {
 	Hostname string `json:"hostname"`
 	// Env is added to the environment of Config.Exec.
