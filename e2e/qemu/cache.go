@@ -29,7 +29,10 @@ const (
 	grubPkg    = "grub-efi-amd64-signed"
 )
 
-var kernelPkgRE = regexp.MustCompile(`^linux-image-6\.1\.[0-9]+-[0-9]+-amd64$`)
+var (
+	kernelPkgRE   = regexp.MustCompile(`^linux-image-6\.1\.[0-9]+-[0-9]+-amd64$`)
+	versionPartRE = regexp.MustCompile(`[0-9]+|[^0-9]+`)
+)
 
 // Modules the guest loads from its initramfs: the Debian kernel builds
 // efivarfs and every network driver as modules. e1000 is used because it
@@ -78,6 +81,9 @@ func CacheDir() (string, error) {
 // candidate versions of the machine's apt lists. When apt has no candidate
 // (no apt-get update yet, or no network), the newest cached .deb is used.
 func Fetch(ctx context.Context, cacheDir string, log *slog.Logger) (*BootChain, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	debDir := filepath.Join(cacheDir, "debs")
 	if err := os.MkdirAll(debDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cache directory: %w", err)
@@ -208,8 +214,7 @@ func newestCached(debDir, pattern string) (string, error) {
 // versionLess orders file names by their runs of digits numerically, which
 // is enough to order the kernel ABI numbers of one Debian release.
 func versionLess(a, b string) bool {
-	re := regexp.MustCompile(`[0-9]+|[^0-9]+`)
-	pa, pb := re.FindAllString(a, -1), re.FindAllString(b, -1)
+	pa, pb := versionPartRE.FindAllString(a, -1), versionPartRE.FindAllString(b, -1)
 	for i := 0; i < len(pa) && i < len(pb); i++ {
 		if pa[i] == pb[i] {
 			continue

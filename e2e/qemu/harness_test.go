@@ -247,3 +247,35 @@ func TestWriteDiskReproducible(t *testing.T) {
 		t.Error("a partition overlapping the backup GPT was accepted")
 	}
 }
+
+func TestVersionLessOrdersKernelABIs(t *testing.T) {
+	older := "linux-image-6.1.0-9-amd64_6.1.27-1_amd64.deb"
+	newer := "linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb"
+	if !versionLess(older, newer) {
+		t.Errorf("%s sorts after %s", older, newer)
+	}
+	if versionLess(newer, older) {
+		t.Errorf("%s sorts before %s", newer, older)
+	}
+	if versionLess(newer, newer) {
+		t.Error("a name sorts before itself")
+	}
+}
+
+func TestWantedFiles(t *testing.T) {
+	for name, want := range map[string]bool{
+		"boot/vmlinuz-6.1.0-57-amd64":                                                 true,
+		"boot/config-6.1.0-57-amd64":                                                  true,
+		"usr/lib/shim/shimx64.efi.signed":                                             true,
+		"usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed":                           true,
+		"lib/modules/6.1.0-57-amd64/kernel/drivers/net/ethernet/intel/e1000/e1000.ko": true,
+		"lib/modules/6.1.0-57-amd64/kernel/fs/efivarfs/efivarfs.ko":                   true,
+		"lib/modules/6.1.0-57-amd64/kernel/drivers/net/virtio_net.ko":                 false,
+		"usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed":                            false,
+		"boot/System.map-6.1.0-57-amd64":                                              false,
+	} {
+		if got := wanted(name); got != want {
+			t.Errorf("wanted(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
