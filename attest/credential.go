@@ -41,7 +41,7 @@ func ParseEKPublic(b []byte) (*EKPublic, error) {
 
 // EKPublicFromKey builds the public area that the TCG default EK template
 // (RSA 2048 or ECC NIST P-256, low range) gives for the key, as needed when
-// a verifier knows the EK only from its certificate.
+// a verifier has the EK only from its certificate.
 func EKPublicFromKey(key crypto.PublicKey) (*EKPublic, error) {
 	switch k := key.(type) {
 	case *rsa.PublicKey:

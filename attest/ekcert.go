@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -39,6 +40,13 @@ const (
 	// QuirkSHA1Signature: a certificate in the chain is signed with SHA-1;
 	// accepted only with EKCertificateOptions.InsecureAllowSHA1.
 	QuirkSHA1Signature Quirk = "sha1_signature"
+	// QuirkIssuerNameEncoding: a certificate's issuer name equals its
+	// issuer's subject name only after comparing the attribute values as
+	// text, because the two use different string types (STMicro ECC
+	// intermediates 02 and 03 write UTF8String where their root writes
+	// PrintableString). RFC 5280 treats such names as equal; Go's
+	// verifier requires identical bytes.
+	QuirkIssuerNameEncoding Quirk = "issuer_name_encoding"
 )
 
 // OIDs of the TCG EK Credential Profile and RFC 5280.
@@ -184,8 +192,9 @@ type EKCertificateOptions struct {
 //  2. when ek is not nil, the certificate's public key equals ek;
 //  3. the certificate chains to one of opts.Roots through opts.Roots and
 //     opts.Intermediates, every certificate valid at opts.CurrentTime,
-//     with any extended key usage; SHA-1 signatures fail unless
-//     opts.InsecureAllowSHA1.
+//     with any extended key usage. When Go's verifier finds no issuer, the
+//     chain is rebuilt by hand to accept QuirkIssuerNameEncoding and, only
+//     with opts.InsecureAllowSHA1, QuirkSHA1Signature.
 //
 // It does not check revocation, and it does not check that the TPM holding
 // the EK is the one an agent talks to: credential activation does that.
@@ -233,16 +242,18 @@ func VerifyEKCertificate(der []byte, ek crypto.PublicKey, opts EKCertificateOpti
 		c.Chain = chains[0]
 		return c, nil
 	}
-	if opts.InsecureAllowSHA1 {
-		chain, sha1Used, err := walkChain(leaf, opts)
+	// Go reports both a SHA-1 signature and an issuer name that differs
+	// only in its string types as an unknown authority: only then is the
+	// chain rebuilt by hand, accepting and reporting those two quirks.
+	var unknown x509.UnknownAuthorityError
+	if errors.As(verr, &unknown) {
+		chain, quirks, err := walkChain(leaf, opts)
 		if err == nil {
-			if sha1Used {
-				c.Quirks = append(c.Quirks, QuirkSHA1Signature)
-			}
+			c.Quirks = append(c.Quirks, quirks...)
 			c.Chain = chain
 			return c, nil
 		}
-		verr = errors.Join(verr, err)
+		verr = fmt.Errorf("%w; building the chain by hand: %w", verr, err)
 	}
 	return nil, verifyErrWrap(ReasonEKCertificate, verr, "EK certificate %q (issuer %q) does not chain to a configured vendor root", c.Subject, c.Issuer)
 }
@@ -251,46 +262,95 @@ func VerifyEKCertificate(der []byte, ek crypto.PublicKey, opts EKCertificateOpti
 // certificates.
 const maxChainDepth = 6
 
-// walkChain builds a chain by issuer name and checks each signature
-// directly (SHA-1 allowed), each validity period, and that each issuer is
-// a CA. It is the fallback for InsecureAllowSHA1.
-func walkChain(leaf *x509.Certificate, opts EKCertificateOptions) ([]*x509.Certificate, bool, error) {
+// walkChain builds a chain from leaf to a root by issuer name and checks
+// each link directly: the signature (SHA-1 only with
+// opts.InsecureAllowSHA1), the validity period, and that the issuer is a
+// CA allowed to sign certificates. Issuer names match byte for byte or, as
+// QuirkIssuerNameEncoding, by their attribute values as text. It returns
+// the quirks it needed.
+func walkChain(leaf *x509.Certificate, opts EKCertificateOptions) ([]*x509.Certificate, []Quirk, error) {
 	chain := []*x509.Certificate{leaf}
-	sha1Used := false
+	var quirks []Quirk
+	addQuirk := func(q Quirk) {
+		if !slices.Contains(quirks, q) {
+			quirks = append(quirks, q)
+		}
+	}
 	cur := leaf
 	for depth := 0; depth < maxChainDepth; depth++ {
 		if opts.CurrentTime.Before(cur.NotBefore) || opts.CurrentTime.After(cur.NotAfter) {
-			return nil, false, fmt.Errorf("certificate %q at depth %d is not valid at %s", cur.Subject, depth, opts.CurrentTime.Format(time.RFC3339))
+			return nil, nil, fmt.Errorf("certificate %q at depth %d is not valid at %s", cur.Subject, depth, opts.CurrentTime.Format(time.RFC3339))
 		}
 		for _, root := range opts.Roots {
 			if root.Equal(cur) {
-				return chain, sha1Used, nil
+				return chain, quirks, nil
 			}
 		}
 		var parent *x509.Certificate
 		var lastErr error
 		for _, cand := range slices.Concat(opts.Roots, opts.Intermediates) {
-			if !bytes.Equal(cand.RawSubject, cur.RawIssuer) || !cand.IsCA {
+			exact := bytes.Equal(cand.RawSubject, cur.RawIssuer)
+			if !exact && !namesEqualAsText(cand.RawSubject, cur.RawIssuer) {
+				continue
+			}
+			if !cand.IsCA || (cand.KeyUsage != 0 && cand.KeyUsage&x509.KeyUsageCertSign == 0) {
+				lastErr = fmt.Errorf("%q is not a CA allowed to sign certificates", cand.Subject)
 				continue
 			}
 			if err := cand.CheckSignature(cur.SignatureAlgorithm, cur.RawTBSCertificate, cur.Signature); err != nil {
 				lastErr = err
 				continue
 			}
+			if !exact {
+				addQuirk(QuirkIssuerNameEncoding)
+			}
 			parent = cand
 			break
 		}
 		if parent == nil {
-			return nil, false, fmt.Errorf("no configured CA issued %q at depth %d (%v)", cur.Subject, depth, lastErr)
+			return nil, nil, fmt.Errorf("no configured CA issued %q at depth %d (%v)", cur.Subject, depth, lastErr)
 		}
 		switch cur.SignatureAlgorithm {
 		case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1:
-			sha1Used = true
+			if !opts.InsecureAllowSHA1 {
+				return nil, nil, fmt.Errorf("certificate %q at depth %d is signed with SHA-1: allow it explicitly (InsecureAllowSHA1, --insecure-allow-sha1) if this vendor chain must be accepted", cur.Subject, depth)
+			}
+			addQuirk(QuirkSHA1Signature)
 		}
 		chain = append(chain, parent)
 		cur = parent
 	}
-	return nil, false, fmt.Errorf("chain longer than %d certificates", maxChainDepth)
+	return nil, nil, fmt.Errorf("chain longer than %d certificates", maxChainDepth)
+}
+
+// namesEqualAsText compares two DER names attribute by attribute, the
+// values as text with surrounding spaces trimmed and case folded, so
+// PrintableString and UTF8String encodings of one name are equal.
+func namesEqualAsText(a, b []byte) bool {
+	var ra, rb pkix.RDNSequence
+	if rest, err := asn1.Unmarshal(a, &ra); err != nil || len(rest) > 0 {
+		return false
+	}
+	if rest, err := asn1.Unmarshal(b, &rb); err != nil || len(rest) > 0 {
+		return false
+	}
+	if len(ra) != len(rb) {
+		return false
+	}
+	for i := range ra {
+		if len(ra[i]) != len(rb[i]) {
+			return false
+		}
+		for j := range ra[i] {
+			va, oka := ra[i][j].Value.(string)
+			vb, okb := rb[i][j].Value.(string)
+			if !ra[i][j].Type.Equal(rb[i][j].Type) || !oka || !okb ||
+				!strings.EqualFold(strings.TrimSpace(va), strings.TrimSpace(vb)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func samePublicKey(a, b crypto.PublicKey) bool {

@@ -192,3 +192,47 @@ func TestParseEKCertificatePadding(t *testing.T) {
 		t.Errorf("certificate of %d bytes, want %d", len(c.Raw), len(der))
 	}
 }
+
+// STMicro's ECC intermediate CA 02 names its issuer with UTF8String where
+// the root's subject uses PrintableString: Go's verifier finds no issuer,
+// the hand-built chain accepts and reports the quirk.
+func TestVerifyEKCertificateIssuerNameEncoding(t *testing.T) {
+	inter := ekTestCerts(t, "stmicro-stm-tpm-ecc-intermediate-ca-02.pem")[0]
+	roots := ekTestCerts(t, "stmicro-stm-tpm-ecc-root-ca-01.pem")
+
+	pool := x509.NewCertPool()
+	pool.AddCert(roots[0])
+	if _, err := inter.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: surveyDate, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+		t.Fatal("Go's verifier chains the intermediate: the quirk this test covers is gone")
+	}
+
+	c, err := VerifyEKCertificate(inter.Raw, nil, EKCertificateOptions{Roots: roots, CurrentTime: surveyDate})
+	if err != nil {
+		t.Fatalf("VerifyEKCertificate: %v", err)
+	}
+	if !slices.Contains(c.Quirks, QuirkIssuerNameEncoding) {
+		t.Errorf("quirks %v lack %s", c.Quirks, QuirkIssuerNameEncoding)
+	}
+	if len(c.Chain) != 2 {
+		t.Errorf("chain of %d certificates, want 2", len(c.Chain))
+	}
+
+	// A root that did not issue the certificate is rejected.
+	other := ekTestCerts(t, "globalsign-trusted-platform-module-ecc-root-ca.pem")
+	_, err = VerifyEKCertificate(inter.Raw, nil, EKCertificateOptions{Roots: other, CurrentTime: surveyDate})
+	wantReason(t, err, ReasonEKCertificate)
+}
+
+func TestNamesEqualAsText(t *testing.T) {
+	inter := ekTestCerts(t, "stmicro-stm-tpm-ecc-intermediate-ca-02.pem")[0]
+	root := ekTestCerts(t, "stmicro-stm-tpm-ecc-root-ca-01.pem")[0]
+	if !namesEqualAsText(inter.RawIssuer, root.RawSubject) {
+		t.Error("issuer and root subject differ as text")
+	}
+	if namesEqualAsText(inter.RawSubject, root.RawSubject) {
+		t.Error("intermediate and root subjects compare equal")
+	}
+	if namesEqualAsText([]byte{0x30, 0x80}, root.RawSubject) {
+		t.Error("malformed DER compares equal")
+	}
+}

@@ -45,7 +45,7 @@ func FuzzParseAttestationData(f *testing.F) {
 		if a.Type == tpmSTAttestQuote && a.Quote == nil {
 			t.Fatal("quote type without TPMS_QUOTE_INFO")
 		}
-		if len(a.ExtraData) > maxDigestSize || len(a.QualifiedSigner) > maxNameSize {
+		if len(a.ExtraData) > maxDataSize || len(a.QualifiedSigner) > maxNameSize {
 			t.Fatal("TPM2B larger than its bound")
 		}
 		// The whole verification path must reject, never panic.

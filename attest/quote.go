@@ -52,8 +52,8 @@ type VerifiedQuote struct {
 	Selection Selection
 	// Verified holds exactly the PCR values the signed pcrDigest covers.
 	Verified PCRValues
-	// Unverified holds reported PCR values outside the signed selection.
-	// Nothing vouches for them.
+	// Unverified holds reported PCR values outside the signed selection,
+	// nil when there are none. Nothing vouches for them.
 	Unverified PCRValues
 }
 
@@ -190,7 +190,8 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 			h.Write(bank[i])
 		}
 	}
-	if sum := h.Sum(nil); !bytes.Equal(sum, a.Quote.PCRDigest) {
+	var sumBuf [64]byte
+	if sum := h.Sum(sumBuf[:0]); !bytes.Equal(sum, a.Quote.PCRDigest) {
 		return nil, verifyErr(ReasonPCRDigestMismatch, "reported PCR values (%s) do not hash to the signed pcrDigest: a reported value differs from the TPM's", gotSel)
 	}
 
@@ -214,7 +215,6 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 		QualifiedSigner: a.QualifiedSigner,
 		Selection:       a.Quote.PCRSelection,
 		Verified:        verified,
-		Unverified:      make(PCRValues),
 	}
 	nReported := 0
 	for _, bank := range want.PCRs {
@@ -224,6 +224,7 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 		// Verified is a subset of the reported values: nothing is left.
 		return out, nil
 	}
+	out.Unverified = make(PCRValues)
 	for alg, bank := range want.PCRs {
 		for i, d := range bank {
 			if _, ok := verified[alg][i]; !ok {

@@ -21,10 +21,11 @@ const (
 	tpmSTAttestCreation   uint16 = 0x801A
 	tpmSTAttestNVDigest   uint16 = 0x801C
 
-	// Maximum sizes of the TPM2B fields of TPMS_ATTEST: a TPMU_NAME is a
-	// hash algorithm and a digest of up to 64 bytes (SHA-512), and
-	// TPM2B_DATA and TPM2B_DIGEST hold at most one digest.
+	// Maximum sizes of the TPM2B fields of TPMS_ATTEST: TPM2B_NAME and
+	// TPM2B_DATA hold at most a TPMT_HA (a hash algorithm and a digest of
+	// up to 64 bytes, SHA-512), and TPM2B_DIGEST at most one digest.
 	maxNameSize   = 2 + 64
+	maxDataSize   = 2 + 64
 	maxDigestSize = 64
 	// maxBanks bounds TPML_PCR_SELECTION.count (HASH_COUNT on any TPM we
 	// know of is at most 5; 16 leaves room).
@@ -178,7 +179,7 @@ func ParseAttestationData(b []byte) (*AttestationData, error) {
 	a.Magic = r.u32("magic")
 	a.Type = r.u16("type")
 	a.QualifiedSigner = r.tpm2b("qualifiedSigner", maxNameSize)
-	a.ExtraData = r.tpm2b("extraData", maxDigestSize)
+	a.ExtraData = r.tpm2b("extraData", maxDataSize)
 	a.ClockInfo.Clock = r.u64("clockInfo.clock")
 	a.ClockInfo.ResetCount = r.u32("clockInfo.resetCount")
 	a.ClockInfo.RestartCount = r.u32("clockInfo.restartCount")

@@ -20,6 +20,9 @@ func fuzzKey(t testing.TB) *PrivateKey {
 func FuzzParse(f *testing.F) {
 	f.Add(readExample(f))
 	f.Add([]byte(`{"schema":"https://github.com/vouch-attest/vouch/bundle/v1"}`))
+	f.Add([]byte(`{"schema":"https://github.com/vouch-attest/vouch/bundle/v1","publisher":"p","product":"d","version":"1",` +
+		`"not_before":"2026-01-01T00:00:00Z","not_after":"2027-01-01T00:00:00Z",` +
+		`"components":[{"name":"c","kind":"other","values":[{"pcr":4,"digests":{"sha1":"0000000000000000000000000000000000000000"}}]}]}`))
 	f.Add([]byte(`{"a":1,"a":2}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Parse(data)

@@ -77,7 +77,8 @@ func RejectionReason(err error) Reason {
 }
 
 // TrustStore holds the publisher keys a verifier trusts. The zero value is
-// not usable: call [NewTrustStore].
+// not usable: call [NewTrustStore]. Verify may run concurrently, but Add must
+// not run while anything verifies: build a new store to change the keys.
 type TrustStore struct {
 	keys map[string]trustedKey // by key id
 }

@@ -326,3 +326,71 @@ func TestSHA1FormatDigest(t *testing.T) {
 		t.Errorf("format %s findings %v, want a clean SHA-1 log", log.Format, Check(log))
 	}
 }
+
+func TestWorkaroundPreconditions(t *testing.T) {
+	// windows-capped-sha1 needs another bank that matches strictly: with
+	// the SHA-1 bank alone the capped values stay a mismatch.
+	capped := loadTestLog(t, "guard-oss/evidence/t480s/t480s.eventlog0.bin")
+	truth := loadTruth(t, "testdata/corpus/guard-oss/evidence/t480s/t480s.eventlog0.bin.expected_pcrs.json", []int{10})
+	sha1Only := PCRValues{SHA1: truth[SHA1]}
+	res, err := Verify(capped, sha1Only, VerifyOptions{Workarounds: Workarounds()})
+	var mm *MismatchError
+	if !errors.As(err, &mm) || len(res.Workarounds) != 0 {
+		t.Errorf("SHA-1 only: error %v, workarounds %v; want a mismatch and no workaround", err, res.Workarounds)
+	}
+
+	// exit-boot-services-missing does not apply to a log that has the
+	// ExitBootServices events.
+	log := loadTestLog(t, "go-eventlog/rhel8-uefi.bin")
+	quoted, err := Replay(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcr5 := append([]byte(nil), quoted[SHA256][5]...)
+	var value [64]byte
+	v := value[:copy(value[:], pcr5)]
+	var buf [64]byte
+	extend(SHA256, v, digestOf(SHA256, &buf, []byte(ebsInvocation)))
+	extend(SHA256, v, digestOf(SHA256, &buf, []byte(ebsReturned)))
+	quoted = PCRValues{SHA256: {5: v}}
+	res, err = Verify(log, quoted, VerifyOptions{Workarounds: []Workaround{WorkaroundExitBootServices}})
+	if !errors.As(err, &mm) || len(res.Workarounds) != 0 {
+		t.Errorf("log with ExitBootServices events: error %v, workarounds %v; want a mismatch and no workaround", err, res.Workarounds)
+	}
+}
+
+func TestVerifyReplayError(t *testing.T) {
+	sep := []byte{0, 0, 0, 0}
+	raw := append(agileHeader(sha256Only), agileEvent(30, EV_SEPARATOR, sep, sha256Of(sep))...)
+	log, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Verify(log, PCRValues{SHA256: {0: make([]byte, 32)}}, VerifyOptions{})
+	if res != nil || !errors.Is(err, ErrBadPCRIndex) {
+		t.Errorf("Verify = %v, %v; want no result and ErrBadPCRIndex", res, err)
+	}
+}
+
+func TestVerifyEventOutsideVerifiedBank(t *testing.T) {
+	action := []byte("Calling EFI Application from Boot Option")
+	sum1 := sha1.Sum(action)
+	raw := append(agileHeader(AlgorithmSize{SHA1, 20}, sha256Only),
+		agileEvent(4, EV_EFI_ACTION, action, agileDigest{SHA1, sum1[:]}, sha256Of(action))...)
+	raw = append(raw, agileEvent(4, EV_EFI_ACTION, action, agileDigest{SHA1, sum1[:]})...)
+	log, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted, err := Replay(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Verify(log, quoted, VerifyOptions{})
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if len(res.Findings) != 1 || res.Findings[0].Event != 2 || res.Findings[0].Kind != FindingNotInBank || res.Findings[0].Bank != SHA256 {
+		t.Errorf("findings = %v, want event 2 outside the sha256 bank", res.Findings)
+	}
+}

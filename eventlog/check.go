@@ -18,6 +18,9 @@ const (
 	// FindingMalformedData: the event data does not have the structure its
 	// type defines, so it stays opaque.
 	FindingMalformedData FindingKind = "malformed-data"
+	// FindingNotInBank: the event has no digest in the bank Verify
+	// verified, so that bank's replay does not cover it.
+	FindingNotInBank FindingKind = "not-in-verified-bank"
 )
 
 // Finding is a problem with one event that does not stop replay.
@@ -44,10 +47,11 @@ func (f Finding) String() string {
 // EV_OMIT_BOOT_DEVICE_EVENTS, EV_S_CRTM_VERSION, EV_EFI_GPT_EVENT(2),
 // EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT(2),
 // EV_EFI_VARIABLE_AUTHORITY and the EV_IPL strings GRUB writes to PCR 8.
-// Known variants are accepted: EV_EFI_VARIABLE_BOOT digests of the
-// variable's value alone (most firmware), GRUB's hash of a command without
-// its "grub_cmd: " prefix and with or without a trailing NUL, and variable
-// digests over a prefix of the data that contains the whole structure.
+// Three known variants are accepted. Most firmware digests only the value
+// of an EV_EFI_VARIABLE_BOOT variable. GRUB hashes a command without its
+// "grub_cmd: " prefix, with or without a trailing NUL. Some firmware
+// digests a prefix of a variable event's data that contains the whole
+// structure.
 //
 // Events of other types (images, firmware blobs, GRUB's PCR 9 files,
 // systemd-stub's PCR 11 to 13 events) are not checked: their digest covers
@@ -68,6 +72,11 @@ func checkBank(log *Log, bank Algorithm) []Finding {
 func checkEvent(e *Event, bank Algorithm, out []Finding) []Finding {
 	if o, ok := e.Decoded.(*Opaque); ok && o.Reason != "" {
 		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingMalformedData, Detail: o.Reason})
+	}
+	if bank != 0 && e.Type != EV_NO_ACTION && e.Digest(bank) == nil {
+		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingNotInBank, Bank: bank,
+			Detail: fmt.Sprintf("event has no %s digest, so the verified %s bank does not cover it: do not trust its data", bank, bank)})
+		return out
 	}
 	if !digestIsDataHash(e) {
 		return out

@@ -38,9 +38,9 @@ type NoAction struct {
 	Signature string `json:"signature,omitempty"`
 }
 
-// Separator is an EV_SEPARATOR event. A value other than 0 means the
-// firmware logged an error (PFP section 3.3.2.2); SeaBIOS writes
-// 0xFFFFFFFF.
+// Separator is an EV_SEPARATOR event. Firmware writes 0, or 0xFFFFFFFF
+// (0x00000001 in TPM 1.2 logs) to signal an error; SeaBIOS writes
+// 0xFFFFFFFF. Windows writes "WBCL" (0x4C434257) in PCRs 12 to 14.
 type Separator struct {
 	Value uint32 `json:"value"`
 	Error bool   `json:"error"`
@@ -215,8 +215,13 @@ func (s *slab[T]) put(v T) *T {
 
 func (s *slab[T]) reserve(n int) { s.items = make([]T, 0, n) }
 
-// decoder holds the slabs for the most frequent event data types.
+// decoder holds the slabs for the most frequent event data types, and
+// collects the bytes of the most frequent strings into one buffer that
+// finish converts to a single string.
 type decoder struct {
+	text   []byte
+	fixups []stringFixup
+
 	opaque     slab[Opaque]
 	separators slab[Separator]
 	actions    slab[Action]
@@ -228,17 +233,24 @@ type decoder struct {
 
 // newDecoder sizes the slabs for the events' types.
 func newDecoder(events []Event) *decoder {
-	var seps, actions, ipls, vars, images, blobs, other int
+	var seps, actions, ipls, vars, images, blobs, other, text int
 	for i := range events {
 		switch events[i].Type {
 		case EV_SEPARATOR:
 			seps++
 		case EV_ACTION, EV_EFI_ACTION:
 			actions++
+			text += len(events[i].Data)
 		case EV_IPL:
 			ipls++
+			text += len(events[i].Data)
 		case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
 			vars++
+			if d := events[i].Data; len(d) >= 32 {
+				// The UTF-8 name is at most as long as its UTF-16 form,
+				// and the event data bounds both.
+				text += int(min(binary.LittleEndian.Uint64(d[16:]), uint64(len(d))))
+			}
 		case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
 			images++
 		case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_POST_CODE:
@@ -247,7 +259,10 @@ func newDecoder(events []Event) *decoder {
 			other++
 		}
 	}
-	dc := &decoder{}
+	dc := &decoder{
+		text:   make([]byte, 0, text),
+		fixups: make([]stringFixup, 0, actions+ipls+vars),
+	}
 	dc.opaque.reserve(other)
 	dc.separators.reserve(seps)
 	dc.actions.reserve(actions)
@@ -258,10 +273,45 @@ func newDecoder(events []Event) *decoder {
 	return dc
 }
 
+// stringFixup is a string field to point into the decoder's text once all
+// events are decoded.
+type stringFixup struct {
+	dst        *string
+	start, end int
+}
+
+// setASCII arranges for *dst to hold asciiString(d) after finish.
+func (dc *decoder) setASCII(dst *string, d []byte) {
+	start := len(dc.text)
+	dc.text = appendASCII(dc.text, d)
+	dc.fixups = append(dc.fixups, stringFixup{dst, start, len(dc.text)})
+}
+
+// setUTF16 arranges for *dst to hold the decoded UTF-16 string after
+// finish, and returns its UTF-8 bytes and whether d ends with a NUL.
+func (dc *decoder) setUTF16(dst *string, d []byte) ([]byte, bool) {
+	start := len(dc.text)
+	var nul bool
+	dc.text, nul = appendUTF16(dc.text, d)
+	dc.fixups = append(dc.fixups, stringFixup{dst, start, len(dc.text)})
+	return dc.text[start:], nul
+}
+
+// finish sets the string fields recorded by setASCII and setUTF16.
+func (dc *decoder) finish() {
+	all := string(dc.text)
+	for _, f := range dc.fixups {
+		*f.dst = all[f.start:f.end]
+	}
+	dc.text, dc.fixups = nil, nil
+}
+
 // decode returns the typed view of an event's data with its own decoder.
 func decode(e *Event) EventData {
 	var dc decoder
-	return dc.decode(e)
+	d := dc.decode(e)
+	dc.finish()
+	return d
 }
 
 // decode returns the typed view of an event's data. It never fails: data
@@ -276,9 +326,11 @@ func (dc *decoder) decode(e *Event) EventData {
 			return &Opaque{Reason: fmt.Sprintf("separator data is %d bytes, expected 4", len(d))}
 		}
 		v := binary.LittleEndian.Uint32(d)
-		return dc.separators.put(Separator{Value: v, Error: v != 0})
+		return dc.separators.put(Separator{Value: v, Error: v == 0xFFFFFFFF || v == 1})
 	case EV_ACTION, EV_EFI_ACTION:
-		return dc.actions.put(Action{Text: asciiString(d)})
+		a := dc.actions.put(Action{})
+		dc.setASCII(&a.Text, d)
+		return a
 	case EV_IPL:
 		return dc.decodeIPL(d)
 	case EV_S_CRTM_VERSION:
@@ -321,7 +373,8 @@ func (dc *decoder) decode(e *Event) EventData {
 			return &Opaque{Reason: err.Error()}
 		}
 		p := dc.variables.put(v)
-		p.interpret(e.Type)
+		name, _ := dc.setUTF16(&p.Name, d[32:32+2*binary.LittleEndian.Uint64(d[16:])])
+		p.interpret(e.Type, name)
 		return p
 	}
 	return dc.opaque.put(Opaque{})
@@ -359,11 +412,14 @@ func (dc *decoder) decodeIPL(d []byte) EventData {
 		u = u[:len(u)-1]
 	}
 	if isUTF16(u) {
-		s, nul := utf16String(u)
-		return dc.ipls.put(IPL{Text: s, UTF16: true, TrailingNUL: nul || len(u) < len(d)})
+		ipl := dc.ipls.put(IPL{UTF16: true})
+		_, nul := dc.setUTF16(&ipl.Text, u)
+		ipl.TrailingNUL = nul || len(u) < len(d)
+		return ipl
 	}
-	nul := len(d) > 0 && d[len(d)-1] == 0
-	return dc.ipls.put(IPL{Text: asciiString(d), TrailingNUL: nul})
+	ipl := dc.ipls.put(IPL{TrailingNUL: len(d) > 0 && d[len(d)-1] == 0})
+	dc.setASCII(&ipl.Text, d)
+	return ipl
 }
 
 func decodeSCRTMVersion(d []byte) EventData {
@@ -472,6 +528,22 @@ func asciiString(d []byte) string {
 	return string(b)
 }
 
+// appendASCII appends asciiString(d) to dst.
+func appendASCII(dst, d []byte) []byte {
+	d = bytes.TrimRight(d, "\x00")
+	if isPrintable(d) {
+		return append(dst, d...)
+	}
+	for _, c := range d {
+		if c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r' {
+			dst = append(dst, c)
+		} else {
+			dst = fmt.Appendf(dst, "\\x%02x", c)
+		}
+	}
+	return dst
+}
+
 func isPrintable(d []byte) bool {
 	for _, c := range d {
 		if (c < 0x20 || c >= 0x7f) && c != '\t' && c != '\n' && c != '\r' {
@@ -499,35 +571,31 @@ func isUTF16(d []byte) bool {
 // utf16String decodes UTF-16LE up to the first NUL and reports whether d
 // ends with a NUL code unit.
 func utf16String(d []byte) (string, bool) {
+	b, nul := appendUTF16(nil, d)
+	return string(b), nul
+}
+
+// appendUTF16 appends the UTF-8 form of the UTF-16LE string d, up to its
+// first NUL, to dst, and reports whether d ends with a NUL code unit.
+func appendUTF16(dst, d []byte) ([]byte, bool) {
 	n := len(d) / 2
 	nul := n > 0 && d[2*n-2] == 0 && d[2*n-1] == 0
-	ascii := true
-	end := n
 	for i := 0; i < n; i++ {
 		u := binary.LittleEndian.Uint16(d[2*i:])
-		if u == 0 {
-			end = i
-			break
+		switch {
+		case u == 0:
+			return dst, nul
+		case u < 0x80:
+			dst = append(dst, byte(u))
+		case utf16.IsSurrogate(rune(u)) && i+1 < n:
+			r := utf16.DecodeRune(rune(u), rune(binary.LittleEndian.Uint16(d[2*i+2:])))
+			if r != utf8.RuneError {
+				i++
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			dst = utf8.AppendRune(dst, rune(u))
 		}
-		if u >= 0x80 {
-			ascii = false
-		}
 	}
-	if ascii {
-		b := make([]byte, end)
-		for i := range b {
-			b[i] = d[2*i]
-		}
-		return string(b), nul
-	}
-	u := make([]uint16, end)
-	for i := range u {
-		u[i] = binary.LittleEndian.Uint16(d[2*i:])
-	}
-	r := utf16.Decode(u)
-	b := make([]byte, 0, len(r))
-	for _, c := range r {
-		b = utf8.AppendRune(b, c)
-	}
-	return string(b), nul
+	return dst, nul
 }

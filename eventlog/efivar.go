@@ -109,14 +109,16 @@ func parseVariable(d []byte) (EFIVariable, error) {
 	}
 	v := EFIVariable{TrailingBytes: int(trailing)}
 	copy(v.VendorGUID[:], d[:16])
-	v.Name, _ = utf16String(d[32 : 32+2*nameLen])
 	start := 32 + 2*nameLen
 	v.Data = d[start : start+dataLen : start+dataLen]
 	return v, nil
 }
 
-// interpret decodes the variable's value from its name and vendor.
-func (v *EFIVariable) interpret(t EventType) {
+// interpret decodes the variable's value from its UTF-8 name and vendor.
+// It takes the name as bytes because v.Name is set only when the decoder
+// finishes.
+func (v *EFIVariable) interpret(t EventType, nameBytes []byte) {
+	name := string(nameBytes)
 	var err error
 	switch {
 	case t == EV_EFI_VARIABLE_AUTHORITY:
@@ -124,11 +126,11 @@ func (v *EFIVariable) interpret(t EventType) {
 		// EFI_SIGNATURE_DATA that verified an image. shim also logs
 		// MokListTrusted and SbatLevel as authority-typed events: those
 		// hold a byte or text, not a signature.
-		switch v.Name {
+		switch name {
 		case "SbatLevel":
 			v.Text = strings.TrimRight(string(v.Data), "\x00")
 		case "MokListTrusted":
-			err = v.setBool()
+			err = v.setBool(name)
 		default:
 			if len(v.Data) < 16 {
 				err = fmt.Errorf("authority data is %d bytes, shorter than an EFI_SIGNATURE_DATA owner GUID", len(v.Data))
@@ -139,14 +141,14 @@ func (v *EFIVariable) interpret(t EventType) {
 			s.X509 = looksLikeDER(s.Data)
 			v.Authority = &s
 		}
-	case v.Name == "SecureBoot", v.Name == "SetupMode", v.Name == "AuditMode", v.Name == "DeployedMode", v.Name == "MokListTrusted":
-		err = v.setBool()
-	case v.Name == "PK", v.Name == "KEK", v.Name == "db", v.Name == "dbx", v.Name == "dbt", v.Name == "dbr",
-		v.Name == "MokList", v.Name == "MokListX":
+	case name == "SecureBoot", name == "SetupMode", name == "AuditMode", name == "DeployedMode", name == "MokListTrusted":
+		err = v.setBool(name)
+	case name == "PK", name == "KEK", name == "db", name == "dbx", name == "dbt", name == "dbr",
+		name == "MokList", name == "MokListX":
 		v.SignatureLists, err = parseSignatureLists(v.Data)
-	case v.Name == "SbatLevel":
+	case name == "SbatLevel":
 		v.Text = strings.TrimRight(string(v.Data), "\x00")
-	case v.Name == "BootOrder" && v.VendorGUID == EFIGlobalVariable:
+	case name == "BootOrder" && v.VendorGUID == EFIGlobalVariable:
 		if len(v.Data)%2 != 0 {
 			err = fmt.Errorf("BootOrder is %d bytes, not a list of 16-bit entries", len(v.Data))
 			break
@@ -155,7 +157,7 @@ func (v *EFIVariable) interpret(t EventType) {
 		for i := range v.BootOrder {
 			v.BootOrder[i] = binary.LittleEndian.Uint16(v.Data[2*i:])
 		}
-	case isBootOption(v.Name) && v.VendorGUID == EFIGlobalVariable:
+	case isBootOption(name) && v.VendorGUID == EFIGlobalVariable:
 		v.LoadOption, err = parseLoadOption(v.Data)
 	}
 	if err != nil {
@@ -163,11 +165,11 @@ func (v *EFIVariable) interpret(t EventType) {
 	}
 }
 
-func (v *EFIVariable) setBool() error {
+func (v *EFIVariable) setBool(name string) error {
 	// A zero-length SecureBoot value is seen on real machines with Secure
 	// Boot off; it reads as disabled.
 	if len(v.Data) > 1 {
-		return fmt.Errorf("%s is %d bytes, expected 1", v.Name, len(v.Data))
+		return fmt.Errorf("%s is %d bytes, expected 1", name, len(v.Data))
 	}
 	on := len(v.Data) == 1 && v.Data[0] == 1
 	v.Enabled = &on
@@ -191,8 +193,10 @@ func looksLikeDER(b []byte) bool {
 }
 
 // parseSignatureLists decodes a sequence of EFI_SIGNATURE_LIST structures.
+// A first pass checks the sizes and counts the entries, so the lists and
+// all their entries take one allocation each.
 func parseSignatureLists(d []byte) ([]SignatureList, error) {
-	var lists []SignatureList
+	nLists, nSigs := 0, 0
 	for off := 0; off < len(d); {
 		if len(d)-off < 28 {
 			return nil, fmt.Errorf("signature list at byte %d: %d bytes left, shorter than a 28-byte EFI_SIGNATURE_LIST header", off, len(d)-off)
@@ -208,18 +212,32 @@ func parseSignatureLists(d []byte) ([]SignatureList, error) {
 		if body%sigSize != 0 {
 			return nil, fmt.Errorf("signature list at byte %d: %d bytes of signatures is not a multiple of the signature size %d", off, body, sigSize)
 		}
-		var l SignatureList
+		nLists++
+		nSigs += int(body / sigSize)
+		off += int(listSize)
+	}
+
+	lists := make([]SignatureList, nLists)
+	sigs := make([]SignatureData, nSigs)
+	off := 0
+	for i := range lists {
+		h := d[off:]
+		listSize := uint64(binary.LittleEndian.Uint32(h[16:]))
+		headerSize := uint64(binary.LittleEndian.Uint32(h[20:]))
+		sigSize := uint64(binary.LittleEndian.Uint32(h[24:]))
+		n := int((listSize - 28 - headerSize) / sigSize)
+		l := &lists[i]
 		copy(l.Type[:], h[:16])
-		l.Signatures = make([]SignatureData, body/sigSize)
+		l.Signatures = sigs[:n:n]
+		sigs = sigs[n:]
 		p := 28 + headerSize
-		for i := range l.Signatures {
-			s := &l.Signatures[i]
+		for j := range l.Signatures {
+			s := &l.Signatures[j]
 			copy(s.Owner[:], h[p:p+16])
 			s.Data = h[p+16 : p+sigSize : p+sigSize]
 			s.X509 = l.Type == CertX509GUID && looksLikeDER(s.Data)
 			p += sigSize
 		}
-		lists = append(lists, l)
 		off += int(listSize)
 	}
 	return lists, nil

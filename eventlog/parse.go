@@ -193,12 +193,10 @@ func Parse(raw []byte) (*Log, error) {
 		p.known = log.Banks
 	}
 
-	// Estimate the event count from the size to avoid regrowing the slices
-	// on typical logs: real events average several hundred bytes.
-	estimate := len(raw)/256 + 4
-	p.events = make([]Event, 0, estimate)
-	p.digests = make([]Digest, 0, estimate*len(log.Banks))
-	p.digestStart = make([]int32, 0, estimate+1)
+	// Size the slices exactly, so a log costs one allocation each.
+	nEvents, nDigests := countEvents(raw, p.off, log.Format, p.algs)
+	p.events = make([]Event, 0, nEvents+1)
+	p.digests = make([]Digest, 0, nDigests)
 	p.add(first)
 
 	off := p.off
@@ -220,32 +218,34 @@ func Parse(raw []byte) (*Log, error) {
 		off = p.off
 	}
 
-	p.digestStart = append(p.digestStart, int32(len(p.digests)))
 	dc := newDecoder(p.events)
 	for i := range p.events {
-		p.events[i].Digests = p.digests[p.digestStart[i]:p.digestStart[i+1]:p.digestStart[i+1]]
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
+	dc.finish()
 	log.Events = p.events
 	return log, nil
 }
 
 type parser struct {
-	raw         []byte
-	off         int
-	algs        []AlgorithmSize // crypto-agile header list
-	known       []Algorithm
-	events      []Event
-	digests     []Digest
-	digestStart []int32
-	pending     []Digest // digests of the event being parsed
+	raw     []byte
+	off     int
+	algs    []AlgorithmSize // crypto-agile header list
+	known   []Algorithm
+	events  []Event
+	digests []Digest
 }
 
 func (p *parser) add(ev Event) {
-	p.digestStart = append(p.digestStart, int32(len(p.digests)))
-	p.digests = append(p.digests, p.pending...)
-	p.pending = p.pending[:0]
 	p.events = append(p.events, ev)
+}
+
+// takeDigests sets ev.Digests to the digests appended since start. When
+// an append reallocated p.digests, earlier events keep pointing into the
+// old array, which stays valid.
+func (p *parser) takeDigests(ev *Event, start int) {
+	end := len(p.digests)
+	ev.Digests = p.digests[start:end:end]
 }
 
 func (p *parser) errorf(num, off int, format string, args ...any) error {
@@ -264,10 +264,11 @@ func (p *parser) sha1Event(num, off int) (Event, error) {
 		PCR:    binary.LittleEndian.Uint32(rest[0:]),
 		Type:   EventType(binary.LittleEndian.Uint32(rest[4:])),
 	}
-	p.pending = append(p.pending, Digest{Alg: SHA1, Value: rest[8:28:28]})
+	start := len(p.digests)
+	p.digests = append(p.digests, Digest{Alg: SHA1, Value: rest[8:28:28]})
+	p.takeDigests(&ev, start)
 	size := binary.LittleEndian.Uint32(rest[28:])
 	if uint64(size) > uint64(len(rest)-sha1EventHeaderSize) {
-		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-sha1EventHeaderSize, ev.Type, ev.PCR)
 	}
 	end := sha1EventHeaderSize + int(size)
@@ -295,11 +296,12 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	if count == 0 || count > uint32(len(p.algs)) {
 		return Event{}, p.errorf(num, off, "%s event for PCR %d has %d digests, expected 1 to the %d algorithms the Spec ID event lists", ev.Type, ev.PCR, count, len(p.algs))
 	}
+
 	pos := 12
+	start := len(p.digests)
 	var seen uint64 // bit i set when p.algs[i] was seen
 	for i := uint32(0); i < count; i++ {
 		if len(rest)-pos < 2 {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "truncated digest %d of %s event for PCR %d at byte offset %d; the log was cut short", i, ev.Type, ev.PCR, off+pos)
 		}
 		alg := Algorithm(binary.LittleEndian.Uint16(rest[pos:]))
@@ -311,39 +313,99 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 			}
 		}
 		if idx < 0 {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "digest %d of %s event for PCR %d uses algorithm 0x%04x, which the Spec ID event does not list, so its size is unknown", i, ev.Type, ev.PCR, uint16(alg))
 		}
 		if seen&(1<<idx) != 0 {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "%s event for PCR %d has two %s digests", ev.Type, ev.PCR, alg)
 		}
 		seen |= 1 << idx
 		size := p.algs[idx].Size
 		pos += 2
 		if len(rest)-pos < size {
-			p.pending = p.pending[:0]
 			return Event{}, p.errorf(num, off, "truncated %s digest of %s event for PCR %d: %d bytes left, %d needed; the log was cut short", alg, ev.Type, ev.PCR, len(rest)-pos, size)
 		}
 		if alg.Size() != 0 {
-			p.pending = append(p.pending, Digest{Alg: alg, Value: rest[pos : pos+size : pos+size]})
+			p.digests = append(p.digests, Digest{Alg: alg, Value: rest[pos : pos+size : pos+size]})
 		}
 		pos += size
 	}
+	p.takeDigests(&ev, start)
+
 	if len(rest)-pos < 4 {
-		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "truncated event data size of %s event for PCR %d; the log was cut short", ev.Type, ev.PCR)
 	}
 	size := binary.LittleEndian.Uint32(rest[pos:])
 	pos += 4
 	if uint64(size) > uint64(len(rest)-pos) {
-		p.pending = p.pending[:0]
 		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-pos, ev.Type, ev.PCR)
 	}
 	end := pos + int(size)
 	ev.Data = rest[pos:end:end]
 	p.off = off + end
 	return ev, nil
+}
+
+// countEvents walks the event headers from off and returns how many events
+// and known-algorithm digests they hold, stopping at the first header that
+// does not fit (the parse loop then reports it).
+func countEvents(raw []byte, off int, format Format, algs []AlgorithmSize) (events, digests int) {
+	for off < len(raw) {
+		rest := raw[off:]
+		if paddingLen(rest) > 0 {
+			return events, digests
+		}
+		if format == FormatSHA1 {
+			if len(rest) < sha1EventHeaderSize {
+				return events, digests
+			}
+			size := uint64(binary.LittleEndian.Uint32(rest[28:]))
+			if size > uint64(len(rest)-sha1EventHeaderSize) {
+				return events, digests
+			}
+			off += sha1EventHeaderSize + int(size)
+			events++
+			digests++
+			continue
+		}
+		if len(rest) < 12 {
+			return events, digests
+		}
+		count := binary.LittleEndian.Uint32(rest[8:])
+		if count > uint32(len(algs)) {
+			return events, digests
+		}
+		pos := 12
+		for i := uint32(0); i < count; i++ {
+			if len(rest)-pos < 2 {
+				return events, digests
+			}
+			alg := Algorithm(binary.LittleEndian.Uint16(rest[pos:]))
+			size := -1
+			for _, a := range algs {
+				if a.Alg == alg {
+					size = a.Size
+					break
+				}
+			}
+			if size < 0 || len(rest)-pos-2 < size {
+				return events, digests
+			}
+			if alg.Size() != 0 {
+				digests++
+			}
+			pos += 2 + size
+		}
+		if len(rest)-pos < 4 {
+			return events, digests
+		}
+		size := uint64(binary.LittleEndian.Uint32(rest[pos:]))
+		if size > uint64(len(rest)-pos-4) {
+			return events, digests
+		}
+		off += pos + 4 + int(size)
+		events++
+	}
+	return events, digests
 }
 
 // parseSpecID decodes TCG_EfiSpecIDEvent.
@@ -359,6 +421,7 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 		Errata:        data[22],
 		UintnSize:     data[23],
 	}
+
 	n := binary.LittleEndian.Uint32(data[24:])
 	if n == 0 || n > maxSpecIDAlgorithms {
 		return nil, fmt.Errorf("numberOfAlgorithms is %d, expected 1 to %d", n, maxSpecIDAlgorithms)
@@ -385,6 +448,7 @@ func parseSpecID(data []byte) (*SpecIDEvent, error) {
 		s.Algorithms[i] = AlgorithmSize{Alg: alg, Size: size}
 		pos += 4
 	}
+
 	vendorSize := int(data[pos])
 	pos++
 	if vendorSize > len(data)-pos {
@@ -407,6 +471,13 @@ var (
 // paddingLen returns len(b) when b is non-empty and all 0x00 or all 0xFF,
 // and 0 otherwise.
 func paddingLen(b []byte) int {
+	// Fast path: a real event differs from the padding within its 8-byte
+	// PCR index and event type.
+	if len(b) >= 8 {
+		if w := binary.LittleEndian.Uint64(b); w != 0 && w != ^uint64(0) {
+			return 0
+		}
+	}
 	var block []byte
 	switch b[0] {
 	case 0x00:

@@ -33,7 +33,7 @@ const (
 )
 
 // Workarounds returns every known workaround in the order Verify tries
-// them.
+// them, whatever the order of VerifyOptions.Workarounds.
 func Workarounds() []Workaround {
 	return []Workaround{WorkaroundExitBootServices, WorkaroundWindowsCappedSHA1}
 }
@@ -74,7 +74,7 @@ const (
 	// WorkaroundWindowsCappedSHA1). Its values are not verified.
 	BankCapped BankStatus = "capped"
 	// BankUnused: the log has no digests for the bank, and every quoted
-	// PCR of it holds its reset value, so nothing was ever extended into
+	// PCR of it is at its reset value, so nothing was ever extended into
 	// it. The bank is consistent with the log, and it proves nothing.
 	BankUnused BankStatus = "unused"
 	// BankNotInLog: the log has no digests for the bank (a SHA-1 format
@@ -175,7 +175,7 @@ func (e *MismatchError) Error() string {
 
 // ErrNoVerifiedBank is returned when no quoted bank could be compared with
 // the log (for example a SHA-256 quote against a SHA-1 format log).
-var ErrNoVerifiedBank = errors.New("no quoted bank can be verified from the event log")
+var ErrNoVerifiedBank = errors.New("no quoted bank can be verified from the event log: quote a bank the log has digests for")
 
 // Verify replays the log and compares the result with quoted PCR values,
 // such as those a verified quote covers. It checks, in order:
@@ -224,8 +224,10 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 		res.Banks = append(res.Banks, compareBank(log, st, alg, quoted[alg]))
 	}
 	if len(mismatchedBanks(res)) > 0 {
-		for _, w := range opts.Workarounds {
-			applyWorkaround(w, log, st, res)
+		for _, w := range Workarounds() {
+			if containsWorkaround(opts.Workarounds, w) {
+				applyWorkaround(w, log, st, res)
+			}
 		}
 	}
 	for _, b := range res.Banks {
@@ -272,29 +274,28 @@ func mismatchedBanks(r *Result) []int {
 }
 
 func compareBank(log *Log, st *replayState, alg Algorithm, quoted map[int][]byte) BankResult {
-	br := BankResult{Bank: alg}
-	indexes := make([]int, 0, len(quoted))
-	for i := range quoted {
-		indexes = append(indexes, i)
-	}
-	sort.Ints(indexes)
+	br := BankResult{Bank: alg, Status: BankMatch, PCRs: make([]PCRResult, 0, len(quoted))}
 	b := st.bank(alg)
 	if b < 0 {
 		br.Status = BankUnused
-		for _, i := range indexes {
-			q := quoted[i]
+	}
+	size := alg.Size()
+	// Verify checked that every quoted index is below NumPCRs, so this
+	// visits each quoted PCR once, in index order.
+	for i := 0; i < NumPCRs; i++ {
+		q, ok := quoted[i]
+		if !ok {
+			continue
+		}
+		if b < 0 {
 			br.PCRs = append(br.PCRs, PCRResult{Index: i, Quoted: q})
 			if !isResetValue(i, q) {
 				br.Status = BankNotInLog
 			}
+			continue
 		}
-		return br
-	}
-	br.Status = BankMatch
-	size := alg.Size()
-	for _, i := range indexes {
 		r := st.pcrs[b][i][:size:size]
-		p := PCRResult{Index: i, Replayed: r, Quoted: quoted[i], Match: bytes.Equal(r, quoted[i])}
+		p := PCRResult{Index: i, Replayed: r, Quoted: q, Match: bytes.Equal(r, q)}
 		if !p.Match {
 			br.Status = BankMismatch
 		}
@@ -389,6 +390,7 @@ func fixExitBootServices(log *Log, br *BankResult) bool {
 	if pcr5 == nil || pcr5.Replayed == nil {
 		return false
 	}
+
 	var value, buf [sha512.Size]byte
 	v := value[:copy(value[:], pcr5.Replayed)]
 	extend(br.Bank, v, digestOf(br.Bank, &buf, []byte(ebsInvocation)))

@@ -3,6 +3,7 @@ package ima
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -13,10 +14,57 @@ import (
 // Allowlist holds reference file digests, each with the file names it is
 // known under. Digests of different algorithms never match each other.
 type Allowlist struct {
-	sha256 map[[32]byte]int32 // digest -> first name record
-	other  map[string]int32   // "alg:" + digest -> first name record
+	sha256 digestTable      // SHA-256 digest -> first name record
+	other  map[string]int32 // "alg:" + digest -> first name record
 	names  []nameRecord
 	count  int
+}
+
+// digestTable is an open-addressing hash table of SHA-256 digests. File
+// digests are uniformly distributed, so their first bytes serve as the
+// hash, and each slot holds the whole digest: a lookup in a large list
+// touches one cache line in the common case, where a Go map touches two.
+type digestTable struct {
+	slots []digestSlot
+	used  int
+}
+
+type digestSlot struct {
+	digest [32]byte
+	head   int32 // first name record + 1; 0 marks an empty slot
+}
+
+func (t *digestTable) find(d *[32]byte) *digestSlot {
+	if len(t.slots) == 0 {
+		return nil
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := binary.LittleEndian.Uint64(d[:8]) & mask; ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.head == 0 || s.digest == *d {
+			return s
+		}
+	}
+}
+
+// slot returns the slot of d, claiming an empty one, and grows the table
+// to keep it at most half full.
+func (t *digestTable) slot(d *[32]byte) *digestSlot {
+	if 2*(t.used+1) > len(t.slots) {
+		old := t.slots
+		t.slots = make([]digestSlot, max(1024, 2*len(old)))
+		for i := range old {
+			if old[i].head != 0 {
+				*t.find(&old[i].digest) = old[i]
+			}
+		}
+	}
+	s := t.find(d)
+	if s.head == 0 {
+		s.digest = *d
+		t.used++
+	}
+	return s
 }
 
 // nameRecord chains the names listed for one digest. An empty name means
@@ -28,30 +76,32 @@ type nameRecord struct {
 
 // NewAllowlist returns an empty allowlist.
 func NewAllowlist() *Allowlist {
-	return &Allowlist{sha256: map[[32]byte]int32{}, other: map[string]int32{}}
+	return &Allowlist{other: map[string]int32{}}
 }
 
 // Len returns the number of distinct digests.
 func (a *Allowlist) Len() int { return a.count }
 
 // Add lists digest, of the kernel-named algorithm alg ("sha256",
-// "sha1"...), for the file name name, which may be empty.
+// "sha1"...), for the file name name, which may be empty. Spaces in name
+// become underscores, because IMA logs file names that way (see
+// LoggedName).
 func (a *Allowlist) Add(alg string, digest []byte, name string) error {
 	if err := checkDigestSize(alg, digest); err != nil {
 		return err
 	}
+	name = LoggedName(name)
 	rec := int32(len(a.names))
 	if alg == "sha256" {
-		key := [32]byte(digest)
-		head, ok := a.sha256[key]
-		if !ok {
-			head = -1
+		s := a.sha256.slot((*[32]byte)(digest))
+		head := s.head - 1
+		if s.head == 0 {
 			a.count++
 		} else if a.hasName(head, name) {
 			return nil
 		}
 		a.names = append(a.names, nameRecord{name: name, next: head})
-		a.sha256[key] = rec
+		s.head = rec + 1
 		return nil
 	}
 	key := alg + ":" + string(digest)
@@ -67,6 +117,17 @@ func (a *Allowlist) Add(alg string, digest []byte, name string) error {
 	return nil
 }
 
+// LoggedName returns a file name as IMA logs it: the kernel replaces
+// every space with an underscore when it records a name
+// (ima_write_template_field_data in security/integrity/ima/ima_template_lib.c),
+// so that names do not split the fields of the ascii list.
+func LoggedName(name string) string {
+	if !strings.Contains(name, " ") {
+		return name
+	}
+	return strings.ReplaceAll(name, " ", "_")
+}
+
 func (a *Allowlist) hasName(head int32, name string) bool {
 	for i := head; i >= 0; i = a.names[i].next {
 		if a.names[i].name == name {
@@ -79,8 +140,8 @@ func (a *Allowlist) hasName(head int32, name string) bool {
 // lookup returns the first name record of a digest, or -1.
 func (a *Allowlist) lookup(alg string, digest []byte) int32 {
 	if alg == "sha256" && len(digest) == 32 {
-		if head, ok := a.sha256[[32]byte(digest)]; ok {
-			return head
+		if s := a.sha256.find((*[32]byte)(digest)); s != nil {
+			return s.head - 1
 		}
 		return -1
 	}
@@ -205,8 +266,10 @@ func (a *Allowlist) WriteTo(w io.Writer) (int64, error) {
 			lines = append(lines, line{a.names[i].name, d})
 		}
 	}
-	for k, head := range a.sha256 {
-		add("sha256", k[:], head)
+	for i := range a.sha256.slots {
+		if s := &a.sha256.slots[i]; s.head != 0 {
+			add("sha256", s.digest[:], s.head-1)
+		}
 	}
 	for k, head := range a.other {
 		alg, digest, _ := strings.Cut(k, ":")

@@ -104,3 +104,25 @@ func FuzzParseSignature(f *testing.F) {
 		}
 	})
 }
+
+func FuzzAllowlistRead(f *testing.F) {
+	f.Add([]byte("7288c75488697bad29619f7ad123b8e467744f500369689d97de13197d282e87  /usr/bin/kmod\n\\c6dd853884a0df890e1b66366bbc269f18bc6fd6fb7d4b4a19a735f07d1ca4ae  /tmp/a\\nb\nsha1:19f13b42c2745066347e76454788c0fe083643f3 */init\n# comment\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := NewAllowlist()
+		if _, err := a.ReadFrom(bytes.NewReader(data)); err != nil {
+			return
+		}
+		// What was read writes out and reads back to the same list.
+		var out bytes.Buffer
+		if _, err := a.WriteTo(&out); err != nil {
+			t.Fatal(err)
+		}
+		b := NewAllowlist()
+		if _, err := b.ReadFrom(&out); err != nil {
+			t.Fatalf("written allowlist does not read back: %v\n%s", err, out.Bytes())
+		}
+		if a.Len() != b.Len() {
+			t.Fatalf("%d digests written, %d read back", a.Len(), b.Len())
+		}
+	})
+}

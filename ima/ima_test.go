@@ -237,6 +237,9 @@ func TestASCIIRoundTrip(t *testing.T) {
 	}
 }
 
+// TestNamesWithSpacesAndUTF8 checks names with UTF-8 and with spaces. The
+// kernel logs spaces as underscores, but the parsers keep any byte they
+// are given, so lists from other producers keep their names too.
 func TestNamesWithSpacesAndUTF8(t *testing.T) {
 	base := loadEntries(t, "hahuri.ima.bin")[1]
 	sig := loadEntries(t, "sml-ima-sig-sha256.bin")[1]
@@ -770,4 +773,60 @@ func mustHex(t testing.TB, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestModsigAndNGv2Templates builds ima-modsig and ima-sigv2 entries from
+// the real efivarfs.ko entry of the OVMF boot, as a kernel with those
+// templates would log it, and checks both formats keep every field.
+func TestModsigAndNGv2Templates(t *testing.T) {
+	base := loadEntries(t, "ovmf-shim-sbms.ima.bin")[1]
+	f, err := base.Fields()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := append(slices.Clone(f.Name), 0)
+	modsig := []byte{0x30, 0x82, 0x01, 0x00, 0xaa, 0xbb} // stands for a PKCS #7 blob
+	cases := []struct {
+		template string
+		data     []byte
+	}{
+		{TemplateIMAModsig, encodeFields(digestField("sha256", f.Digest), name, nil, digestField("sha256", f.Digest), modsig)},
+		{TemplateIMAModsig, encodeFields(digestField("sha256", f.Digest), name, nil, nil, nil)},
+		{TemplateIMASigv2, encodeFields(append([]byte("ima:"), digestField("sha256", f.Digest)...), name, []byte{3, 2, 4, 1, 2, 3, 4, 0, 0})},
+		{TemplateIMANGv2, encodeFields(append([]byte("verity:"), digestField("sha256", f.Digest)...), name)},
+	}
+	for i, c := range cases {
+		h := sha1.Sum(c.data)
+		e := Entry{Index: 1, PCR: 10, TemplateHash: h[:], TemplateName: c.template, TemplateData: c.data}
+		line, err := AppendASCII(nil, &e)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		for _, data := range [][]byte{line, AppendBinary(nil, &e)} {
+			got, _, err := Parse(data, ParseOptions{FirstIndex: 1})
+			if err != nil {
+				t.Fatalf("case %d %q: %v", i, line, err)
+			}
+			if !bytes.Equal(got[0].TemplateData, c.data) {
+				t.Errorf("case %d: template data changed in %q", i, line)
+			}
+			gf, err := got[0].Fields()
+			if err != nil {
+				t.Fatalf("case %d: %v", i, err)
+			}
+			if string(gf.Name) != "/lib/modules/efivarfs.ko" || !bytes.Equal(gf.Digest, f.Digest) || gf.DigestAlgorithm != "sha256" {
+				t.Errorf("case %d: fields %+v", i, gf)
+			}
+			switch {
+			case c.template == TemplateIMAModsig && i == 0:
+				if !bytes.Equal(gf.Modsig, modsig) || !bytes.Equal(gf.ModsigDigest, f.Digest) {
+					t.Errorf("case %d: modsig %x digest %x", i, gf.Modsig, gf.ModsigDigest)
+				}
+			case c.template == TemplateIMANGv2:
+				if gf.DigestType != "verity" {
+					t.Errorf("case %d: digest type %q", i, gf.DigestType)
+				}
+			}
+		}
+	}
 }

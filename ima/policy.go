@@ -224,9 +224,11 @@ func (rule *Rule) accepts(f *Fields) (bool, string) {
 	return false, strings.Join(reasons, ", ")
 }
 
-// matchAny reports whether name matches one of the patterns.
+// matchAny reports whether name matches one of the patterns. Spaces in a
+// pattern match the underscores IMA logs in their place.
 func matchAny(patterns []string, name []byte) bool {
 	for _, p := range patterns {
+		p = LoggedName(p)
 		if strings.HasSuffix(p, "/") {
 			if strings.HasPrefix(string(name), p) {
 				return true

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"slices"
@@ -354,6 +355,13 @@ func TestAllowlistFile(t *testing.T) {
 	}
 	if b.Len() != a.Len() || !b.ContainsFor("sha256", kmod, []byte("/tmp/a\nb\\c")) {
 		t.Error("allowlist changed in a write and read round trip")
+	}
+	spaced := NewAllowlist()
+	if _, err := spaced.ReadFrom(strings.NewReader(hex.EncodeToString(kmod) + "  /opt/my app/bin\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !spaced.ContainsFor("sha256", kmod, []byte("/opt/my_app/bin")) {
+		t.Error("a name with a space does not match the name IMA logs, with an underscore")
 	}
 	for _, bad := range []string{"zz  /x\n", "abcd  /x\n", "sha999:abcd  /x\n"} {
 		if _, err := NewAllowlist().ReadFrom(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {

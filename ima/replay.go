@@ -2,6 +2,7 @@ package ima
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding"
 	"encoding/binary"
@@ -103,7 +104,7 @@ type engine struct {
 	scratch [4 + 1 + 64 + 1 + maxTemplateNameLen + 32]byte
 }
 
-func newEngine(algs []Algorithm) (*engine, error) {
+func newEngine(algs []Algorithm, use []ExtendScheme) (*engine, error) {
 	e := &engine{prefix: sha256.New()}
 	for _, alg := range algs {
 		if slices.ContainsFunc(e.banks, func(b *bankReplay) bool { return b.alg == alg }) {
@@ -113,7 +114,7 @@ func newEngine(algs []Algorithm) (*engine, error) {
 			return nil, fmt.Errorf("PCR bank %s is not supported: replay needs sha1, sha256, sha384 or sha512", alg)
 		}
 		b := &bankReplay{alg: alg, size: alg.Size()}
-		for _, s := range schemes {
+		for _, s := range use {
 			if alg == SHA1 && s == PaddedSHA1 {
 				continue // identical to PerBankHash for SHA-1
 			}
@@ -260,8 +261,17 @@ func extend(pcr []byte, alg Algorithm, d []byte) {
 	var buf [128]byte
 	n := copy(buf[:], pcr)
 	n += copy(buf[n:], d)
-	out := sum(alg, buf[:n])
-	copy(pcr, out.bytes())
+	switch alg {
+	case SHA1:
+		s := sha1.Sum(buf[:n])
+		copy(pcr, s[:])
+	case SHA256:
+		s := sha256.Sum256(buf[:n])
+		copy(pcr, s[:])
+	default:
+		out := sum(alg, buf[:n])
+		copy(pcr, out.bytes())
+	}
 }
 
 // hashPrefix feeds the entry into the prefix hash: its PCR, logged
@@ -340,7 +350,7 @@ type Replay struct {
 // under both extend schemes. It does not compare with a quote: see
 // Replay.Compare and Verify.
 func ReplayEntries(entries []Entry, banks []Algorithm) (*Replay, error) {
-	e, err := newEngine(banks)
+	e, err := newEngine(banks, schemes)
 	if err != nil {
 		return nil, err
 	}

@@ -17,8 +17,8 @@ const DefaultMaxStalledRounds = 3
 // imaPCR is the PCR that IMA extends unless its policy names another.
 const imaPCR = 10
 
-// State is what a verifier keeps per machine and boot between rounds of
-// incremental verification. It encodes to JSON; persist it only after
+// State is the record a verifier keeps per machine and boot between rounds
+// of incremental verification. It encodes to JSON. Persist it only after
 // Verify returns no error.
 type State struct {
 	// ResetCount is the TPM resetCount of the boot this state belongs to.
@@ -122,9 +122,9 @@ type snapshot struct {
 //  2. every entry's template data hashes to its logged template hash;
 //  3. some prefix of the verified entries plus the new ones replays, in
 //     every quoted bank that has PCR 10, to the quoted values of PCR 10
-//     and of every other PCR the entries extend; the longest such prefix
-//     is verified and the rest is pending. The prefix holds at least the
-//     boot_aggregate, which IMA extends before any program runs;
+//     and of every other PCR the entries extend. The longest such prefix
+//     is verified and the rest is pending. The prefix contains at least
+//     the boot_aggregate, which IMA extends before any program runs;
 //  4. no verified entry extends a PCR the quote does not cover;
 //  5. entry 0 is a boot_aggregate matching the quoted PCRs 0-9 (see
 //     CheckBootAggregate), unless opts.InsecureSkipBootAggregate;
@@ -164,55 +164,23 @@ func Verify(prev *State, round Round, opts VerifyOptions) (*Result, error) {
 		return nil, err
 	}
 	res.SkippedBanks = skipped
-	eng, err := newEngine(algs)
+	resume := prev != nil && round.Offset == prev.Entries && prev.Entries > 0
+	var eng *engine
+	var best *snapshot
+	if prev != nil && len(prev.Banks) > 0 {
+		eng, best, err = replayRound(prev, round, algs, resume, schemes)
+	} else {
+		// Current kernels extend per-bank hashes, so replay that scheme
+		// alone first, and both only when it matches no prefix.
+		eng, best, err = replayRound(prev, round, algs, resume, []ExtendScheme{PerBankHash})
+		if err == nil && best == nil {
+			eng, best, err = replayRound(prev, round, algs, resume, schemes)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	resume := prev != nil && round.Offset == prev.Entries && prev.Entries > 0
-	if prev != nil {
-		if err := eng.fixSchemes(prev); err != nil {
-			return nil, err
-		}
-	}
-	if resume {
-		if err := eng.restore(prev); err != nil {
-			return nil, err
-		}
-	}
-	start := eng.count
-
-	// Check 1 for a full resend: the first prev.Entries entries must hash
-	// to the verified prefix.
-	var prevSum []byte
-	if prev != nil && !resume && prev.Entries > 0 {
-		prevSum = prev.PrefixHash
-		if len(round.Entries) < prev.Entries {
-			return nil, &VerificationError{Reason: ReasonHistoryChanged, Entry: -1, Detail: fmt.Sprintf(
-				"IMA log history changed within one boot: the resent list has %d entries, fewer than the %d verified before", len(round.Entries), prev.Entries)}
-		}
-	}
-
-	eng.setQuoted(round.Quoted)
-	var best *snapshot
-	if eng.matches() {
-		best = eng.snapshot()
-	}
-	for i := range round.Entries {
-		// Check 2.
-		if err := eng.step(&round.Entries[i]); err != nil {
-			return nil, err
-		}
-		if prevSum != nil && eng.count == prev.Entries {
-			if !bytes.Equal(eng.prefixSum(), prevSum) {
-				return nil, &VerificationError{Reason: ReasonHistoryChanged, Entry: -1, Detail: fmt.Sprintf(
-					"IMA log history changed within one boot: the first %d entries of the resent list differ from the ones verified before", prev.Entries)}
-			}
-		}
-		// Check 3.
-		if eng.matches() {
-			best = eng.snapshot()
-		}
-	}
+	start := round.Offset
 	if best == nil {
 		return nil, &VerificationError{Reason: ReasonPCRMismatch, Entry: -1, Detail: eng.mismatchDetail(round.Quoted, start)}
 	}
@@ -283,6 +251,60 @@ func Verify(prev *State, round Round, opts VerifyOptions) (*Result, error) {
 	return res, nil
 }
 
+// replayRound replays the round's entries with the given schemes, from
+// the state when resuming, and returns the engine at the end of the list
+// and the snapshot of the longest prefix that matches the quote, or nil.
+// It performs checks 1 to 3 of Verify.
+func replayRound(prev *State, round Round, algs []Algorithm, resume bool, use []ExtendScheme) (*engine, *snapshot, error) {
+	eng, err := newEngine(algs, use)
+	if err != nil {
+		return nil, nil, err
+	}
+	if prev != nil {
+		if err := eng.fixSchemes(prev); err != nil {
+			return nil, nil, err
+		}
+	}
+	if resume {
+		if err := eng.restore(prev); err != nil {
+			return nil, nil, err
+		}
+	}
+	// Check 1 for a full resend: the first prev.Entries entries must hash
+	// to the verified prefix.
+	var prevSum []byte
+	if prev != nil && !resume && prev.Entries > 0 {
+		prevSum = prev.PrefixHash
+		if len(round.Entries) < prev.Entries {
+			return nil, nil, &VerificationError{Reason: ReasonHistoryChanged, Entry: -1, Detail: fmt.Sprintf(
+				"IMA log history changed within one boot: the resent list has %d entries, fewer than the %d verified before", len(round.Entries), prev.Entries)}
+		}
+	}
+
+	eng.setQuoted(round.Quoted)
+	var best *snapshot
+	if eng.matches() {
+		best = eng.snapshot()
+	}
+	for i := range round.Entries {
+		// Check 2.
+		if err := eng.step(&round.Entries[i]); err != nil {
+			return nil, nil, err
+		}
+		if prevSum != nil && eng.count == prev.Entries {
+			if !bytes.Equal(eng.prefixSum(), prevSum) {
+				return nil, nil, &VerificationError{Reason: ReasonHistoryChanged, Entry: -1, Detail: fmt.Sprintf(
+					"IMA log history changed within one boot: the first %d entries of the resent list differ from the ones verified before", prev.Entries)}
+			}
+		}
+		// Check 3.
+		if eng.matches() {
+			best = eng.snapshot()
+		}
+	}
+	return eng, best, nil
+}
+
 // replayBanks picks the banks to replay: those of the state when resuming,
 // else every quoted bank that has PCR 10.
 func replayBanks(prev *State, quoted PCRValues) (algs, skipped []Algorithm, err error) {
@@ -343,7 +365,7 @@ func (e *engine) restore(prev *State) error {
 		}
 		for pcr, v := range prev.Banks[i].PCRs {
 			if pcr < 0 || pcr >= maxPCR || len(v) != b.size {
-				return fmt.Errorf("state holds an invalid %s PCR %d value of %d bytes", b.alg, pcr, len(v))
+				return fmt.Errorf("stored state contains an invalid %s PCR %d value of %d bytes: discard the state and send the list from offset 0", b.alg, pcr, len(v))
 			}
 			copy(b.schemes[0].pcrs[pcr], v)
 			if pcr != imaPCR || !allZero(v) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vouch-attest/vouch/bundle"
@@ -19,10 +20,10 @@ var FirmwarePCRs = []int{0, 1, 2, 3, 5, 6, 7}
 // firmwareParts marks the events that the firmware itself logged: every
 // event of PCRs 0 to 7 before the first boot application starts, every
 // later event of PCRs 0 to 3, 5 and 6, and separators and actions. The
-// rest of PCR 7 after that point (shim's SbatLevel and the certificates
-// shim verified GRUB and the kernel with) and the boot applications in
-// PCR 4 belong to the operating system and its bundles, so that a baseline
-// never keeps an old shim's values accepted.
+// rest of PCR 7 after that point is shim's: its SbatLevel and the
+// certificates it verified GRUB and the kernel with. That, and the boot
+// applications in PCR 4, belong to the operating system and its bundles,
+// so that a baseline never keeps an old shim's values accepted.
 func firmwareParts(ev *Evidence) []bool {
 	parts := make([]bool, len(ev.events))
 	booted := false
@@ -132,13 +133,7 @@ func learn(ev *Evidence, keep func(i int) bool) []bundle.Component {
 		for bank, d := range e.Digests {
 			v.Digests[bank] = bundle.Digest(d)
 		}
-		// The id of a measurement lists its digests in a fixed bank order.
-		id := fmt.Sprint(e.PCR)
-		for _, bank := range bankOrder {
-			if d, ok := e.Digests[bank]; ok {
-				id += "/" + string(bank) + ":" + string(d)
-			}
-		}
+		id := valueID(v)
 		kind := Classify(e)
 		if e.DataTrusted && (kind == bundle.KindGRUBCommand || kind == bundle.KindKernelCmdline) {
 			v.Data = e.Text
@@ -159,8 +154,8 @@ func learn(ev *Evidence, keep func(i int) bool) []bundle.Component {
 	return out
 }
 
-// Learned is what vouch policy learn writes: a golden machine's firmware
-// values and the reference values of its other PCRs. The "components"
+// Learned is the output of vouch policy learn: a golden machine's firmware
+// values and the reference values of its other events. The "components"
 // member makes the file usable as input to vouch bundle create.
 type Learned struct {
 	Baseline   *Baseline          `json:"baseline"`
@@ -201,4 +196,96 @@ func ParseBaseline(data []byte) (*Baseline, error) {
 		}
 	}
 	return b, nil
+}
+
+// Diff lists what changed from one baseline revision to the next, one line
+// per component whose values differ, for the administrator who approves
+// the new revision ("PCR 0 firmware blob 0x820000+0xe0000 (firmware-blob):
+// sha256 c4ff2cfc23ae… → f4f0c5269727…").
+func Diff(old, next *Baseline) []string {
+	type key struct {
+		name string
+		kind bundle.Kind
+	}
+	values := func(b *Baseline) (map[key][]bundle.Value, []key) {
+		m := make(map[key][]bundle.Value)
+		var order []key
+		if b == nil {
+			return m, nil
+		}
+		for _, c := range b.Components {
+			k := key{c.Name, c.Kind}
+			if _, ok := m[k]; !ok {
+				order = append(order, k)
+			}
+			m[k] = append(m[k], c.Values...)
+		}
+		return m, order
+	}
+	oldValues, oldOrder := values(old)
+	newValues, newOrder := values(next)
+
+	var out []string
+	seen := make(map[key]bool)
+	for _, k := range append(oldOrder, newOrder...) {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		removed := subtractValues(oldValues[k], newValues[k])
+		added := subtractValues(newValues[k], oldValues[k])
+		if len(removed) == 0 && len(added) == 0 {
+			continue
+		}
+		pcr := 0
+		if len(removed) > 0 {
+			pcr = removed[0].PCR
+		} else {
+			pcr = added[0].PCR
+		}
+		out = append(out, fmt.Sprintf("PCR %d %s (%s): %s → %s", pcr, k.name, k.kind, describeValues(removed), describeValues(added)))
+	}
+	return out
+}
+
+// valueID identifies a value by its PCR and digests in a fixed bank order.
+func valueID(v bundle.Value) string {
+	id := fmt.Sprint(v.PCR)
+	for _, bank := range bankOrder {
+		if d, ok := v.Digests[bank]; ok {
+			id += "/" + string(bank) + ":" + string(d)
+		}
+	}
+	return id
+}
+
+// subtractValues returns the values of a whose id is not in b.
+func subtractValues(a, b []bundle.Value) []bundle.Value {
+	in := make(map[string]bool, len(b))
+	for _, v := range b {
+		in[valueID(v)] = true
+	}
+	var out []bundle.Value
+	for _, v := range a {
+		if !in[valueID(v)] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func describeValues(vs []bundle.Value) string {
+	if len(vs) == 0 {
+		return "(none)"
+	}
+	var parts []string
+	for _, v := range vs {
+		for _, bank := range bankOrder {
+			if d, ok := v.Digests[bank]; ok {
+				parts = append(parts, fmt.Sprintf("%s %s", bank, shortHex(d)))
+				break
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -518,3 +518,154 @@ func TestFirmwareParts(t *testing.T) {
 		}
 	}
 }
+
+// predictedBundle converts the prediction `vouch predict` made from the
+// Debian shim, GRUB and kernel packages of the corpus boot, after edit
+// changes its JSON, into a verified bundle.
+func predictedBundle(t *testing.T, edit func(string) string) *bundle.Verified {
+	t.Helper()
+	data, err := os.ReadFile("../bundle/testdata/predict-debian-12-shim-sbms.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	comps, err := bundle.FromPrediction([]byte(edit(string(data))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signBundle(t, "debian-12.8", comps)
+}
+
+// TestCheckPredictedBundle judges the real boot against values predicted
+// from the packages (not from the log) and the machine's firmware values.
+func TestCheckPredictedBundle(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{predictedBundle(t, func(s string) string { return s })},
+		Baseline: approvedBaseline(t, ev),
+	}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Trusted || len(v.Unmatched) != 0 {
+		t.Fatalf("predicted bundle does not accept the boot: %v", v.Failures())
+	}
+
+	// A kernel build that differs from the booted one: its Authenticode
+	// and file digests change, and the verdict names the kernel events.
+	const (
+		authenticode = "61e79ca0acd7e9f18984bea7b44650801ed54fd95a8786c16c583b86acf9d538"
+		fileHash     = "85667e6c72245133bd7e3e80bac7d16b26fda15c0a3c68faa4b713850ea526cd"
+	)
+	p.Bundles = []*bundle.Verified{predictedBundle(t, func(s string) string {
+		s = strings.ReplaceAll(s, authenticode, "9a"+authenticode[2:])
+		return strings.ReplaceAll(s, fileHash, "c4"+fileHash[2:])
+	})}
+	v, err = p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Fatal("boot trusted with another kernel's digests")
+	}
+	var got []string
+	for i := range v.Unmatched {
+		got = append(got, v.Unmatched[i].String())
+	}
+	want := []string{
+		"PCR 9, event 41, vmlinuz file sha256 85667e6c7224…: bundle debian-12.8 allows vmlinuz-6.1.0-57-amd64 c4667e6c7224…",
+		"PCR 4, event 42, vmlinuz Authenticode sha256 61e79ca0acd7…: bundle debian-12.8 allows vmlinuz-6.1.0-57-amd64 9ae79ca0acd7…",
+		"PCR 4, event 43, vmlinuz Authenticode sha256 61e79ca0acd7…: bundle debian-12.8 allows vmlinuz-6.1.0-57-amd64 9ae79ca0acd7…",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("unmatched events:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestVerdictReasons(t *testing.T) {
+	ev := loadCorpus(t, "shim-sboff")
+	golden := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(golden, osPCRs))},
+		Baseline: approvedBaseline(t, golden),
+		Rules:    Rules{SecureBoot: &SecureBootRule{Action: Warn}},
+	}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := v.Reasons()
+	if len(reasons) != len(v.Unmatched)+1 {
+		t.Fatalf("%d reasons for %d unmatched events and one failed rule", len(reasons), len(v.Unmatched))
+	}
+	var secureBoot *Reason
+	for i := range reasons {
+		if reasons[i].Code == ReasonEventUnmatched && reasons[i].Event != nil && *reasons[i].Event == 4 {
+			secureBoot = &reasons[i]
+		}
+	}
+	if secureBoot == nil || *secureBoot.PCR != 7 || secureBoot.Action != Enforce || len(secureBoot.Expected) != 1 ||
+		secureBoot.Expected[0] != "ccfc4bb32888a345bc8aeadaba552b627d99348c767681ab3141f5b01e40a40e" {
+		t.Errorf("SecureBoot event reason = %+v", secureBoot)
+	}
+	last := reasons[len(reasons)-1]
+	if last.Code != ReasonRuleFailed || last.Rule != "secure_boot" || last.Action != Warn || last.Event == nil || *last.Event != 4 {
+		t.Errorf("rule reason = %+v", last)
+	}
+}
+
+// TestBaselineDiff compares the firmware values of the same OVMF build with
+// two variable stores: Secure Boot on with Microsoft keys, and off.
+func TestBaselineDiff(t *testing.T) {
+	on, err := LearnBaseline("vm1", loadCorpus(t, "shim-sbms"), nil, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := LearnBaseline("vm1", loadCorpus(t, "shim-sboff"), on, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := Diff(on, off)
+	joined := strings.Join(diff, "\n")
+	for _, want := range []string{
+		"PCR 7 SecureBoot (secure-boot-variable): sha256 ccfc4bb32888… → sha256 115aa827dbcc…",
+		"PCR 0 firmware blob 0x820000+0xe0000 (firmware-blob): sha256 c4ff2cfc23ae… → sha256 f4f0c5269727…",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("diff lacks %q:\n%s", want, joined)
+		}
+	}
+	// The db authority for shim is logged only with Secure Boot on.
+	if !strings.Contains(joined, "PCR 7 db (variable-authority): sha256 4d4a8e2c7413… → (none)") {
+		t.Errorf("diff lacks the removed db authority:\n%s", joined)
+	}
+	if d := Diff(on, on); len(d) != 0 {
+		t.Errorf("diff of a baseline with itself = %v", d)
+	}
+}
+
+// TestCheckConcurrent runs checks of one Policy in parallel, as a verifier
+// does; run with -race to catch shared writes.
+func TestCheckConcurrent(t *testing.T) {
+	ev := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(ev, osPCRs))},
+		Baseline: approvedBaseline(t, ev),
+		Rules:    Rules{SecureBoot: &SecureBootRule{}, KernelCmdline: &CmdlineRule{Allow: []string{"/vmlinuz .*"}}},
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			v, err := p.Check(ev)
+			if err == nil && !v.Trusted {
+				err = errors.New("verdict not trusted")
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

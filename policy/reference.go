@@ -109,15 +109,18 @@ const maxAlternatives = 8
 // of ev, in the bank shown for it, and how many more there were.
 func (s *referenceSet) alternatives(ev *Event, kind bundle.Kind, name string, bank bundle.Bank) ([]Alternative, int) {
 	var sameKind, sameName []*reference
+	seen := make(map[string]bool)
 	for _, r := range s.byPCR[ev.PCR] {
 		if r.kind != kind {
 			continue
 		}
-		if _, ok := r.value.Digests[bank]; !ok {
+		d, ok := r.value.Digests[bank]
+		if !ok || seen[r.source+"\x00"+string(d)] {
 			continue
 		}
+		seen[r.source+"\x00"+string(d)] = true
 		sameKind = append(sameKind, r)
-		if strings.EqualFold(r.component, name) {
+		if namesMatch(r.component, name) {
 			sameName = append(sameName, r)
 		}
 	}
@@ -138,6 +141,24 @@ func (s *referenceSet) alternatives(ev *Event, kind bundle.Kind, name string, ba
 		})
 	}
 	return out, more
+}
+
+// namesMatch reports whether a reference's component name and the name an
+// event was taken to be denote the same thing: equal ignoring case, or one
+// extends the other by a version ("vmlinuz" and "vmlinuz-6.1.0-57-amd64")
+// or a prefix ("MokList" and "shimx64.efi MokList").
+func namesMatch(a, b string) bool {
+	a, b = strings.ToLower(a), strings.ToLower(b)
+	if a == "" || b == "" {
+		return false
+	}
+	if a == b {
+		return true
+	}
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return strings.HasPrefix(b, a+"-") || strings.HasSuffix(b, " "+a)
 }
 
 // bankOrder ranks banks from strongest to weakest for display.

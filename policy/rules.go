@@ -95,8 +95,6 @@ type CmdlineRule struct {
 	Action Action   `json:"action,omitempty"`
 	Allow  []string `json:"allow,omitempty"`
 	Deny   []string `json:"deny,omitempty"`
-
-	allow, deny []*regexp.Regexp
 }
 
 // MaxRulesSize bounds a rules file.
@@ -114,15 +112,17 @@ func ParseRules(data []byte) (*Rules, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("decode rules: %w", err)
 	}
-	if err := r.Compile(); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
-// Compile validates the rules and compiles their patterns. Check calls it
-// when needed; call it early to report errors at configuration time.
-func (r *Rules) Compile() error {
+// Validate checks the rules' actions, PCRs, digests and patterns. Check
+// calls it on every use; call it early to report errors at configuration
+// time. Neither changes the rules, so one Policy may serve concurrent
+// checks.
+func (r *Rules) Validate() error {
 	actions := map[string]Action{"reference_values": r.ReferenceValues}
 	if q := r.QuotedPCRs; q != nil {
 		actions["quoted_pcrs"] = q.Action
@@ -153,20 +153,8 @@ func (r *Rules) Compile() error {
 	}
 	if c := r.KernelCmdline; c != nil {
 		actions["kernel_cmdline"] = c.Action
-		c.allow, c.deny = nil, nil
-		for _, p := range c.Allow {
-			re, err := regexp.Compile(`^(?:` + p + `)$`)
-			if err != nil {
-				return fmt.Errorf("rules: kernel_cmdline: allow pattern %q: %w", p, err)
-			}
-			c.allow = append(c.allow, re)
-		}
-		for _, p := range c.Deny {
-			re, err := regexp.Compile(`^(?:` + p + `)$`)
-			if err != nil {
-				return fmt.Errorf("rules: kernel_cmdline: deny pattern %q: %w", p, err)
-			}
-			c.deny = append(c.deny, re)
+		if _, _, err := c.compile(); err != nil {
+			return err
 		}
 	}
 	for name, a := range actions {
@@ -411,8 +399,9 @@ func kernelCmdline(e *Event) string {
 
 func (c *CmdlineRule) check(ev *Evidence) RuleResult {
 	res := RuleResult{Rule: "kernel_cmdline", Action: c.Action.orEnforce()}
-	if len(c.allow) != len(c.Allow) || len(c.deny) != len(c.Deny) {
-		res.Detail = "the rule's patterns are not compiled: call Rules.Compile"
+	allow, deny, err := c.compile()
+	if err != nil {
+		res.Detail = err.Error()
 		return res
 	}
 	if !ev.Quoted(8) && !ev.Quoted(12) {
@@ -432,7 +421,7 @@ func (c *CmdlineRule) check(ev *Evidence) RuleResult {
 		}
 		line := kernelCmdline(e)
 		lines = append(lines, fmt.Sprintf("%q", line))
-		if reason := c.judge(line); reason != "" {
+		if reason := c.judge(line, allow, deny); reason != "" {
 			bad = append(bad, fmt.Sprintf("event %d (PCR %d): command line %q %s", e.Number, e.PCR, line, reason))
 		}
 	}
@@ -449,17 +438,37 @@ func (c *CmdlineRule) check(ev *Evidence) RuleResult {
 	return res
 }
 
+// compile compiles the Allow and Deny patterns, anchored to match whole
+// command lines.
+func (c *CmdlineRule) compile() (allow, deny []*regexp.Regexp, err error) {
+	for _, p := range c.Allow {
+		re, err := regexp.Compile(`^(?:` + p + `)$`)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rules: kernel_cmdline: allow pattern %q: %w", p, err)
+		}
+		allow = append(allow, re)
+	}
+	for _, p := range c.Deny {
+		re, err := regexp.Compile(`^(?:` + p + `)$`)
+		if err != nil {
+			return nil, nil, fmt.Errorf("rules: kernel_cmdline: deny pattern %q: %w", p, err)
+		}
+		deny = append(deny, re)
+	}
+	return allow, deny, nil
+}
+
 // judge returns why a command line fails the rule, or "".
-func (c *CmdlineRule) judge(line string) string {
-	for i, re := range c.deny {
+func (c *CmdlineRule) judge(line string, allow, deny []*regexp.Regexp) string {
+	for i, re := range deny {
 		if re.MatchString(line) {
 			return fmt.Sprintf("matches deny pattern %q", c.Deny[i])
 		}
 	}
-	if len(c.allow) == 0 {
+	if len(allow) == 0 {
 		return ""
 	}
-	for _, re := range c.allow {
+	for _, re := range allow {
 		if re.MatchString(line) {
 			return ""
 		}

@@ -208,7 +208,7 @@ func TestParseRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.SecureBoot.Action != Warn || len(r.KernelCmdline.allow) != 1 {
+	if r.SecureBoot.Action != Warn || len(r.KernelCmdline.Allow) != 1 {
 		t.Errorf("rules = %+v", r)
 	}
 

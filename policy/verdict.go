@@ -7,8 +7,9 @@ import (
 	"github.com/vouch-attest/vouch/bundle"
 )
 
-// Policy is what a machine is judged against: signed bundles, the
-// machine's approved firmware values and local rules.
+// Policy is the set of reference values and rules a machine is judged
+// against: signed bundles, the machine's approved firmware values and
+// local rules.
 type Policy struct {
 	// Bundles are verified reference-value bundles. Their values
 	// combine: an event matches when any bundle has its digest.
@@ -141,7 +142,7 @@ func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
 	if ev == nil || ev.quoted == nil {
 		return nil, errNoEvidence
 	}
-	if err := p.Rules.Compile(); err != nil {
+	if err := p.Rules.Validate(); err != nil {
 		return nil, err
 	}
 	refs := newReferenceSet()
@@ -193,4 +194,62 @@ func unmatched(refs *referenceSet, e *Event, banks []bundle.Bank) Unmatched {
 	}
 	u.Allowed, u.MoreAllowed = refs.alternatives(e, kind, name, bank)
 	return u
+}
+
+// Reason codes of Verdict.Reasons.
+const (
+	// ReasonEventUnmatched: an event matched no reference value.
+	ReasonEventUnmatched = "event_unmatched"
+	// ReasonRuleFailed: a rule failed; Reason.Rule names it.
+	ReasonRuleFailed = "rule_failed"
+)
+
+// Reason is one finding of a verdict in flat form, for APIs, logs and
+// stores: an unmatched event or a failed rule, with the action that
+// applied to it.
+type Reason struct {
+	Code   string `json:"code"`
+	Action Action `json:"action"`
+	// Rule names the failed rule, for ReasonRuleFailed.
+	Rule    string `json:"rule,omitempty"`
+	Message string `json:"message"`
+	PCR     *int   `json:"pcr,omitempty"`
+	// Event is the event's number in the log, counted from 0.
+	Event  *int        `json:"event,omitempty"`
+	Type   string      `json:"event_type,omitempty"`
+	Kind   bundle.Kind `json:"kind,omitempty"`
+	Bank   bundle.Bank `json:"bank,omitempty"`
+	Digest string      `json:"digest,omitempty"`
+	// Expected lists the hex digests that would have been accepted.
+	Expected []string `json:"expected,omitempty"`
+}
+
+// Reasons returns every unmatched event and failed rule of the verdict,
+// warnings included, in the order of Failures.
+func (v *Verdict) Reasons() []Reason {
+	var out []Reason
+	for i := range v.Unmatched {
+		u := &v.Unmatched[i]
+		pcr, event := u.PCR, u.Event
+		r := Reason{
+			Code: ReasonEventUnmatched, Action: v.UnmatchedAction, Message: u.String(),
+			PCR: &pcr, Event: &event, Type: u.Type, Kind: u.Kind, Bank: u.Bank, Digest: u.Digest.String(),
+		}
+		for _, a := range u.Allowed {
+			r.Expected = append(r.Expected, a.Digest.String())
+		}
+		out = append(out, r)
+	}
+	for _, rr := range v.Rules {
+		if rr.Passed {
+			continue
+		}
+		r := Reason{Code: ReasonRuleFailed, Action: rr.Action, Rule: rr.Rule, Message: rr.Detail}
+		if len(rr.Events) == 1 {
+			event := rr.Events[0]
+			r.Event = &event
+		}
+		out = append(out, r)
+	}
+	return out
 }

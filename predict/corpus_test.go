@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/vouch-attest/vouch/eventlog"
 )
 
 var debianChain struct {
@@ -121,7 +123,7 @@ func TestShimMeasurementsMatchCorpus(t *testing.T) {
 				t.Fatalf("log has %d PCR 14 events, expected MokList, MokListX and MokListTrusted", len(moks))
 			}
 			for _, e := range moks {
-				got := requireMatch(t, e, refsOf(refs, KindShimMokList))
+				got := requireMatch(t, e, refsOf(refs, KindShimVariable))
 				if got.Event+"\x00" != string(e.Data) {
 					t.Errorf("%s matched %s", describe(e), got.Event)
 				}
@@ -135,8 +137,10 @@ func TestShimMeasurementsMatchCorpus(t *testing.T) {
 						continue
 					}
 					switch r.Kind {
-					case KindShimSbatLevel:
-						sbat++
+					case KindShimVariable:
+						if r.Event == "SbatLevel" {
+							sbat++
+						}
 					case KindVariableAuthority:
 						vendor++
 					}
@@ -268,6 +272,94 @@ func TestGrubMeasurementsMatchCorpus(t *testing.T) {
 					t.Errorf("%s: predicted event text %q", describe(e), r.Event)
 				}
 			}
+		})
+	}
+}
+
+// TestWholeBootMatchesCorpus predicts a whole boot the way a publisher
+// would, from packages, the firmware's variable store and the GRUB
+// configuration, and requires every event that these decide (PCRs 4, 7, 8,
+// 9 and 14, the separators and the fixed EFI actions) to match a reference
+// of the same PCR and event type.
+func TestWholeBootMatchesCorpus(t *testing.T) {
+	chain := predictDebianChain(t)
+	initrd := filepath.Join(corpusDir(t), "ovmf-swtpm", "initrd.img")
+	ovmf := fetchDeb(t, debOVMF[0], debOVMF[1])
+	embedded, err := os.ReadFile(filepath.Join("testdata", "debian-grub-memdisk.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kernel Digests
+	for _, a := range chain.Artifacts() {
+		if a.Role == RoleKernel {
+			kernel = a.FileDigests
+		}
+	}
+	firmware, err := FirmwareConstants(AllBanks)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct{ boot, store string }{
+		{"shim-sboff", "usr/share/OVMF/OVMF_VARS_4M.fd"},
+		{"shim-sbms", "usr/share/OVMF/OVMF_VARS_4M.ms.fd"},
+	}
+	for _, c := range cases {
+		t.Run(c.boot, func(t *testing.T) {
+			refs := append([]Reference(nil), chain.Prediction().References...)
+			refs = append(refs, firmware...)
+			vars, err := ParseOVMFVariables(extractDebFile(t, ovmf, c.store))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sb, err := SecureBootReferences(vars, AllBanks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, sb...)
+			sim := &GrubSimulation{
+				Files: &GrubFileMap{
+					Files: map[string]string{
+						"/EFI/debian/grub.cfg": filepath.Join("testdata", "ovmf-swtpm", "grub.cfg"),
+						"/initrd.img":          initrd,
+					},
+					Known: map[string]Digests{"/vmlinuz": kernel},
+				},
+				Banks: AllBanks,
+				Vars:  map[string]string{"prefix": "(hd0,gpt1)/EFI/debian"},
+			}
+			if err := sim.Run(string(embedded)); err != nil {
+				t.Fatal(err)
+			}
+			if err := sim.Boot(); err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, sim.References()...)
+
+			checked := 0
+			for _, e := range readTestLog(t, filepath.Join("testdata", "ovmf-swtpm", c.boot, "eventlog.bin")) {
+				typ := eventlog.EventType(e.Type)
+				decided := e.PCR == 4 || e.PCR == 7 || e.PCR == 8 || e.PCR == 9 || e.PCR == 14 ||
+					typ == eventlog.EV_SEPARATOR || typ == eventlog.EV_EFI_ACTION
+				if !decided {
+					continue
+				}
+				checked++
+				found := false
+				for _, r := range refs {
+					if r.PCR == e.PCR && r.EventType == typ.String() && matches(e, r) {
+						found = true
+						break
+					}
+				}
+				if !found {
+					t.Errorf("%s (%s) matches no prediction", describe(e), typ)
+				}
+			}
+			if checked < 30 {
+				t.Errorf("checked %d events, expected the 36 or 40 that the artifacts decide", checked)
+			}
+			t.Logf("%s: %d events checked", c.boot, checked)
 		})
 	}
 }

@@ -55,7 +55,7 @@ func readDeb(r io.Reader, pkg *Package, visit debMember) error {
 		if err != nil || size < 0 {
 			return fmt.Errorf("invalid ar member %q: size field %q", name, strings.TrimSpace(string(hdr[48:58])))
 		}
-		member := io.LimitReader(br, size)
+		member := &countingReader{r: io.LimitReader(br, size)}
 		switch {
 		case strings.HasPrefix(name, "control.tar"):
 			if size > maxControlSize {
@@ -75,6 +75,9 @@ func readDeb(r io.Reader, pkg *Package, visit debMember) error {
 		}
 		if _, err := io.Copy(io.Discard, member); err != nil {
 			return fmt.Errorf("read ar member %q: %w", name, err)
+		}
+		if member.n != size {
+			return fmt.Errorf("invalid Debian package: ar member %q is truncated at %d of %d bytes", name, member.n, size)
 		}
 		if size%2 == 1 {
 			if _, err := br.Discard(1); err != nil && err != io.EOF {
@@ -131,6 +134,11 @@ func walkTar(name string, r io.Reader, visit debMember) error {
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
+			// Reading the compressed stream to its end checks its trailer
+			// (the gzip CRC, the xz index).
+			if _, err := io.Copy(io.Discard, dr); err != nil {
+				return fmt.Errorf("read past the end of the tar archive: %w", err)
+			}
 			return nil
 		}
 		if err != nil {
@@ -184,4 +192,16 @@ func readControl(name string, r io.Reader, pkg *Package) error {
 		return errors.New("invalid Debian package: control file lacks Package or Version")
 	}
 	return nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }

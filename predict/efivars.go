@@ -112,7 +112,7 @@ const (
 // ParseOVMFVariables reads the variables of an EDK2 variable store
 // firmware volume, such as OVMF_VARS.fd: a firmware volume header followed
 // by an authenticated (or plain) variable store. Only variables in the
-// ADDED state are returned; a variable in transition to deletion is kept
+// ADDED state are returned. A variable in transition to deletion is kept
 // when no ADDED copy exists, as EDK2 does.
 func ParseOVMFVariables(data []byte) (Variables, error) {
 	if len(data) < fvHeaderLenOffset+2 || string(data[fvSignatureOffset:fvSignatureOffset+4]) != "_FVH" {
@@ -245,7 +245,7 @@ func ReadEfivarsDir(dir string) (Variables, error) {
 
 // secureBootVariables lists what EDK2's Tcg2Dxe measures into PCR 7 before
 // the separator, in order. PK, KEK, db and dbx are measured with empty data
-// when absent; dbt and dbr only when present.
+// when absent, but dbt and dbr only when present.
 var secureBootVariables = []struct {
 	guid     GUID
 	name     string
@@ -261,7 +261,7 @@ var secureBootVariables = []struct {
 }
 
 // SecureBootEnabled derives the SecureBoot variable that firmware would
-// report for a variable store, when the store does not hold it: enabled when
+// report for a variable store that lacks it: enabled when
 // PK is enrolled and EDK2's SecureBootEnable is not 0.
 func SecureBootEnabled(vars Variables) bool {
 	if sb, ok := vars.Get(GUIDGlobalVariable, "SecureBoot"); ok {

@@ -8,17 +8,17 @@ import (
 )
 
 // GrubForm selects how a GRUB build turns a command string into an event.
-// Both forms hash the text without its prefix; they differ in the prefix and
+// Both forms hash the text without its prefix. They differ in the prefix and
 // in whether the NUL terminator is hashed.
 type GrubForm int
 
 const (
 	// GrubUpstream is GRUB 2.04 and later's tpm module (Debian, Ubuntu, COS):
-	// event "grub_cmd: TEXT\0", digest over TEXT; kernel command lines as
+	// event "grub_cmd: TEXT\0" with the digest over TEXT, and kernel command lines as
 	// "kernel_cmdline: TEXT\0".
 	GrubUpstream GrubForm = iota
 	// GrubRHBoot is the Red Hat / Fedora GRUB 2.02 patch set (RHEL 8): event
-	// "grub_cmd TEXT\0" with the digest over TEXT and its NUL; kernel
+	// "grub_cmd TEXT\0" with the digest over TEXT and its NUL, and kernel
 	// command lines as "grub_kernel_cmdline TEXT\0", digest over TEXT.
 	GrubRHBoot
 )
@@ -54,7 +54,7 @@ func GrubCommandReference(command string, form GrubForm, banks []Bank) (Referenc
 // GrubKernelCmdlineReference predicts GRUB's PCR 8 measurement of the
 // command line its linux command passes to the kernel. args are the linux
 // command's arguments after the command name, starting with the kernel
-// path; they are joined as GRUB 2.06's grub_create_loader_cmdline does.
+// path. They are joined as GRUB 2.06's grub_create_loader_cmdline does.
 func GrubKernelCmdlineReference(args []string, form GrubForm, banks []Bank) (Reference, error) {
 	return grubCmdlineReference(GrubLoaderCmdline(args), form, banks)
 }
@@ -125,14 +125,14 @@ type GrubFiles interface {
 // if/elif/else with [ and test, source and configfile, menuentry and
 // submenu, and booting the default entry.
 //
-// NOTE: search, regexp, loops and functions are not evaluated; a command that
+// NOTE: search, regexp, loops and functions are not evaluated. A command that
 // would set a variable through them (search --set=root) leaves it unchanged,
 // so set such variables in Vars beforehand.
 type GrubSimulation struct {
 	Files GrubFiles
 	Form  GrubForm
 	Banks []Bank
-	// Vars holds GRUB environment variables, such as prefix, root and
+	// Vars contains GRUB environment variables, such as prefix, root and
 	// cmdpath, before the first script runs.
 	Vars map[string]string
 

@@ -32,7 +32,7 @@ type grubStmt struct {
 	ifs   []grubBranch
 }
 
-// grubBranch is one arm of an if statement; cond is nil for else.
+// grubBranch is one arm of an if statement, with a nil cond for else.
 type grubBranch struct {
 	cond []grubStmt
 	body []grubStmt

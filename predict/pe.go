@@ -75,7 +75,7 @@ type PEFile struct {
 }
 
 // ParsePE parses the headers of the PE/COFF image of size bytes read through
-// r. It checks that every header and section lies inside the file; the
+// r. It checks that every header and section lies inside the file. The
 // section contents are read later, when hashed.
 func ParsePE(r io.ReaderAt, size int64) (*PEFile, error) {
 	if size < 0x40 {
@@ -136,7 +136,7 @@ func ParsePE(r io.ReaderAt, size int64) (*PEFile, error) {
 	}
 
 	// EDK2 and shim skip the certificate directory entry only when the
-	// optional header declares one; with four or fewer data directories
+	// optional header declares one. With four or fewer data directories
 	// the entry is part of the hashed headers.
 	if numDirsOffset+4 <= sizeOfOptional {
 		numDirs := binary.LittleEndian.Uint32(opt[numDirsOffset:])
@@ -227,9 +227,9 @@ func (pe *PEFile) Section(name string) *PESection {
 // extending PCR 4:
 //
 //  1. the headers up to SizeOfHeaders, leaving out the CheckSum field and
-//     the certificate table's data directory entry;
+//     the certificate table's data directory entry.
 //  2. each section's raw data, in order of PointerToRawData, skipping empty
-//     sections;
+//     sections.
 //  3. the bytes after the last hashed byte up to the start of the attribute
 //     certificate table (whose size the data directory gives).
 //

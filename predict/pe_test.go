@@ -106,7 +106,7 @@ type peSpec struct {
 
 // buildPE writes a minimal PE32+ image with the given sections, each raw
 // data block aligned to 0x200 bytes.
-func buildPE(t *testing.T, spec peSpec) []byte {
+func buildPE(t testing.TB, spec peSpec) []byte {
 	t.Helper()
 	const lfanew = 0x40
 	const optSize = 112 + 16*8
@@ -293,4 +293,15 @@ func buildPEForFuzz() []byte {
 		sections: []testSection{{".linux", 0x200, []byte("kernel")}, {".sbat", 0x10, []byte("sbat,1\n")}},
 		cert:     []byte("certificate table"),
 	})
+}
+
+func TestAddPathRejectsUnknownFile(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(name, []byte("not a boot artifact"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := NewPredictor().AddPath(name)
+	if !errors.Is(err, ErrNotPE) || !strings.Contains(err.Error(), "give an EFI application") {
+		t.Errorf("error %v, expected ErrNotPE with a hint", err)
+	}
 }

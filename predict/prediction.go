@@ -6,7 +6,7 @@
 // The result is a Prediction: a list of reference values, each naming the
 // event kind, the PCR, the component it came from and its digest in every
 // bank. A Prediction says what a boot would measure if it used these
-// artifacts; it says nothing about whether they should be trusted. Signing
+// artifacts, and nothing about whether they should be trusted. Signing
 // and policy are the bundle and policy packages' concern.
 //
 // Every parser in this package reads untrusted bytes (a package downloaded
@@ -89,11 +89,11 @@ func (d *Digest) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// Digests holds one digest per bank.
+// Digests maps each bank to a digest.
 type Digests map[Bank]Digest
 
 // Kind names what a reference value measures. Each kind fixes the event type
-// and the usual PCR; Reference records both so that a reader need not know
+// and the usual PCR. Reference records both so that a reader need not know
 // the table below.
 type Kind string
 
@@ -125,12 +125,17 @@ const (
 	// the db or MokList entry (an EFI_SIGNATURE_DATA) that authorized a boot
 	// application.
 	KindVariableAuthority Kind = "variable-authority"
-	// KindShimMokList is shim's EV_IPL measurement of MokList, MokListX or
-	// MokListTrusted in PCR 14.
-	KindShimMokList Kind = "shim-moklist"
-	// KindShimSbatLevel is shim's EV_EFI_VARIABLE_AUTHORITY measurement of
-	// the SbatLevel variable in PCR 7.
-	KindShimSbatLevel Kind = "shim-sbatlevel"
+	// KindShimVariable is one of shim's own variable measurements: MokList,
+	// MokListX or MokListTrusted (EV_IPL in PCR 14), or SbatLevel
+	// (EV_EFI_VARIABLE_AUTHORITY in PCR 7). Reference.Event names the
+	// variable.
+	KindShimVariable Kind = "shim-variable"
+	// KindSeparator is the EV_SEPARATOR event firmware logs in PCRs 0 to 7
+	// when it hands over to the boot loader.
+	KindSeparator Kind = "separator"
+	// KindEFIAction is an EV_EFI_ACTION event whose text the TCG firmware
+	// profile fixes, such as "Exit Boot Services Invocation".
+	KindEFIAction Kind = "action"
 )
 
 // TCG PC Client event type names used in Reference.EventType.
@@ -140,6 +145,8 @@ const (
 	EventEFIVariableDriverConfig    = "EV_EFI_VARIABLE_DRIVER_CONFIG"
 	EventEFIVariableAuthority       = "EV_EFI_VARIABLE_AUTHORITY"
 	EventEventTag                   = "EV_EVENT_TAG"
+	EventSeparator                  = "EV_SEPARATOR"
+	EventEFIAction                  = "EV_EFI_ACTION"
 )
 
 // Package identifies the distribution package an artifact came from.
@@ -162,7 +169,7 @@ func (p *Package) String() string {
 
 // Reference is one predicted measurement.
 type Reference struct {
-	// Kind says what is measured.
+	// Kind is what is measured.
 	Kind Kind `json:"kind"`
 	// PCR is the PCR index the event extends.
 	PCR int `json:"pcr"`
@@ -181,7 +188,7 @@ type Reference struct {
 	Event string `json:"event,omitempty"`
 	// Note qualifies the value, e.g. which of several alternatives it is.
 	Note string `json:"note,omitempty"`
-	// Digests holds the event digest in each bank.
+	// Digests is the event digest in each bank.
 	Digests Digests `json:"digests"`
 }
 

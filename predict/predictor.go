@@ -17,7 +17,7 @@ import (
 // Distribution kernels and UKIs are tens of megabytes.
 const maxArtifactSize = 512 << 20
 
-// Role says what an artifact is in the boot chain.
+// Role is an artifact's place in the boot chain.
 type Role string
 
 // Artifact roles.
@@ -40,11 +40,11 @@ type Artifact struct {
 }
 
 // Predictor collects reference values from packages, trees and files.
-// Use NewPredictor; the zero value has no banks.
+// Use NewPredictor, because the zero value has no banks.
 type Predictor struct {
 	banks []Bank
-	// MokVariables holds enrolled MOK variables (MokList, MokListX) to
-	// include in shim's measurements; nil means none are enrolled.
+	// MokVariables contains enrolled MOK variables (MokList, MokListX) to
+	// include in shim's measurements. Nil means none are enrolled.
 	MokVariables Variables
 
 	pred      Prediction
@@ -108,8 +108,12 @@ func (p *Predictor) AddPath(name string) error {
 		if role == "" {
 			role = RoleEFIApplication
 		}
+		before := len(p.artifacts)
 		if err := p.addArtifact(nil, filepath.Base(name), role, info.Size(), f); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
+		}
+		if len(p.artifacts) == before {
+			return fmt.Errorf("%s: %w: give an EFI application, a kernel (vmlinuz*), an initrd (initrd.img*), a .deb or a directory", name, ErrNotPE)
 		}
 		return nil
 	}
@@ -142,7 +146,7 @@ func (p *Predictor) AddDeb(r io.Reader) error {
 func (p *Predictor) AddTree(fsys fs.FS) error { return p.AddTreeOf(fsys, nil) }
 
 // AddTreeOf is AddTree for the unpacked contents of a known package, which
-// the references name; pkg may be nil.
+// the references name. pkg may be nil.
 func (p *Predictor) AddTreeOf(fsys fs.FS, pkg *Package) error {
 	if pkg != nil {
 		p.pred.Packages = append(p.pred.Packages, *pkg)

@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// Shim holds what shim builds into its binary and later measures: the
+// Shim is the data that shim builds into its binary and later measures: the
 // vendor certificate and deny list from the .vendor_cert section and the
 // SBAT revocation levels from the .sbatlevel section.
 type Shim struct {
@@ -55,8 +55,8 @@ func ParseShim(pe *PEFile) (*Shim, error) {
 	}
 	s := &Shim{VendorDBX: table[deauthOffset : deauthOffset+deauthSize]}
 	auth := table[authOffset : authOffset+authSize]
-	// A vendor_db build stores signature lists; a vendor_cert build stores
-	// one DER certificate, which starts with a SEQUENCE tag.
+	// A vendor_db build stores signature lists, but a vendor_cert build
+	// stores one DER certificate, which starts with a SEQUENCE tag.
 	if len(auth) > 0 && auth[0] == 0x30 {
 		s.VendorCert = auth
 	} else {
@@ -108,8 +108,8 @@ func parseSbatLevel(b []byte) (previous, latest string, err error) {
 // References predicts shim's own measurements:
 //   - MokList, MokListX and MokListTrusted in PCR 14 (EV_IPL whose event text
 //     is the name), for a machine with no enrolled MOKs unless mokVars
-//     holds them;
-//   - SbatLevel in PCR 7, one reference per policy shim may apply;
+//     contains them,
+//   - SbatLevel in PCR 7, one reference per policy shim may apply,
 //   - the EV_EFI_VARIABLE_AUTHORITY event for the vendor certificate, which
 //     shim logs as MokListRT when that certificate verifies the next stage.
 func (s *Shim) References(mokVars Variables, banks []Bank) ([]Reference, error) {
@@ -136,7 +136,7 @@ func (s *Shim) References(mokVars Variables, banks []Bank) ([]Reference, error) 
 	if len(mokList) == 0 {
 		mokList = signatureList(GUIDCertSHA256, GUIDShimLock, make([]byte, 32))
 	}
-	if err := add(KindShimMokList, 14, EventIPL, "MokList", "MokList", "", mokList); err != nil {
+	if err := add(KindShimVariable, 14, EventIPL, "MokList", "MokList", "", mokList); err != nil {
 		return nil, err
 	}
 
@@ -147,13 +147,13 @@ func (s *Shim) References(mokVars Variables, banks []Bank) ([]Reference, error) 
 	if len(mokListX) == 0 {
 		mokListX = signatureList(GUIDCertSHA256, GUIDShimLock, make([]byte, 32))
 	}
-	if err := add(KindShimMokList, 14, EventIPL, "MokListX", "MokListX", "", mokListX); err != nil {
+	if err := add(KindShimVariable, 14, EventIPL, "MokListX", "MokListX", "", mokListX); err != nil {
 		return nil, err
 	}
 
-	// MokListTrusted is measured as its one-byte state; shim 15.6 and later
+	// MokListTrusted is measured as its one-byte state. Shim 15.6 and later
 	// log 1 unless the user ran mokutil --untrusted-mok.
-	if err := add(KindShimMokList, 14, EventIPL, "MokListTrusted", "MokListTrusted", "default state", []byte{1}); err != nil {
+	if err := add(KindShimVariable, 14, EventIPL, "MokListTrusted", "MokListTrusted", "default state", []byte{1}); err != nil {
 		return nil, err
 	}
 
@@ -168,7 +168,7 @@ func (s *Shim) References(mokVars Variables, banks []Bank) ([]Reference, error) 
 			continue
 		}
 		seen[p.level] = true
-		err := add(KindShimSbatLevel, 7, EventEFIVariableAuthority, "SbatLevel", "SbatLevel", p.note,
+		err := add(KindShimVariable, 7, EventEFIVariableAuthority, "SbatLevel", "SbatLevel", p.note,
 			VariableData(GUIDShimLock, "SbatLevel", []byte(p.level)))
 		if err != nil {
 			return nil, err

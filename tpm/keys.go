@@ -241,8 +241,8 @@ type AKOptions struct {
 	// Type is the AK's key type; the default is ECC (NIST P-256, ECDSA
 	// with SHA-256). RSA creates an RSA 2048 key signing RSASSA SHA-256.
 	Type KeyType
-	// Parent is the type of the EK the AK is created under; the default is
-	// RSA, the EK for which TPMs most often carry a certificate.
+	// Parent is the type of the EK the AK is created under. The default is
+	// RSA because TPMs most often carry a certificate for the RSA EK.
 	Parent KeyType
 }
 

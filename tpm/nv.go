@@ -29,7 +29,7 @@ func (t *TPM) readNV(index uint32) ([]byte, error) {
 	}
 	size := int(pub.DataSize)
 	if size > maxNVSize {
-		return nil, fmt.Errorf("NV 0x%08x holds %d bytes, more than the %d an EK certificate can need", index, size, maxNVSize)
+		return nil, fmt.Errorf("NV 0x%08x contains %d bytes, more than the maximum of %d read for an EK certificate", index, size, maxNVSize)
 	}
 	auth := tpm2.AuthHandle{Handle: h, Name: pubRsp.NVName, Auth: tpm2.PasswordAuth(nil)}
 	if !pub.Attributes.AuthRead && pub.Attributes.OwnerRead {

@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -46,23 +47,20 @@ func (t *TPM) ReadPCRs(sel attest.Selection) (attest.PCRValues, error) {
 		return nil, err
 	}
 	defer t.unlock()
-	vals, _, err := t.readPCRs(sel)
-	return vals, err
+	return t.readPCRs(sel)
 }
 
-// readPCRs returns the values and the PCR update counter of the last read.
-func (t *TPM) readPCRs(sel attest.Selection) (attest.PCRValues, uint32, error) {
+func (t *TPM) readPCRs(sel attest.Selection) (attest.PCRValues, error) {
 	var err error
 	if sel == nil {
 		if sel, err = t.activeBanks(); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
 	if sel, err = sel.Normalize(); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	out := make(attest.PCRValues)
-	var counter uint32
 	// TPM2_PCR_Read returns at most 8 digests per call: ask for the rest
 	// until every selected PCR has a value.
 	for _, bank := range sel {
@@ -70,9 +68,8 @@ func (t *TPM) readPCRs(sel attest.Selection) (attest.PCRValues, uint32, error) {
 		for len(pending) > 0 {
 			rsp, err := tpm2.PCRRead{PCRSelectionIn: toTPML(attest.Selection{{Hash: bank.Hash, PCRs: pending}})}.Execute(t.t)
 			if err != nil {
-				return nil, 0, fmt.Errorf("reading %s PCRs %s: %w", bank.Hash, attest.FormatPCRList(pending), err)
+				return nil, fmt.Errorf("reading %s PCRs %s: %w", bank.Hash, attest.FormatPCRList(pending), err)
 			}
-			counter = rsp.PCRUpdateCounter
 			var got []int
 			for _, s := range rsp.PCRSelectionOut.PCRSelections {
 				if attest.Algorithm(s.Hash) != bank.Hash {
@@ -87,7 +84,7 @@ func (t *TPM) readPCRs(sel attest.Selection) (attest.PCRValues, uint32, error) {
 				}
 			}
 			if len(got) == 0 || len(got) != len(rsp.PCRValues.Digests) {
-				return nil, 0, fmt.Errorf("reading %s PCRs %s: the TPM returned %d digests for %d PCRs (is the bank active?)", bank.Hash, attest.FormatPCRList(pending), len(rsp.PCRValues.Digests), len(got))
+				return nil, fmt.Errorf("reading %s PCRs %s: the TPM returned %d digests for %d PCRs (is the bank active?)", bank.Hash, attest.FormatPCRList(pending), len(rsp.PCRValues.Digests), len(got))
 			}
 			for i, p := range got {
 				attest.SetPCR(out, bank.Hash, p, rsp.PCRValues.Digests[i].Buffer)
@@ -99,12 +96,12 @@ func (t *TPM) readPCRs(sel attest.Selection) (attest.PCRValues, uint32, error) {
 				}
 			}
 			if len(rest) == len(pending) {
-				return nil, 0, fmt.Errorf("reading %s PCRs %s: the TPM returned none of them", bank.Hash, attest.FormatPCRList(pending))
+				return nil, fmt.Errorf("reading %s PCRs %s: the TPM returned none of them", bank.Hash, attest.FormatPCRList(pending))
 			}
 			pending = rest
 		}
 	}
-	return out, counter, nil
+	return out, nil
 }
 
 // ExtendPCR extends one PCR in each bank named in digests. Banks not named
@@ -177,14 +174,16 @@ func (t *TPM) quote(ak *AK, nonce []byte, sel attest.Selection) (q *attest.Quote
 
 // QuoteWithPCRs quotes the selection and reads the quoted PCR values, and
 // repeats both (at most three times) when a PCR changed in between, so the
-// values match the quote's pcrDigest.
+// values match the quote's pcrDigest. It compares the values themselves:
+// the PCR update counter does not count extends of PCRs that the platform
+// exempts (TPM_PT_PCR_NO_INCREMENT, PCR 16 and 21 to 23 on PC Client TPMs).
 func (t *TPM) QuoteWithPCRs(ak *AK, nonce []byte, sel attest.Selection) (*attest.Quote, attest.PCRValues, error) {
 	if err := t.lock(); err != nil {
 		return nil, nil, err
 	}
 	defer t.unlock()
 	for range 3 {
-		_, before, err := t.readPCRs(sel)
+		before, err := t.readPCRs(sel)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -192,14 +191,32 @@ func (t *TPM) QuoteWithPCRs(ak *AK, nonce []byte, sel attest.Selection) (*attest
 		if err != nil {
 			return nil, nil, err
 		}
-		vals, after, err := t.readPCRs(sel)
+		after, err := t.readPCRs(sel)
 		if err != nil {
 			return nil, nil, err
 		}
-		if before == after {
-			return q, vals, nil
+		if equalPCRValues(before, after) {
+			return q, after, nil
 		}
-		t.log.Debug("PCRs changed while quoting, retrying", "before", before, "after", after)
+		t.log.Debug("PCRs changed while quoting, retrying")
 	}
 	return nil, nil, errors.New("quote: PCRs kept changing while quoting: retry later")
+}
+
+func equalPCRValues(a, b attest.PCRValues) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for alg, bank := range a {
+		other := b[alg]
+		if len(other) != len(bank) {
+			return false
+		}
+		for i, d := range bank {
+			if !bytes.Equal(d, other[i]) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -76,6 +76,15 @@ func roundTrip(t *testing.T, tp *TPM, akType, ekType KeyType) {
 	if err != nil {
 		t.Fatalf("ParseEKPublic: %v", err)
 	}
+	// A verifier that knows only the EK's key (from its certificate)
+	// rebuilds the same public area from the default template.
+	fromKey, err := attest.EKPublicFromKey(ek.Key)
+	if err != nil {
+		t.Fatalf("EKPublicFromKey: %v", err)
+	}
+	if !bytes.Equal(fromKey.Marshal(), ek.Public) {
+		t.Errorf("EK public area rebuilt from the key differs from the TPM's")
+	}
 	act, err := attest.NewActivation(rand.Reader, ekPub, akPub)
 	if err != nil {
 		t.Fatalf("NewActivation: %v", err)

@@ -90,7 +90,7 @@ func (t *TPM) Seal(secret []byte, sel attest.Selection) (*Sealed, error) {
 		return nil, err
 	}
 	defer t.unlock()
-	values, _, err := t.readPCRs(sel)
+	values, err := t.readPCRs(sel)
 	if err != nil {
 		return nil, err
 	}

@@ -114,6 +114,7 @@ func newBundleCreateCmd() *cobra.Command {
 		components, out, pcrlockKind             string
 		pcrlocks                                 []string
 		fromLog, logPCRs                         string
+		fromPredict                              []string
 		lf                                       logFlags
 	)
 	cmd := &cobra.Command{
@@ -122,12 +123,13 @@ func newBundleCreateCmd() *cobra.Command {
 		Long: `Writes an unsigned bundle (bare JSON, see docs/bundles.md) to review and then
 sign with vouch bundle sign. --components reads a JSON array of components,
 or any JSON object with a "components" member, such as another bundle or the
-output of vouch policy learn. --from-log takes the events of a golden
-machine's log, --pcrlock imports systemd-pcrlock files; all three combine.`,
+output of vouch policy learn. --from-predict reads vouch predict's output,
+--from-log takes the events of a golden machine's log, --pcrlock imports
+systemd-pcrlock files; all of them combine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if components == "" && len(pcrlocks) == 0 && fromLog == "" {
-				return withExitCode(exitUsage, errors.New("give the values with --components, --pcrlock or --from-log"))
+			if components == "" && len(pcrlocks) == 0 && fromLog == "" && len(fromPredict) == 0 {
+				return withExitCode(exitUsage, errors.New("give the values with --from-predict, --from-log, --components or --pcrlock"))
 			}
 			start := time.Now().UTC().Truncate(time.Second)
 			if notBefore != "" {
@@ -165,6 +167,17 @@ machine's log, --pcrlock imports systemd-pcrlock files; all three combine.`,
 				if err != nil {
 					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", components, err))
 				}
+			}
+			for _, path := range fromPredict {
+				data, err := bundle.ReadFile(path)
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				predicted, err := bundle.FromPrediction(data)
+				if err != nil {
+					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
+				}
+				comps = append(comps, predicted...)
 			}
 			if fromLog != "" {
 				pcrs, err := attest.ParsePCRList(logPCRs)
@@ -218,6 +231,7 @@ machine's log, --pcrlock imports systemd-pcrlock files; all three combine.`,
 	f.StringVar(&notAfter, "not-after", "", "end of the validity period, RFC 3339")
 	f.StringVar(&validFor, "valid-for", "365d", "length of the validity period, in days (90d) or as a Go duration (2160h)")
 	f.StringVar(&components, "components", "", "JSON file with the components")
+	f.StringArrayVar(&fromPredict, "from-predict", nil, "JSON prediction written by vouch predict (repeatable)")
 	f.StringVar(&fromLog, "from-log", "", "golden machine's event log whose events become components (needs --pcrs)")
 	f.StringVar(&logPCRs, "log-pcrs", "4,7-9,11-14", "PCRs of --from-log whose events, less those the firmware logged, become components")
 	lf.register(cmd)

@@ -29,7 +29,8 @@ SHA-1 format and the TPM 2.0 crypto-agile format are read.`,
 const eventlogExitCodes = `
 Exit codes:
   0  success (replay: every compared bank matches --expect)
-  1  the log does not replay to the --expect values
+  1  the log does not replay to the --expect values, or no bank in
+     --expect can be verified from the log
   2  invalid flags or arguments
   3  the log or the --expect file cannot be read or parsed`
 
@@ -108,6 +109,11 @@ when strict replay does not match (repeat it, or pass "all"):
 				values, err := eventlog.Replay(log)
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
+				}
+				for _, alg := range log.Banks {
+					if _, ok := values[alg]; !ok {
+						fmt.Fprintf(cmd.ErrOrStderr(), "vouch: %s bank not replayed: no %s implementation\n", alg, alg)
+					}
 				}
 				return writeReplay(cmd.OutOrStdout(), format, values)
 			}
@@ -261,8 +267,11 @@ func summarize(e *eventlog.Event) string {
 	case *eventlog.NoAction:
 		return d.Signature
 	case *eventlog.Separator:
-		if d.Error {
+		switch {
+		case d.Error:
 			return fmt.Sprintf("separator 0x%08x (error)", d.Value)
+		case d.Value != 0:
+			return fmt.Sprintf("separator 0x%08x", d.Value)
 		}
 		return "separator"
 	case *eventlog.Action:

@@ -232,7 +232,8 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 				if err != nil {
 					return withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
 				}
-				return runIMAVerify(out, entries, expected)
+				_, err = verifyIMA(out, entries, expected)
+				return err
 			}
 			var algs []ima.Algorithm
 			for _, b := range banks {
@@ -280,19 +281,15 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 	return cmd
 }
 
-// runIMAVerify verifies entries against expected PCR values and prints the
-// outcome. It returns the verified entries through the result.
-func runIMAVerify(out io.Writer, entries []ima.Entry, expected ima.PCRValues) error {
-	_, err := verifyIMA(out, entries, expected)
-	return err
-}
-
+// verifyIMA verifies entries against expected PCR values, as the verifier
+// does in the first round of a boot, and prints the outcome.
 func verifyIMA(out io.Writer, entries []ima.Entry, expected ima.PCRValues) (*ima.Result, error) {
 	opts := ima.VerifyOptions{}
 	if !hasBootPCRs(expected) {
 		opts.InsecureSkipBootAggregate = true
 		fmt.Fprintln(out, "boot_aggregate not checked: the expected values lack PCRs 0-9")
 	}
+
 	res, err := ima.Verify(nil, ima.Round{Entries: entries, Quoted: expected}, opts)
 	if err != nil {
 		if ima.IsVerificationError(err) {
@@ -300,7 +297,12 @@ func verifyIMA(out io.Writer, entries []ima.Entry, expected ima.PCRValues) (*ima
 		}
 		return nil, withExitCode(exitUsage, err)
 	}
+
 	fmt.Fprintf(out, "verified %d entries, %d pending, %d violations\n", len(res.Verified), res.Pending, len(res.Violations))
+	if res.Pending > 0 {
+		fmt.Fprintf(out, "entries %d-%d are pending: no PCR values cover them (logged after the PCRs were read, or in a PCR that other software also extends)\n",
+			res.State.Entries, res.State.Entries+res.Pending-1)
+	}
 	algs := make([]ima.Algorithm, 0, len(res.Schemes))
 	for alg := range res.Schemes {
 		algs = append(algs, alg)

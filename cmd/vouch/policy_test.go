@@ -208,3 +208,32 @@ func TestPolicyCheckWithQuote(t *testing.T) {
 		t.Errorf("check of another log with the quote: exit %d:\n%s", code, out)
 	}
 }
+
+// TestPolicyCheckPredictedBundle checks the real OVMF boot against a bundle
+// made from vouch predict's output for the Debian packages it booted.
+func TestPolicyCheckPredictedBundle(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "debian")
+	bare := filepath.Join(dir, "debian-12.8.json")
+	signed := filepath.Join(dir, "debian-12.8.dsse.json")
+	learned := filepath.Join(dir, "learned.json")
+	sbms := corpusDir + "shim-sbms/"
+	steps := [][]string{
+		{"bundle", "keygen", "--out", key},
+		{"bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
+			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z",
+			"--from-predict", "../../bundle/testdata/predict-debian-12-shim-sbms.json", "-o", bare},
+		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
+		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--machine", "vm1", "--approve-by", "alice", "-o", learned},
+	}
+	for _, args := range steps {
+		if out, code := runVouch(t, nil, args...); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", args, code, out)
+		}
+	}
+	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", sbms+"pcrs.json",
+		"--bundle", signed, "--trust", "debian="+key+".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned)
+	if code != exitOK || !strings.Contains(out, "48 matched, 0 matched nothing") {
+		t.Errorf("check: exit %d:\n%s", code, out)
+	}
+}

@@ -29,6 +29,7 @@ type predictFlags struct {
 	grubForm    string
 	grubCmds    []string
 	stubCmdline []string
+	firmware    bool
 }
 
 func newPredictCmd() *cobra.Command {
@@ -46,11 +47,11 @@ package, an ESP, /boot) or a single file: EFI applications (*.efi,
 With --grub-cfg, the GRUB configuration scripts are evaluated in order and
 the default entry is booted, predicting the PCR 8 command events and PCR 9
 file events. Kernels and initrds found among the artifacts are known to
-GRUB as /NAME and /boot/NAME; map other paths with --grub-file or
---boot-dir.
+GRUB as /NAME and /boot/NAME, and a sole kernel and initrd also as
+/vmlinuz and /initrd.img; map other paths with --grub-file or --boot-dir.
 
 The output is a JSON prediction (see docs/predict.md) that
-"vouch bundle create" reads.`,
+"vouch bundle create --from-predict" reads.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPredict(cmd, &f, args)
@@ -59,7 +60,7 @@ The output is a JSON prediction (see docs/predict.md) that
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.banks, "bank", []string{"sha1", "sha256", "sha384"}, "PCR banks to compute (sha1, sha256, sha384)")
 	fl.StringVarP(&f.output, "output", "o", "", "write the JSON prediction to this file instead of standard output")
-	fl.StringVar(&f.format, "format", "json", "output format: json, or text for a table")
+	fl.StringVar(&f.format, "format", "json", "output format: json (the prediction, for vouch bundle create --from-predict) or text (a table)")
 	fl.StringVar(&f.ovmfVars, "ovmf-vars", "", "predict PCR 7 Secure Boot variables from an EDK2/OVMF variable store file (OVMF_VARS.fd)")
 	fl.StringVar(&f.efivars, "efivars", "", "predict PCR 7 Secure Boot variables from an efivars directory (/sys/firmware/efi/efivars)")
 	fl.StringArrayVar(&f.grubConfigs, "grub-cfg", nil, "GRUB script to evaluate, in order (repeatable; e.g. the embedded config, then grub.cfg)")
@@ -69,6 +70,7 @@ The output is a JSON prediction (see docs/predict.md) that
 	fl.StringVar(&f.grubForm, "grub-form", "upstream", "GRUB measurement form: upstream (GRUB 2.04+, Debian, Ubuntu) or rhboot (RHEL/Fedora 2.02)")
 	fl.StringArrayVar(&f.grubCmds, "grub-command", nil, "predict one GRUB command string as GRUB measures it (repeatable)")
 	fl.StringArrayVar(&f.stubCmdline, "stub-cmdline", nil, "predict systemd-stub's PCR 12 measurement of this kernel command line (repeatable)")
+	fl.BoolVar(&f.firmware, "firmware-constants", false, "also predict the separators of PCRs 0-7 and the fixed EV_EFI_ACTION events")
 	return cmd
 }
 
@@ -88,7 +90,7 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	if f.format != "json" && f.format != "text" {
 		return withExitCode(exitUsage, fmt.Errorf("--format %q: use json or text", f.format))
 	}
-	if len(args) == 0 && f.ovmfVars == "" && f.efivars == "" && len(f.grubConfigs) == 0 && len(f.grubCmds) == 0 && len(f.stubCmdline) == 0 {
+	if len(args) == 0 && f.ovmfVars == "" && f.efivars == "" && len(f.grubConfigs) == 0 && len(f.grubCmds) == 0 && len(f.stubCmdline) == 0 && !f.firmware {
 		return withExitCode(exitUsage, errors.New("nothing to predict: give a package, tree or file, or one of --ovmf-vars, --efivars, --grub-cfg, --grub-command, --stub-cmdline"))
 	}
 
@@ -139,6 +141,13 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 		}
 		p.Add(ref)
 	}
+	if f.firmware {
+		refs, err := predict.FirmwareConstants(banks)
+		if err != nil {
+			return err
+		}
+		p.Add(refs...)
+	}
 	if len(f.grubConfigs) > 0 {
 		if err := simulateGrub(p, f, form); err != nil {
 			return err
@@ -164,11 +173,26 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 
 func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) error {
 	files := &predict.GrubFileMap{Dir: f.bootDir, Files: map[string]string{}, Known: map[string]predict.Digests{}}
+	// Debian links /vmlinuz and /initrd.img to the newest kernel and
+	// initrd, so with one of each those names resolve to it too.
+	links := map[predict.Role]string{predict.RoleKernel: "vmlinuz", predict.RoleInitrd: "initrd.img"}
+	count := map[predict.Role]int{}
 	for _, a := range p.Artifacts() {
-		if a.Role == predict.RoleKernel || a.Role == predict.RoleInitrd {
-			base := path.Base(a.Path)
-			files.Known["/"+base] = a.FileDigests
-			files.Known["/boot/"+base] = a.FileDigests
+		if _, ok := links[a.Role]; ok {
+			count[a.Role]++
+		}
+	}
+	for _, a := range p.Artifacts() {
+		link, ok := links[a.Role]
+		if !ok {
+			continue
+		}
+		base := path.Base(a.Path)
+		files.Known["/"+base] = a.FileDigests
+		files.Known["/boot/"+base] = a.FileDigests
+		if count[a.Role] == 1 {
+			files.Known["/"+link] = a.FileDigests
+			files.Known["/boot/"+link] = a.FileDigests
 		}
 	}
 	for _, m := range f.grubFiles {

@@ -43,6 +43,11 @@ func newRootCmd() *cobra.Command {
 	// Each subcommand tree lives in its own file of this package.
 	root.AddCommand(
 		newVersionCmd(),
+		newHostsCmd(),
+		newEKCmd(),
+		newServerCmd(),
+		newAgentCmd(),
+		newDemoCmd(),
 		newBundleCmd(),
 		newPolicyCmd(),
 		newSealCmd(),

@@ -2,7 +2,9 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -35,7 +37,7 @@ inside this process and forgets its state when the command ends.`,
 	}
 	cmd.PersistentFlags().StringVar(&f.transport, "tpm", envOr("VOUCH_TPM", tpm.TransportDevice), "TPM to use: device, device:/path, swtpm:tcp:HOST:PORT, swtpm:unix:/path or simulator (env VOUCH_TPM)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "text", "output format: text or json")
-	cmd.AddCommand(newTPMInfoCmd(f), newTPMQuoteCmd(f), newTPMPCRsCmd(f))
+	cmd.AddCommand(newTPMInfoCmd(f), newTPMEKCmd(f), newTPMQuoteCmd(f), newTPMPCRsCmd(f))
 	return cmd
 }
 
@@ -317,4 +319,63 @@ func newTPMPCRsCmd(f *tpmFlags) *cobra.Command {
 	cmd.Flags().StringVar(&pcrList, "pcrs", "0-23", "PCRs to read, such as 0-7,14")
 	cmd.Flags().StringVar(&banks, "banks", "", "comma-separated PCR banks to read (default: every active bank)")
 	return cmd
+}
+
+func newTPMEKCmd(f *tpmFlags) *cobra.Command {
+	var keyType string
+	cmd := &cobra.Command{
+		Use:   "ek",
+		Short: "Print the endorsement key and its certificate as PEM",
+		Long: `Print the endorsement key (EK) public key and, when the TPM stores one, its
+certificate, both as PEM. Check the certificate with 'vouch attest verify-ek-cert'.`,
+		Example: `  vouch tpm ek --type rsa > ek.pem
+  vouch attest verify-ek-cert --roots vendor-root.pem --intermediates vendor-ca.pem ek.pem`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			kt, err := tpm.ParseKeyType(keyType)
+			if err != nil {
+				return withExitCode(exitUsage, fmt.Errorf("--type: %w", err))
+			}
+			t, err := f.open()
+			if err != nil {
+				return err
+			}
+			defer t.Close()
+			ek, err := t.EK(kt)
+			if err != nil {
+				return withExitCode(exitUnavailable, err)
+			}
+			spki, err := x509.MarshalPKIXPublicKey(ek.Key)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.output == "json" {
+				return writeJSON(out, struct {
+					Type             tpm.KeyType `json:"type"`
+					Public           []byte      `json:"public"`
+					PublicKey        []byte      `json:"public_key_der"`
+					Certificate      []byte      `json:"certificate,omitempty"`
+					CertificateIndex string      `json:"certificate_nv_index,omitempty"`
+				}{ek.Type, ek.Public, spki, ek.Certificate, nvIndexString(ek.CertificateIndex)})
+			}
+			if ek.Certificate != nil {
+				if err := pem.Encode(out, &pem.Block{Type: "CERTIFICATE", Bytes: ek.Certificate}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: the TPM stores no %s EK certificate\n", kt)
+			}
+			return pem.Encode(out, &pem.Block{Type: "PUBLIC KEY", Bytes: spki})
+		},
+	}
+	cmd.Flags().StringVar(&keyType, "type", "rsa", "EK type: rsa (RSA 2048) or ecc (NIST P-256)")
+	return cmd
+}
+
+func nvIndexString(ix uint32) string {
+	if ix == 0 {
+		return ""
+	}
+	return fmt.Sprintf("0x%08x", ix)
 }

@@ -96,3 +96,19 @@ func TestTPMInvalidTransport(t *testing.T) {
 		t.Errorf("exit %d (%v), want %d", code, err, exitUsage)
 	}
 }
+
+func TestTPMEKSimulator(t *testing.T) {
+	if !tpm.SimulatorAvailable {
+		t.Skip("this build has no simulator (CGO_ENABLED=0)")
+	}
+	out, err := run(t, "tpm", "ek", "--tpm", "simulator", "--type", "ecc")
+	if err != nil {
+		t.Fatalf("tpm ek: %v", err)
+	}
+	if !strings.Contains(out, "-----BEGIN PUBLIC KEY-----") {
+		t.Errorf("tpm ek output lacks the public key PEM:\n%s", out)
+	}
+	if strings.Contains(out, "CERTIFICATE") {
+		t.Errorf("tpm ek printed a certificate for a simulator, which stores none:\n%s", out)
+	}
+}

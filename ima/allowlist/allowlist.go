@@ -110,6 +110,9 @@ func AddDir(a *ima.Allowlist, root string, opts Options) (int, error) {
 // arMagic starts a Debian package, which is an ar archive.
 const arMagic = "!<arch>\n"
 
+// maxZstdWindow bounds the zstd window size of a data archive.
+const maxZstdWindow = 128 << 20
+
 // arHeaderSize is the size of an ar member header.
 const arHeaderSize = 60
 
@@ -182,13 +185,18 @@ func decompress(name string, r io.Reader) (io.Reader, func(), error) {
 		}
 		return zr, func() { zr.Close() }, nil
 	case ".xz":
+		// NOTE: the xz decoder allocates the dictionary size the stream
+		// declares, up to 4 GiB, and has no option to cap it, so a hostile
+		// package can exhaust memory here.
 		zr, err := xz.NewReader(r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		return zr, noop, nil
 	case ".zst":
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
+		// Bound the window a hostile package can make the decoder
+		// allocate. The windows dpkg-deb writes are far smaller.
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}

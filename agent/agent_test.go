@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vouch-attest/vouch/api"
+)
+
+// stubTPM returns fixed values; these tests exercise the agent's own
+// logic (backoff, state, event log handling), not TPM behaviour.
+type stubTPM struct{}
+
+func (stubTPM) EK() ([]byte, []byte, error)                    { return []byte("ek"), nil, nil }
+func (stubTPM) AKPublic() []byte                               { return []byte("ak") }
+func (stubTPM) ActivateCredential(_, _ []byte) ([]byte, error) { return []byte("secret"), nil }
+func (stubTPM) Quote(nonce []byte, pcrs []int) ([]byte, []byte, []api.PCRBank, error) {
+	return append([]byte("quote:"), nonce...), []byte("sig"), []api.PCRBank{{Alg: 0x0b}}, nil
+}
+
+func newTestAgent(t *testing.T, eventLog string) *Agent {
+	t.Helper()
+	a, err := New(Config{Server: "https://127.0.0.1:1", Name: "m1", StateDir: t.TempDir(), TPM: stubTPM{},
+		EventLogPath: eventLog, MinBackoff: time.Second, MaxBackoff: 16 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestBackoffGrowsAndStaysBounded(t *testing.T) {
+	a := newTestAgent(t, "")
+	for n := 1; n <= 10; n++ {
+		want := min(time.Second<<(n-1), 16*time.Second)
+		for range 50 {
+			d := a.backoff(n)
+			if d < want/2 || d > want {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", n, d, want/2, want)
+			}
+		}
+	}
+}
+
+func TestEvidenceReportsMissingEventLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "binary_bios_measurements")
+	a := newTestAgent(t, path)
+	ev, err := a.Evidence(&api.Challenge{ID: "c", Nonce: make([]byte, 32), PCRs: []int{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.EventLog != nil || ev.EventLogSHA256 != "" {
+		t.Errorf("evidence carries a log: %d bytes, digest %q", len(ev.EventLog), ev.EventLogSHA256)
+	}
+	if !strings.Contains(ev.EventLogMissing, path) || !strings.Contains(ev.EventLogMissing, "does not exist") {
+		t.Errorf("EventLogMissing = %q", ev.EventLogMissing)
+	}
+
+	os.WriteFile(path, nil, 0o600)
+	ev, _ = a.Evidence(&api.Challenge{ID: "c", Nonce: make([]byte, 32)})
+	if !strings.Contains(ev.EventLogMissing, "is empty") {
+		t.Errorf("empty log: EventLogMissing = %q", ev.EventLogMissing)
+	}
+}
+
+func TestEvidenceOmitsKnownEventLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	os.WriteFile(path, []byte("a boot log"), 0o600)
+	a := newTestAgent(t, path)
+	ev, err := a.Evidence(&api.Challenge{ID: "c", Nonce: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ev.EventLog) != "a boot log" || len(ev.EventLogSHA256) != 64 {
+		t.Fatalf("first evidence: log %q, digest %q", ev.EventLog, ev.EventLogSHA256)
+	}
+	again, _ := a.Evidence(&api.Challenge{ID: "d", Nonce: make([]byte, 32), EventLogSHA256: ev.EventLogSHA256})
+	if again.EventLog != nil || again.EventLogSHA256 != ev.EventLogSHA256 {
+		t.Errorf("known log sent again: %d bytes", len(again.EventLog))
+	}
+}
+
+func TestEvidenceRejectsShortNonce(t *testing.T) {
+	a := newTestAgent(t, "")
+	if _, err := a.Evidence(&api.Challenge{Nonce: make([]byte, 8)}); err == nil {
+		t.Error("8-byte nonce accepted")
+	}
+}
+
+func TestStateKeepsName(t *testing.T) {
+	dir := t.TempDir()
+	a, err := New(Config{Server: "https://x", Name: "first", StateDir: dir, TPM: stubTPM{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.state.Enrolled = true
+	if err := a.saveState(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Server: "https://x", Name: "second", StateDir: dir, TPM: stubTPM{}}); err == nil || !strings.Contains(err.Error(), `enrolled as "first"`) {
+		t.Errorf("renamed agent: %v", err)
+	}
+	b, err := New(Config{Server: "https://x", StateDir: dir, TPM: stubTPM{}})
+	if err != nil || b.Name() != "first" || !b.state.Enrolled {
+		t.Errorf("reloaded agent: name %q enrolled %v, %v", b.Name(), b.state.Enrolled, err)
+	}
+	c, err := New(Config{Server: "https://other", StateDir: dir, TPM: stubTPM{}})
+	if err != nil || c.state.Enrolled {
+		t.Errorf("agent pointed at a new verifier still counts as enrolled: %v", err)
+	}
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vouch-attest/vouch/api"
+)
+
+// clientFlags are the connection settings of the admin commands. Each comes
+// from its flag, else its environment variable, else the config file.
+type clientFlags struct {
+	server      string
+	tokenFile   string
+	fingerprint string
+	caFile      string
+	config      string
+	output      string
+}
+
+// clientConfigFile is the JSON config file of the admin commands.
+type clientConfigFile struct {
+	Server      string `json:"server"`
+	Token       string `json:"token,omitempty"`
+	TokenFile   string `json:"token_file,omitempty"`
+	Fingerprint string `json:"server_fingerprint,omitempty"`
+	CAFile      string `json:"ca_file,omitempty"`
+}
+
+func defaultClientConfigPath() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "vouch", "client.json")
+}
+
+func (f *clientFlags) register(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.server, "server", "", "verifier URL, such as https://verifier:8443 (env VOUCH_SERVER)")
+	pf.StringVar(&f.tokenFile, "token-file", "", "file holding the admin token (env VOUCH_TOKEN holds the token itself)")
+	pf.StringVar(&f.fingerprint, "server-fingerprint", "", "SHA-256 fingerprint of the verifier's CA certificate, as vouch server prints it (env VOUCH_SERVER_FINGERPRINT)")
+	pf.StringVar(&f.caFile, "ca", "", "PEM file of the CA that signed the verifier's certificate")
+	pf.StringVar(&f.config, "config", "", "client config file (JSON: server, token_file, server_fingerprint, ca_file; default "+defaultClientConfigPath()+")")
+	pf.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+}
+
+// client builds the API client from flags, environment and config file.
+func (f *clientFlags) client() (*api.Client, error) {
+	if f.output != "table" && f.output != "json" {
+		return nil, withExitCode(exitUsage, fmt.Errorf("invalid --output %q: use table or json", f.output))
+	}
+	var file clientConfigFile
+	path := f.config
+	if path == "" {
+		path = os.Getenv("VOUCH_CONFIG")
+	}
+	explicit := path != ""
+	if path == "" {
+		path = defaultClientConfigPath()
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !explicit:
+		case err != nil:
+			return nil, withExitCode(exitUsage, fmt.Errorf("read client config: %w", err))
+		default:
+			if err := json.Unmarshal(data, &file); err != nil {
+				return nil, withExitCode(exitUsage, fmt.Errorf("client config %s: %w", path, err))
+			}
+			if file.Token != "" {
+				if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+					return nil, withExitCode(exitUsage, fmt.Errorf("client config %s holds a token but is readable by others: chmod 600 it", path))
+				}
+			}
+		}
+	}
+	server := first(f.server, os.Getenv("VOUCH_SERVER"), file.Server)
+	if server == "" {
+		return nil, withExitCode(exitUsage, errors.New("no verifier URL: give --server or set VOUCH_SERVER"))
+	}
+	token := os.Getenv("VOUCH_TOKEN")
+	tokenFile := first(f.tokenFile, file.TokenFile)
+	if f.tokenFile != "" || token == "" {
+		if tokenFile != "" {
+			data, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return nil, withExitCode(exitUsage, fmt.Errorf("read admin token: %w", err))
+			}
+			token = strings.TrimSpace(string(data))
+		} else if token == "" {
+			token = file.Token
+		}
+	}
+	if token == "" {
+		return nil, withExitCode(exitUsage, errors.New("no admin token: give --token-file, set VOUCH_TOKEN, or name token_file in the config file (the server writes the token to admin-token in its data directory)"))
+	}
+	fingerprint := first(f.fingerprint, os.Getenv("VOUCH_SERVER_FINGERPRINT"), file.Fingerprint)
+	tlsConfig, err := api.TLSConfig(fingerprint, first(f.caFile, file.CAFile))
+	if err != nil {
+		return nil, withExitCode(exitUsage, err)
+	}
+	return &api.Client{
+		BaseURL: server,
+		Token:   token,
+		HTTP: &http.Client{
+			Timeout:   30 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment},
+		},
+	}, nil
+}
+
+func first(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// apiExit maps an API call's error to an exit code: the server returned
+// an error (usage), or it could not be reached (unavailable).
+func apiExit(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *api.Error
+	if errors.As(err, &e) {
+		return withExitCode(exitUsage, err)
+	}
+	return withExitCode(exitUnavailable, err)
+}
+
+func parsePKIX(der []byte) (any, error) { return x509.ParsePKIXPublicKey(der) }

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vouch-attest/vouch/api"
+)
+
+func newHostsCmd() *cobra.Command {
+	var flags clientFlags
+	cmd := &cobra.Command{
+		Use:   "hosts",
+		Short: "List and manage the machines the verifier attests",
+		Long: `Administer machines through the verifier's API.
+
+The verifier URL, admin token and TLS pin come from flags, else from the
+environment (VOUCH_SERVER, VOUCH_TOKEN, VOUCH_SERVER_FINGERPRINT), else from
+the client config file.`,
+	}
+	flags.register(cmd)
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List machines: name, state, since, last verdict, boot count",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			var machines []api.Machine
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/v1/machines", nil, &machines); err != nil {
+				return apiExit(err)
+			}
+			if flags.output == "json" {
+				return printJSON(cmd.OutOrStdout(), machines)
+			}
+			printMachines(cmd.OutOrStdout(), machines, time.Now())
+			return nil
+		},
+	}
+
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a machine's last verdict with its event-level explanation, and its history",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			var d api.MachineDetail
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/v1/machines/"+url.PathEscape(args[0]), nil, &d); err != nil {
+				return apiExit(err)
+			}
+			if flags.output == "json" {
+				return printJSON(cmd.OutOrStdout(), d)
+			}
+			printMachineDetail(cmd.OutOrStdout(), d)
+			return nil
+		},
+	}
+
+	action := func(use, short, method, suffix string) *cobra.Command {
+		var reason string
+		c := &cobra.Command{
+			Use:   use + " NAME",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := flags.client()
+				if err != nil {
+					return err
+				}
+				var body any
+				if use == "revoke" {
+					body = api.RevokeRequest{Reason: reason}
+				}
+				var m api.Machine
+				path := "/v1/machines/" + url.PathEscape(args[0]) + suffix
+				if _, err := c.Do(cmd.Context(), method, path, body, &m); err != nil {
+					return apiExit(err)
+				}
+				if flags.output == "json" && m.Name != "" {
+					return printJSON(cmd.OutOrStdout(), m)
+				}
+				past := map[string]string{"approve": "approved", "revoke": "revoked", "forget": "forgotten", "attest": "asked to attest now"}[use]
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", args[0], past)
+				return nil
+			},
+		}
+		if use == "revoke" {
+			c.Flags().StringVar(&reason, "reason", "", "why the machine is revoked (kept in the history)")
+		}
+		return c
+	}
+	cmd.AddCommand(list, show,
+		action("approve", "Approve a pending machine and the reference values learned from its first boot", http.MethodPost, "/approve"),
+		action("revoke", "Revoke a machine: its TPM can never enroll again, under any name", http.MethodPost, "/revoke"),
+		action("forget", "Delete a machine and its verdicts (history is kept; a revoked EK stays revoked)", http.MethodDelete, ""),
+		action("attest", "Ask a machine for evidence now", http.MethodPost, "/attest"),
+		newHistoryCmd(&flags),
+	)
+	return cmd
+}
+
+func newHistoryCmd(flags *clientFlags) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history [NAME]",
+		Short: "Show the append-only history of state changes, newest first",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{"limit": {fmt.Sprint(limit)}}
+			if len(args) == 1 {
+				q.Set("machine", args[0])
+			}
+			var hist []api.HistoryEvent
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/v1/history?"+q.Encode(), nil, &hist); err != nil {
+				return apiExit(err)
+			}
+			if flags.output == "json" {
+				return printJSON(cmd.OutOrStdout(), hist)
+			}
+			printHistory(cmd.OutOrStdout(), hist)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 50, "number of entries to show")
+	return cmd
+}
+
+func newEKCmd() *cobra.Command {
+	var flags clientFlags
+	cmd := &cobra.Command{
+		Use:   "ek",
+		Short: "Pin, list and revoke endorsement keys at the verifier",
+	}
+	flags.register(cmd)
+	var note, hash string
+	pin := &cobra.Command{
+		Use:   "pin [FILE]",
+		Short: "Register an EK (certificate or public key, DER or PEM) before its machine first connects",
+		Long: `Register an EK so that its machine may enroll whatever the verifier's EK
+mode is. FILE is the EK certificate or its public key, in DER or PEM (for
+example from 'tpm2_getekcertificate' or 'tpm2_readpublic -f der'); --sha256
+pins the hex SHA-256 of the PKIX public key instead.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var req api.PinEKRequest
+			switch {
+			case len(args) == 1 && hash != "":
+				return withExitCode(exitUsage, fmt.Errorf("give FILE or --sha256, not both"))
+			case len(args) == 1:
+				data, err := os.ReadFile(args[0])
+				if err != nil {
+					return withExitCode(exitUnreadable, err)
+				}
+				if looksLikePublicKey(data) {
+					req.PublicKey = data
+				} else {
+					req.Certificate = data
+				}
+			case hash != "":
+				req.SHA256 = hash
+			default:
+				return withExitCode(exitUsage, fmt.Errorf("give the EK certificate or public key FILE, or --sha256"))
+			}
+			req.Note = note
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			var ek api.EK
+			if _, err := c.Do(cmd.Context(), http.MethodPost, "/v1/eks", req, &ek); err != nil {
+				return apiExit(err)
+			}
+			if flags.output == "json" {
+				return printJSON(cmd.OutOrStdout(), ek)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "EK %s %s\n", ek.SHA256, ek.Status)
+			return nil
+		},
+	}
+	pin.Flags().StringVar(&note, "note", "", "free text kept with the EK, such as an asset tag")
+	pin.Flags().StringVar(&hash, "sha256", "", "hex SHA-256 of the EK's PKIX public key, instead of FILE")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the EKs the verifier knows: pinned, enrolled and revoked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			var eks []api.EK
+			if _, err := c.Do(cmd.Context(), http.MethodGet, "/v1/eks", nil, &eks); err != nil {
+				return apiExit(err)
+			}
+			if flags.output == "json" {
+				return printJSON(cmd.OutOrStdout(), eks)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SHA256\tSTATUS\tMACHINE\tNOTE")
+			for _, ek := range eks {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ek.SHA256, ek.Status, dash(ek.Machine), dash(ek.Note))
+			}
+			return tw.Flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke SHA256",
+		Short: "Revoke an EK, enrolled or not: its TPM can never enroll again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := flags.client()
+			if err != nil {
+				return err
+			}
+			var out json.RawMessage
+			if _, err := c.Do(cmd.Context(), http.MethodPost, "/v1/eks/"+url.PathEscape(args[0])+"/revoke", api.RevokeRequest{}, &out); err != nil {
+				return apiExit(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "EK %s revoked\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(pin, list, revoke)
+	return cmd
+}
+
+func looksLikePublicKey(data []byte) bool {
+	if strings.Contains(string(data), "-----BEGIN PUBLIC KEY-----") {
+		return true
+	}
+	if strings.Contains(string(data), "-----BEGIN") {
+		return false
+	}
+	// DER: a certificate is SEQUENCE { SEQUENCE tbsCertificate ... } whose
+	// tbsCertificate starts with the [0] version tag; a PKIX key is
+	// SEQUENCE { SEQUENCE algorithm, BIT STRING }.
+	_, err := parsePKIX(data)
+	return err == nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	default:
+		return t.Local().Format("2006-01-02")
+	}
+}
+
+func printMachines(w io.Writer, machines []api.Machine, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tLAST VERDICT\tBOOTS\tREASONS")
+	for _, m := range machines {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.State, ago(m.Since, now), ago(m.LastVerdictAt, now), m.BootCount, dash(strings.Join(m.ReasonCodes, ",")))
+	}
+	tw.Flush()
+	if len(machines) == 0 {
+		fmt.Fprintln(w, "(no machines enrolled)")
+	}
+}
+
+func printMachineDetail(w io.Writer, d api.MachineDetail) {
+	now := time.Now()
+	fmt.Fprintf(w, "Machine:   %s\n", d.Name)
+	fmt.Fprintf(w, "State:     %s (since %s)\n", d.State, ago(d.Since, now))
+	fmt.Fprintf(w, "Approved:  %v (reference values approved: %v)\n", d.Approved, d.ReferenceApproved)
+	fmt.Fprintf(w, "Boots:     %d\n", d.BootCount)
+	if d.IMAEntries > 0 {
+		fmt.Fprintf(w, "IMA:       %d entries verified in this boot\n", d.IMAEntries)
+	}
+	fmt.Fprintf(w, "EK:        sha256:%s\n", d.EKSHA256)
+	if d.Facts.Hostname != "" || d.Facts.OS != "" {
+		fmt.Fprintf(w, "Host:      %s %s\n", d.Facts.Hostname, d.Facts.OS)
+	}
+	if d.Verdict == nil {
+		fmt.Fprintln(w, "Verdict:   none yet")
+	} else {
+		fmt.Fprintf(w, "Verdict:   %s at %s (boot %d)\n", d.Verdict.State, d.Verdict.At.Local().Format(time.DateTime), d.Verdict.BootCount)
+		for _, r := range d.Verdict.Reasons {
+			fmt.Fprintf(w, "  - [%s] %s\n", r.Code, r.Message)
+		}
+	}
+	if len(d.History) > 0 {
+		fmt.Fprintln(w, "History (newest first):")
+		printHistory(w, d.History)
+	}
+}
+
+func printHistory(w io.Writer, hist []api.HistoryEvent) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TIME\tMACHINE\tEVENT\tCHANGE\tDETAIL")
+	for _, h := range hist {
+		change := "-"
+		if h.From != "" || h.To != "" {
+			change = dash(h.From) + " -> " + dash(h.To)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.At.Local().Format(time.DateTime), dash(h.Machine), h.Kind, change, dash(h.Detail))
+	}
+	tw.Flush()
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vouch-attest/vouch/store"
+	"github.com/vouch-attest/vouch/verifier"
+)
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, withExitCode(exitUsage, fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", level))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func parsePCRList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 || a > 23 {
+			return nil, fmt.Errorf("invalid PCR %q: use indexes 0 to 23, such as 0-9,14", part)
+		}
+		b := a
+		if isRange {
+			b, err = strconv.Atoi(hi)
+			if err != nil || b < a || b > 23 {
+				return nil, fmt.Errorf("invalid PCR range %q: use indexes 0 to 23, such as 0-9,14", part)
+			}
+		}
+		for i := a; i <= b; i++ {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// loadRoots reads TPM vendor CA certificates (PEM or DER) from files and
+// folders.
+func loadRoots(paths []string) ([]*x509.Certificate, error) {
+	var roots []*x509.Certificate
+	for _, p := range paths {
+		files := []string{p}
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return nil, err
+			}
+			files = files[:0]
+			for _, e := range entries {
+				if !e.IsDir() {
+					files = append(files, filepath.Join(p, e.Name()))
+				}
+			}
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("read EK root: %w", err)
+			}
+			rest, found := data, false
+			for {
+				var block *pem.Block
+				block, rest = pem.Decode(rest)
+				if block == nil {
+					break
+				}
+				if block.Type != "CERTIFICATE" {
+					continue
+				}
+				cert, err := x509.ParseCertificate(block.Bytes)
+				if err != nil {
+					return nil, fmt.Errorf("EK root %s: %w", f, err)
+				}
+				roots, found = append(roots, cert), true
+			}
+			if found {
+				continue
+			}
+			if cert, err := x509.ParseCertificate(data); err == nil {
+				roots = append(roots, cert)
+			}
+			// Anything else (a README, a CRL) in a roots folder is skipped.
+		}
+	}
+	if len(paths) > 0 && len(roots) == 0 {
+		return nil, fmt.Errorf("no certificate found in %s", strings.Join(paths, ", "))
+	}
+	return roots, nil
+}
+
+func newServerCmd() *cobra.Command {
+	var (
+		listen, dataDir, ekMode, pcrs, logLevel   string
+		tlsCert, tlsKey, tlsCA                    string
+		hosts, ekRoots, ekIntermediates           []string
+		requireApproval, autoApproveRef, insecure bool
+		interval, challengeTTL                    time.Duration
+		unreachableAfter                          int
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the verifier: enrollment, challenges, verdicts and the admin API",
+		Long: `Run the vouch verifier.
+
+On first start it creates, in --data-dir, a SQLite database, a CA and a
+server certificate (unless --tls-cert is given) and an admin token
+(admin-token, mode 0600). It prints the CA fingerprint that agents pin with
+--server-fingerprint. SIGINT or SIGTERM stops it gracefully.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			pcrList, err := parsePCRList(pcrs)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			roots, err := loadRoots(ekRoots)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			intermediates, err := loadRoots(ekIntermediates)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			if err := verifier.EnsureDataDir(dataDir); err != nil {
+				return withExitCode(exitUnavailable, err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+
+			dbPath, tokenPath := verifier.DataDirFiles(dataDir)
+			st, err := store.OpenSQLite(ctx, dbPath, nil)
+			if err != nil {
+				return withExitCode(exitUnavailable, err)
+			}
+			defer st.Close()
+			srv, err := verifier.New(verifier.Config{
+				Store:                st,
+				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates},
+				Logger:               log,
+				EKMode:               ekMode,
+				RequireApproval:      requireApproval,
+				AutoApproveReference: autoApproveRef,
+				Interval:             interval,
+				ChallengeTTL:         challengeTTL,
+				UnreachableAfter:     unreachableAfter,
+				PCRs:                 pcrList,
+			}, dataDir)
+			if err != nil {
+				return withExitCode(exitUsage, err)
+			}
+			defer srv.Close()
+
+			var cert *tls.Certificate
+			var fingerprint string
+			if !insecure {
+				var c tls.Certificate
+				if tlsCert != "" {
+					if tlsKey == "" || tlsCA == "" {
+						return withExitCode(exitUsage, errors.New("--tls-cert needs --tls-key and --tls-ca (the CA agents pin)"))
+					}
+					c, fingerprint, err = verifier.LoadTLS(tlsCert, tlsKey, tlsCA)
+				} else {
+					c, fingerprint, err = verifier.LoadOrCreateTLS(dataDir, hosts, time.Now())
+				}
+				if err != nil {
+					return withExitCode(exitUnavailable, err)
+				}
+				cert = &c
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return withExitCode(exitUnavailable, err)
+			}
+			out := cmd.OutOrStdout()
+			scheme := "https"
+			if insecure {
+				scheme = "http"
+			}
+			fmt.Fprintf(out, "vouch server listening on %s://%s\n", scheme, ln.Addr())
+			if fingerprint != "" {
+				fmt.Fprintf(out, "server CA fingerprint (agents pin it with --server-fingerprint): %s\n", fingerprint)
+			}
+			fmt.Fprintf(out, "admin token file: %s\n", tokenPath)
+			log.Info("verifier configured", "ek_mode", ekMode, "ek_roots", len(roots), "require_approval", requireApproval,
+				"interval", interval, "pcrs", pcrs, "data_dir", dataDir)
+			if err := srv.ListenAndServe(ctx, ln, cert); err != nil {
+				return withExitCode(exitUnavailable, err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8443", "address to listen on (host:port)")
+	f.StringVar(&dataDir, "data-dir", "/var/lib/vouch", "directory of the database, TLS files and admin token")
+	f.StringVar(&ekMode, "ek-mode", verifier.EKModeVendorRoots, "how EKs are trusted: vendor-roots (certificate chains to --ek-roots), pinned (only EKs pinned with 'vouch ek pin'), or tofu (trust on first use); pinned EKs are accepted in every mode")
+	f.StringSliceVar(&ekRoots, "ek-roots", nil, "PEM or DER TPM vendor CA certificates, files or folders (vendor-roots mode)")
+	f.StringSliceVar(&ekIntermediates, "ek-intermediates", nil, "PEM or DER intermediate CA certificates of TPM vendors, files or folders")
+	f.BoolVar(&requireApproval, "require-approval", false, "keep newly enrolled machines pending until 'vouch hosts approve'")
+	f.BoolVar(&autoApproveRef, "insecure-auto-approve-reference", false, "trust the reference values learned from each machine's first boot without an administrator's approval")
+	f.DurationVar(&interval, "interval", 60*time.Second, "time between attestations of a machine (jittered by 10%)")
+	f.DurationVar(&challengeTTL, "challenge-ttl", 30*time.Second, "time an agent has to answer a nonce")
+	f.IntVar(&unreachableAfter, "unreachable-after", 3, "number of missed intervals after which a machine is unreachable")
+	f.StringVar(&pcrs, "pcrs", "0-10,14", "PCRs to quote in every bank; PCR 10 is checked against the IMA list, the others against the event log")
+	f.StringSliceVar(&hosts, "host", []string{"localhost", "127.0.0.1", "::1"}, "names and addresses of the generated server certificate")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM server certificate chain to use instead of the generated one")
+	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&tlsCA, "tls-ca", "", "PEM certificate agents pin (the CA of --tls-cert)")
+	f.BoolVar(&insecure, "insecure-http", false, "serve plain HTTP without TLS (tokens and evidence travel in clear)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}

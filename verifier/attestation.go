@@ -1,0 +1,588 @@
+package verifier
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/store"
+)
+
+// Reason codes set by the verifier itself; backends and policies add
+// their own.
+const (
+	ReasonAwaitingAttestation = "awaiting_attestation"
+	ReasonAwaitingApproval    = "awaiting_approval"
+	ReasonReferenceUnapproved = "reference_unapproved"
+	ReasonRevoked             = "revoked"
+	ReasonUnreachable         = "unreachable"
+	ReasonNonceReused         = "nonce_reused"
+	ReasonClockBackwards      = "clock_backwards"
+	ReasonResetCountBackwards = "reset_count_backwards"
+	ReasonEventLogMissing     = "eventlog_missing"
+	ReasonEventLogDigest      = "eventlog_digest_mismatch"
+)
+
+// usedChallengeRetention is how long a used challenge is remembered, so a
+// replay of its evidence is recognized as a reused nonce rather than an
+// unknown challenge.
+const usedChallengeRetention = 15 * time.Minute
+
+type challenge struct {
+	id        string
+	machine   string
+	nonce     []byte
+	pcrs      []int
+	expires   time.Time
+	used      bool
+	logSHA256 string
+	imaOffset int64
+}
+
+type session struct {
+	wake    chan struct{}
+	nextDue time.Time
+}
+
+type cachedLog struct {
+	sha256 string
+	log    []byte
+	// events is the replay of log against the PCR values whose digest is
+	// valuesSHA256.
+	valuesSHA256 string
+	events       []MeasuredEvent
+}
+
+func (s *Server) sessionLocked(name string) *session {
+	sess, ok := s.sessions[name]
+	if !ok {
+		sess = &session{wake: make(chan struct{}, 1)}
+		s.sessions[name] = sess
+	}
+	return sess
+}
+
+// kick makes the machine's next challenge due now and wakes a waiting agent.
+func (s *Server) kick(name string) {
+	s.mu.Lock()
+	sess := s.sessionLocked(name)
+	sess.nextDue = time.Time{}
+	s.mu.Unlock()
+	select {
+	case sess.wake <- struct{}{}:
+	default:
+	}
+}
+
+// jittered returns d moved randomly by up to ±Jitter·d.
+func (s *Server) jittered(d time.Duration) time.Duration {
+	j := (rand.Float64()*2 - 1) * s.cfg.Jitter
+	return time.Duration(float64(d) * (1 + j))
+}
+
+func (s *Server) interval(m store.Machine) time.Duration {
+	if m.IntervalS > 0 {
+		return time.Duration(m.IntervalS) * time.Second
+	}
+	return s.cfg.Interval
+}
+
+// handleChallenge holds the agent's request open until the machine's next
+// attestation is due, then returns a fresh challenge. It responds 204 when
+// wait elapses first.
+//
+// NOTE: the request itself is not authenticated (only the evidence is, by
+// the AK's signature), so a client that polls a machine's challenges can
+// delay its attestations until the machine is reported unreachable.
+func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	ctx := r.Context()
+	m, err := s.store.Machine(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, api.CodeNotEnrolled, fmt.Sprintf("machine %q is not enrolled: enroll again", name))
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	if revoked(m) {
+		writeError(w, http.StatusForbidden, api.CodeEKRevoked, fmt.Sprintf("machine %q is revoked", name))
+		return
+	}
+	wait := s.cfg.MaxWait
+	if v := r.URL.Query().Get("wait"); v != "" {
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs < 0 {
+			writeError(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("invalid wait %q: give seconds", v))
+			return
+		}
+		wait = min(wait, time.Duration(secs*float64(time.Second)))
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+
+	for {
+		s.mu.Lock()
+		sess := s.sessionLocked(name)
+		now := s.now()
+		if !now.Before(sess.nextDue) {
+			sess.nextDue = now.Add(s.jittered(s.interval(m)))
+			ch, err := s.newChallengeLocked(m, now)
+			s.mu.Unlock()
+			if err != nil {
+				s.internalError(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, api.Challenge{
+				ID: ch.id, Nonce: ch.nonce, ExpiresAt: ch.expires, PCRs: ch.pcrs,
+				EventLogSHA256: ch.logSHA256, IMAOffset: ch.imaOffset,
+			})
+			return
+		}
+		due := time.NewTimer(sess.nextDue.Sub(now))
+		wake := sess.wake
+		s.mu.Unlock()
+
+		select {
+		case <-due.C:
+		case <-wake:
+			due.Stop()
+		case <-deadline.C:
+			due.Stop()
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case <-ctx.Done():
+			due.Stop()
+			return
+		case <-s.stop:
+			due.Stop()
+			writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "the verifier is shutting down: reconnect")
+			return
+		}
+	}
+}
+
+func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge, error) {
+	for id, ch := range s.challenges {
+		if now.After(ch.expires.Add(usedChallengeRetention)) {
+			delete(s.challenges, id)
+		}
+	}
+	id, err := s.randomID()
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, api.NonceSize)
+	if _, err := io.ReadFull(s.rand, nonce); err != nil {
+		return nil, err
+	}
+	ch := &challenge{
+		id: id, machine: m.Name, nonce: nonce, pcrs: slices.Clone(s.cfg.PCRs),
+		expires: now.Add(s.cfg.ChallengeTTL), imaOffset: m.IMAOffset,
+	}
+	if c, ok := s.logCache[m.Name]; ok {
+		ch.logSHA256 = c.sha256
+	}
+	s.challenges[id] = ch
+	return ch, nil
+}
+
+func revoked(m store.Machine) bool {
+	return slices.Contains(m.Reasons, ReasonRevoked)
+}
+
+// handleEvidence verifies the evidence for a challenge and records the verdict.
+func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var ev api.Evidence
+	if !decode(w, r, api.MaxEvidenceBytes, &ev) {
+		return
+	}
+	log := s.log.With("machine", name)
+	now := s.now()
+	s.mu.Lock()
+	ch, ok := s.challenges[ev.ChallengeID]
+	var reused bool
+	if ok && ch.machine == name && !now.After(ch.expires) {
+		reused = ch.used
+		ch.used = true
+	}
+	s.mu.Unlock()
+	if !ok || ch.machine != name {
+		log.Warn("evidence rejected: unknown challenge")
+		writeError(w, http.StatusBadRequest, api.CodeChallenge, "unknown challenge for this machine: request a new one")
+		return
+	}
+	if now.After(ch.expires) {
+		log.Warn("evidence rejected: challenge expired", "expired_at", ch.expires)
+		writeError(w, http.StatusBadRequest, api.CodeChallenge, fmt.Sprintf("challenge expired at %s: request a new one", ch.expires.Format(time.RFC3339)))
+		return
+	}
+
+	ctx := r.Context()
+	m, err := s.store.Machine(ctx, name)
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	if revoked(m) {
+		writeError(w, http.StatusForbidden, api.CodeEKRevoked, fmt.Sprintf("machine %q is revoked", name))
+		return
+	}
+	result, err := s.judge(m, ch, &ev, reused, now)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	if err := s.record(r, m, result, now); err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount}
+	switch {
+	case result.rejected == ReasonNonceReused:
+		writeJSON(w, http.StatusConflict, api.Error{Code: api.CodeChallenge, Message: "nonce already used: this evidence is a replay"})
+	case result.rejected != "":
+		writeJSON(w, http.StatusForbidden, api.Error{Code: api.CodeEvidence, Message: result.reasons[0].Message})
+	default:
+		writeJSON(w, http.StatusOK, verdict)
+	}
+}
+
+type judgement struct {
+	machine store.Machine
+	reasons []api.Reason
+	// rejected is set when the evidence itself was refused (the quote did
+	// not verify or the nonce was reused), as opposed to a verified boot
+	// that policy found wanting.
+	rejected string
+	newBoot  bool
+	learned  bool
+}
+
+func untrusted(j *judgement, reasons ...api.Reason) *judgement {
+	j.machine.State = store.StateUntrusted
+	j.reasons = append(j.reasons, reasons...)
+	return j
+}
+
+// judge checks the evidence, in order:
+//  1. the quote is signed by the machine's AK over the challenge's nonce
+//     and covers the reported PCR values (Backend.VerifyQuote);
+//  2. the nonce was not used before;
+//  3. the TPM's resetCount did not go backwards, and its clock did not go
+//     backwards within one boot; a higher resetCount starts a new boot;
+//  4. the event log is present, matches its digest and replays to the
+//     quoted PCRs (Backend.ReplayEventLog);
+//  5. the replayed events match the machine's reference values (Policy);
+//     the first verified boot becomes the reference values, pending an
+//     administrator's approval.
+//
+// It returns an operational error only when it could not judge.
+func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused bool, now time.Time) (*judgement, error) {
+	j := &judgement{machine: m}
+	ak, err := s.be.ParseAK(m.AKPublic)
+	if err != nil {
+		return nil, fmt.Errorf("stored AK of %q: %w", m.Name, err)
+	}
+	q, err := s.be.VerifyQuote(ak, ev.Quote, ev.Signature, ch.nonce, ch.pcrs, ev.PCRs)
+	if f, ok := AsFailure(err); ok {
+		j.rejected = "quote"
+		return untrusted(j, f.Reasons...), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if reused {
+		j.rejected = ReasonNonceReused
+		return untrusted(j, api.Reason{Code: ReasonNonceReused, Message: "the challenge's nonce was already answered: this evidence is a replay"}), nil
+	}
+
+	seen := m.BootCount > 0
+	switch {
+	case seen && q.ResetCount < m.ResetCount:
+		return untrusted(j, api.Reason{Code: ReasonResetCountBackwards, Message: fmt.Sprintf("TPM resetCount went backwards from %d to %d: the TPM was cleared or the quote is old", m.ResetCount, q.ResetCount)}), nil
+	case seen && q.ResetCount == m.ResetCount && q.Clock < m.Clock:
+		return untrusted(j, api.Reason{Code: ReasonClockBackwards, Message: fmt.Sprintf("TPM clock went backwards from %d ms to %d ms without a reset", m.Clock, q.Clock)}), nil
+	}
+	j.newBoot = !seen || q.ResetCount != m.ResetCount
+	j.machine.ResetCount, j.machine.RestartCount, j.machine.Clock = q.ResetCount, q.RestartCount, q.Clock
+	if j.newBoot {
+		j.machine.BootCount++
+		j.machine.EventLogSHA256 = ""
+		j.machine.IMAOffset = 0
+		j.machine.IMAState = nil
+	}
+
+	logBytes, reason := s.eventLogOf(j.machine, ev)
+	if reason != nil {
+		return untrusted(j, *reason), nil
+	}
+	sum := sha256.Sum256(logBytes)
+	logSHA256 := hex.EncodeToString(sum[:])
+	// The replay of the same log against the same verified PCR values
+	// gives the same events: reuse the last one when both are unchanged.
+	s.mu.Lock()
+	cached := s.logCache[m.Name]
+	s.mu.Unlock()
+	var events []MeasuredEvent
+	if cached.sha256 == logSHA256 && cached.valuesSHA256 == q.ValuesSHA256 && q.ValuesSHA256 != "" {
+		events = cached.events
+	} else {
+		events, err = s.be.ReplayEventLog(logBytes, q)
+		if f, ok := AsFailure(err); ok {
+			return untrusted(j, f.Reasons...), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	j.machine.EventLogSHA256 = logSHA256
+	s.mu.Lock()
+	s.logCache[m.Name] = cachedLog{sha256: logSHA256, log: logBytes, valuesSHA256: q.ValuesSHA256, events: events}
+	s.mu.Unlock()
+
+	if j.machine.Reference == nil {
+		ref, err := s.policy.Learn(events)
+		if err != nil {
+			return untrusted(j, api.Reason{Code: "reference_unlearnable", Message: err.Error()}), nil
+		}
+		j.machine.Reference = ref
+		// ReferenceApproved may already be set: an administrator approved
+		// the machine before this first verified boot.
+		j.machine.ReferenceApproved = j.machine.ReferenceApproved || s.cfg.AutoApproveReference
+		j.learned = true
+	}
+	reasons, err := s.policy.Evaluate(j.machine.Reference, events)
+	if err != nil {
+		return nil, err
+	}
+	if slices.Contains(ch.pcrs, imaPCR) {
+		imaReasons, err := s.checkIMA(j, ev, q)
+		if err != nil {
+			return nil, err
+		}
+		reasons = append(reasons, imaReasons...)
+	}
+	if len(reasons) > 0 {
+		return untrusted(j, reasons...), nil
+	}
+	switch {
+	case !j.machine.Approved:
+		j.machine.State = store.StatePending
+		j.reasons = append(j.reasons, api.Reason{Code: ReasonAwaitingApproval, Message: "the machine waits for an administrator's approval (vouch hosts approve)"})
+	case !j.machine.ReferenceApproved:
+		j.machine.State = store.StatePending
+		j.reasons = append(j.reasons, api.Reason{Code: ReasonReferenceUnapproved, Message: fmt.Sprintf("reference values learned from boot %d (%d events) wait for an administrator's approval (vouch hosts approve)", j.machine.BootCount, len(events))})
+	default:
+		j.machine.State = store.StateTrusted
+	}
+	return j, nil
+}
+
+// eventLogOf returns the event log the evidence carries or, when the agent
+// omitted an unchanged log, the cached copy.
+func (s *Server) eventLogOf(m store.Machine, ev *api.Evidence) ([]byte, *api.Reason) {
+	if ev.EventLogMissing != "" {
+		return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent has no event log: " + ev.EventLogMissing + "; without it no quoted PCR can be explained"}
+	}
+	if len(ev.EventLog) == 0 {
+		// The cache is keyed by content: a log with the same SHA-256 is
+		// the same log, in this boot or the previous one.
+		s.mu.Lock()
+		c, ok := s.logCache[m.Name]
+		s.mu.Unlock()
+		if !ok || ev.EventLogSHA256 == "" || c.sha256 != ev.EventLogSHA256 {
+			return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent omitted the event log but the verifier has no copy of it"}
+		}
+		return c.log, nil
+	}
+	if len(ev.EventLog) > api.MaxEventLogBytes {
+		return nil, &api.Reason{Code: ReasonEventLogMissing, Message: fmt.Sprintf("event log of %d bytes exceeds the limit of %d", len(ev.EventLog), api.MaxEventLogBytes)}
+	}
+	if ev.EventLogSHA256 != "" {
+		sum := sha256.Sum256(ev.EventLog)
+		if hex.EncodeToString(sum[:]) != ev.EventLogSHA256 {
+			return nil, &api.Reason{Code: ReasonEventLogDigest, Message: "the event log does not hash to the eventlog_sha256 the agent sent"}
+		}
+	}
+	return ev.EventLog, nil
+}
+
+// record stores the judgement: the verdict, the machine, and a history
+// entry when the state changed or a new boot began.
+func (s *Server) record(r *http.Request, old store.Machine, j *judgement, now time.Time) error {
+	m := j.machine
+	m.LastVerdictAt = now
+	m.LastSeenAt = now
+	m.Reasons = reasonCodes(j.reasons)
+	if m.State != old.State {
+		m.StateSince = now
+	}
+	detail, err := json.Marshal(j.reasons)
+	if err != nil {
+		return err
+	}
+	ev := store.Event{Machine: m.Name}
+	switch {
+	case m.State != old.State:
+		ev.Kind, ev.From, ev.To = "state", old.State, m.State
+		ev.Detail = summarize(j.reasons)
+		if j.newBoot && old.BootCount > 0 {
+			ev.Detail = fmt.Sprintf("reboot detected (boot %d); %s", m.BootCount, ev.Detail)
+		}
+	case j.newBoot && old.BootCount > 0:
+		ev.Kind, ev.From, ev.To = "reboot", old.State, m.State
+		ev.Detail = fmt.Sprintf("reboot detected: TPM resetCount %d -> %d (boot %d)", old.ResetCount, m.ResetCount, m.BootCount)
+	case j.learned:
+		ev.Kind, ev.To = "reference-learned", m.State
+		ev.Detail = fmt.Sprintf("reference values learned from boot %d", m.BootCount)
+	}
+	if _, err := s.store.RecordVerdict(r.Context(), m, store.Verdict{
+		Machine: m.Name, At: now, State: m.State, Reasons: m.Reasons, Detail: detail, BootCount: m.BootCount,
+	}, ev); err != nil {
+		return err
+	}
+	logArgs := []any{"machine", m.Name, "state", m.State, "boot", m.BootCount}
+	if len(m.Reasons) > 0 {
+		logArgs = append(logArgs, "reasons", m.Reasons)
+	}
+	if ev.Kind == "state" || ev.Kind == "reboot" {
+		s.log.Info("machine "+ev.Kind+" changed", append(logArgs, "detail", ev.Detail)...)
+	} else {
+		s.log.Debug("verdict", logArgs...)
+	}
+	return nil
+}
+
+func reasonCodes(reasons []api.Reason) []string {
+	var codes []string
+	for _, r := range reasons {
+		if !slices.Contains(codes, r.Code) {
+			codes = append(codes, r.Code)
+		}
+	}
+	return codes
+}
+
+func summarize(reasons []api.Reason) string {
+	if len(reasons) == 0 {
+		return "verified"
+	}
+	msg := reasons[0].Message
+	if len(reasons) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(reasons)-1)
+	}
+	return msg
+}
+
+// watch marks machines unreachable when they missed UnreachableAfter
+// intervals, until Close.
+func (s *Server) watch() {
+	defer s.wg.Done()
+	started := s.now()
+	period := min(max(s.cfg.Interval/4, 200*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if err := s.markUnreachable(started); err != nil {
+			s.log.Error("unreachable check failed", "err", err)
+		}
+	}
+}
+
+func (s *Server) markUnreachable(started time.Time) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	machines, err := s.store.Machines(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	for _, m := range machines {
+		if m.State == store.StateUnreachable || revoked(m) {
+			continue
+		}
+		last := latest(m.LastVerdictAt, m.StateSince, started)
+		limit := time.Duration(s.cfg.UnreachableAfter)*s.interval(m) + s.cfg.ChallengeTTL
+		if now.Sub(last) <= limit {
+			continue
+		}
+		old := m.State
+		m.State = store.StateUnreachable
+		m.StateSince = now
+		m.Reasons = []string{ReasonUnreachable}
+		detail := fmt.Sprintf("no verified evidence since %s (%d intervals of %s missed)", last.Format(time.RFC3339), s.cfg.UnreachableAfter, s.interval(m))
+		if err := s.store.UpdateMachine(ctx, m, store.Event{Machine: m.Name, Kind: "state", From: old, To: m.State, Detail: detail}); err != nil {
+			return err
+		}
+		s.log.Warn("machine unreachable", "machine", m.Name, "last_verdict", m.LastVerdictAt)
+	}
+	return nil
+}
+
+func latest(times ...time.Time) time.Time {
+	var t time.Time
+	for _, u := range times {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// checkIMA verifies the IMA entries of the evidence against PCR 10 and
+// advances the machine's IMA state. A machine without an IMA list passes
+// only while PCR 10 holds its reset value.
+func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api.Reason, error) {
+	if ev.IMA == nil || ev.IMA.Missing != "" {
+		if s.be.PCRAtReset(q, imaPCR) {
+			return nil, nil
+		}
+		why := "the agent sent no IMA list"
+		if ev.IMA != nil {
+			why = "the agent has no IMA list: " + ev.IMA.Missing
+		}
+		return []api.Reason{{Code: ReasonIMAMissing, PCR: intPtr(imaPCR), Message: why + ", but PCR 10 was extended"}}, nil
+	}
+	if len(ev.IMA.Entries) > api.MaxIMAEntriesBytes {
+		return []api.Reason{{Code: ReasonIMAInvalid, Message: fmt.Sprintf("IMA chunk of %d bytes exceeds the limit of %d", len(ev.IMA.Entries), api.MaxIMAEntriesBytes)}}, nil
+	}
+	state := j.machine.IMAState
+	if j.newBoot {
+		state = nil
+	}
+	res, err := s.be.VerifyIMA(state, ev.IMA.Offset, ev.IMA.Entries, q)
+	if f, ok := AsFailure(err); ok {
+		return f.Reasons, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	j.machine.IMAState = res.State
+	j.machine.IMAOffset = res.Entries
+	return nil, nil
+}

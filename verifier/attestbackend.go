@@ -1,0 +1,310 @@
+package verifier
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/eventlog"
+	"github.com/vouch-attest/vouch/ima"
+)
+
+// Reason codes of the attest back end.
+const (
+	ReasonQuoteInvalid         = "quote_invalid"
+	ReasonEventLogInvalid      = "eventlog_invalid"
+	ReasonEventLogMismatch     = "eventlog_replay_mismatch"
+	ReasonEventLogNoBank       = "eventlog_no_verified_bank"
+	ReasonEKCertificateInvalid = "ek_certificate_invalid"
+)
+
+// AttestBackend is the production Backend: the attest package checks keys
+// and quotes, the eventlog package replays logs.
+type AttestBackend struct {
+	// Roots are the TPM vendor CA certificates EK certificates must chain
+	// to in vendor-roots mode.
+	Roots []*x509.Certificate
+	// Intermediates are vendor intermediate CAs, if any.
+	Intermediates []*x509.Certificate
+	// InsecureAllowSHA1 accepts SHA-1 signatures in EK certificate chains,
+	// which older Infineon and Nuvoton CAs use.
+	InsecureAllowSHA1 bool
+	// Workarounds lists the event log quirks replay may correct for.
+	Workarounds []eventlog.Workaround
+}
+
+// ParseEK implements Backend.
+func (b *AttestBackend) ParseEK(publicArea []byte) (EKKey, error) {
+	ek, err := attest.ParseEKPublic(publicArea)
+	if err != nil {
+		return EKKey{}, err
+	}
+	pkix, err := x509.MarshalPKIXPublicKey(ek.Key)
+	if err != nil {
+		return EKKey{}, fmt.Errorf("EK public key: %w", err)
+	}
+	return EKKey{PKIX: pkix, Opaque: ek}, nil
+}
+
+// VerifyEKCertificate implements Backend with attest.VerifyEKCertificate:
+// the certificate must certify the EK and chain to Roots.
+func (b *AttestBackend) VerifyEKCertificate(certDER []byte, ek EKKey, now time.Time) error {
+	if len(b.Roots) == 0 {
+		return errors.New("no TPM vendor roots are configured: give --ek-roots, or pin the EK")
+	}
+	pub, ok := ek.Opaque.(*attest.EKPublic)
+	if !ok {
+		return errors.New("EK was not parsed by this back end")
+	}
+	_, err := attest.VerifyEKCertificate(certDER, pub.Key, attest.EKCertificateOptions{
+		Roots: b.Roots, Intermediates: b.Intermediates, CurrentTime: now, InsecureAllowSHA1: b.InsecureAllowSHA1,
+	})
+	return err
+}
+
+// ParseAK implements Backend.
+func (b *AttestBackend) ParseAK(publicArea []byte) (AKKey, error) {
+	ak, err := attest.ParseAKPublic(publicArea)
+	if err != nil {
+		return AKKey{}, err
+	}
+	return AKKey{Name: ak.Name, Opaque: ak}, nil
+}
+
+// MakeCredential implements Backend.
+func (b *AttestBackend) MakeCredential(rand io.Reader, ek EKKey, ak AKKey, secret []byte) ([]byte, []byte, error) {
+	pub, ok := ek.Opaque.(*attest.EKPublic)
+	if !ok {
+		return nil, nil, errors.New("EK was not parsed by this back end")
+	}
+	cred, err := attest.MakeCredential(rand, pub, ak.Name, secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cred.CredentialBlob, cred.EncryptedSecret, nil
+}
+
+// VerifyQuote implements Backend.
+func (b *AttestBackend) VerifyQuote(ak AKKey, quote, signature, nonce []byte, pcrs []int, reported []api.PCRBank) (*QuoteResult, error) {
+	pub, ok := ak.Opaque.(*attest.AKPublic)
+	if !ok {
+		return nil, errors.New("AK was not parsed by this back end")
+	}
+	values := attest.PCRValues{}
+	var sel attest.Selection
+	for _, bank := range reported {
+		alg := attest.Algorithm(bank.Alg)
+		if _, dup := values[alg]; dup {
+			return nil, Fail(ReasonQuoteInvalid, fmt.Sprintf("bank %s is reported twice", alg))
+		}
+		values[alg] = map[int][]byte{}
+		for i, v := range bank.Values {
+			attest.SetPCR(values, alg, i, v)
+		}
+		sel = append(sel, attest.BankSelection{Hash: alg, PCRs: pcrs})
+	}
+	if len(sel) == 0 {
+		return nil, Fail(ReasonQuoteInvalid, "the evidence reports no PCR bank")
+	}
+	vq, err := attest.VerifyQuote(pub, attest.Quote{Attest: quote, Signature: signature}, attest.QuoteExpectations{
+		Nonce: nonce, Selection: sel, PCRs: values,
+	})
+	var ve *attest.VerificationError
+	if errors.As(err, &ve) {
+		return nil, Fail(ReasonQuoteInvalid, fmt.Sprintf("quote rejected (%s): %s", ve.Reason, ve.Detail))
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &QuoteResult{
+		ResetCount:   vq.Clock.ResetCount,
+		RestartCount: vq.Clock.RestartCount,
+		Clock:        vq.Clock.Clock,
+		Opaque:       vq,
+	}
+	h := sha256.New()
+	for _, alg := range vq.Verified.Banks() {
+		res.Banks = append(res.Banks, alg.String())
+		for _, i := range vq.Verified.Indexes(alg) {
+			fmt.Fprintf(h, "%d/%d/%x;", alg, i, vq.Verified[alg][i])
+		}
+	}
+	res.ValuesSHA256 = hex.EncodeToString(h.Sum(nil))
+	return res, nil
+}
+
+// ReplayEventLog implements Backend. Only events of quoted PCRs, in banks
+// whose replay matched, are returned; EV_NO_ACTION events extend nothing
+// and are left out.
+func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEvent, error) {
+	vq, ok := q.Opaque.(*attest.VerifiedQuote)
+	if !ok {
+		return nil, errors.New("quote was not verified by this back end")
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		return nil, Fail(ReasonEventLogInvalid, "the event log does not parse: "+err.Error())
+	}
+	// PCR 10 is IMA's: its events are in the IMA list, not the boot log.
+	quoted := eventlog.PCRValues{}
+	for alg, bank := range vq.Verified {
+		for i, v := range bank {
+			if i != imaPCR {
+				attest.SetPCR(quoted, alg, i, v)
+			}
+		}
+	}
+	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{Workarounds: b.Workarounds})
+	var mismatch *eventlog.MismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return nil, &Failure{Reasons: mismatchReasons(log, res)}
+	case errors.Is(err, eventlog.ErrNoVerifiedBank):
+		return nil, Fail(ReasonEventLogNoBank, "no quoted PCR bank can be checked against the event log (the log has digests for none of the TPM's active banks)")
+	case err != nil:
+		return nil, Fail(ReasonEventLogInvalid, "the event log cannot be replayed: "+err.Error())
+	}
+
+	banks := res.VerifiedBanks()
+	selected := map[int]bool{}
+	for _, pcrs := range quoted {
+		for i := range pcrs {
+			selected[i] = true
+		}
+	}
+	var events []MeasuredEvent
+	for i := range log.Events {
+		e := &log.Events[i]
+		if e.Type == eventlog.EV_NO_ACTION || e.PCR >= eventlog.NumPCRs || !selected[int(e.PCR)] {
+			continue // not extended, or a PCR the quote does not cover
+		}
+		me := MeasuredEvent{Index: e.Number, PCR: int(e.PCR), Type: e.Type.String(), Digests: map[string]string{}}
+		for _, alg := range banks {
+			if d := e.Digest(alg); d != nil {
+				me.Digests[alg.String()] = fmt.Sprintf("%x", d)
+			}
+		}
+		events = append(events, me)
+	}
+	return events, nil
+}
+
+// mismatchReasons explains each PCR whose replay differs from the quote.
+func mismatchReasons(log *eventlog.Log, res *eventlog.Result) []api.Reason {
+	var reasons []api.Reason
+	for _, b := range res.Banks {
+		if b.Status != eventlog.BankMismatch {
+			continue
+		}
+		for _, p := range b.PCRs {
+			if p.Match {
+				continue
+			}
+			msg := fmt.Sprintf("PCR %d (%s): the TPM quoted %x but the event log replays to %x", p.Index, b.Bank, p.Quoted, p.Replayed)
+			if len(p.Events) > 0 {
+				msg += fmt.Sprintf("; the log's %d events for this PCR (%s) do not account for its value, so something was extended that the log does not record, or the log was altered", len(p.Events), eventNames(log, p.Events))
+			} else {
+				msg += "; the log has no event for this PCR, so something was extended that the log does not record"
+			}
+			reasons = append(reasons, api.Reason{
+				Code: ReasonEventLogMismatch, Message: msg, PCR: intPtr(p.Index), Bank: b.Bank.String(),
+				Digest: fmt.Sprintf("%x", p.Quoted), Expected: []string{fmt.Sprintf("%x", p.Replayed)},
+			})
+		}
+	}
+	if len(reasons) == 0 {
+		reasons = append(reasons, api.Reason{Code: ReasonEventLogMismatch, Message: "the event log does not replay to the quoted PCR values"})
+	}
+	return reasons
+}
+
+func eventNames(log *eventlog.Log, numbers []int) string {
+	var parts []string
+	for i, n := range numbers {
+		if i == 6 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(numbers)-i))
+			break
+		}
+		name := fmt.Sprintf("#%d", n)
+		for j := range log.Events {
+			if log.Events[j].Number == n {
+				name += " " + log.Events[j].Type.String()
+				break
+			}
+		}
+		parts = append(parts, name)
+	}
+	return strings.Join(parts, ", ")
+}
+
+var _ Backend = (*AttestBackend)(nil)
+
+// imaPCR is the PCR the Linux IMA extends.
+const imaPCR = 10
+
+// Reason codes of IMA verification.
+const (
+	ReasonIMAInvalid = "ima_invalid"
+	ReasonIMAMissing = "ima_missing"
+)
+
+// VerifyIMA implements Backend with ima.Verify.
+func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q *QuoteResult) (*IMAResult, error) {
+	vq, ok := q.Opaque.(*attest.VerifiedQuote)
+	if !ok {
+		return nil, errors.New("quote was not verified by this back end")
+	}
+	var prev *ima.State
+	if len(state) > 0 {
+		prev = new(ima.State)
+		if err := json.Unmarshal(state, prev); err != nil {
+			return nil, fmt.Errorf("stored IMA state: %w", err)
+		}
+	}
+	list, err := ima.ParseBinary(entries, ima.ParseOptions{FirstIndex: int(offset)})
+	if err != nil {
+		return nil, Fail(ReasonIMAInvalid, fmt.Sprintf("the IMA entries from offset %d do not parse: %v", offset, err))
+	}
+	res, err := ima.Verify(prev, ima.Round{ResetCount: q.ResetCount, Offset: int(offset), Entries: list, Quoted: vq.Verified}, ima.VerifyOptions{})
+	if ima.IsVerificationError(err) {
+		return nil, Fail(ReasonIMAInvalid, "IMA: "+err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(res.State)
+	if err != nil {
+		return nil, err
+	}
+	return &IMAResult{State: out, Entries: int64(res.State.Entries), Verified: len(res.Verified), Pending: res.Pending}, nil
+}
+
+// PCRAtReset implements Backend.
+func (b *AttestBackend) PCRAtReset(q *QuoteResult, pcr int) bool {
+	vq, ok := q.Opaque.(*attest.VerifiedQuote)
+	if !ok {
+		return false
+	}
+	found := false
+	for _, bank := range vq.Verified {
+		v, ok := bank[pcr]
+		if !ok {
+			continue
+		}
+		found = true
+		for _, c := range v {
+			if c != 0 {
+				return false
+			}
+		}
+	}
+	return found
+}

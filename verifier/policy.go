@@ -1,0 +1,193 @@
+package verifier
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/vouch-attest/vouch/api"
+)
+
+// Policy judges the events of a verified boot against reference values.
+// The verifier stores each machine's reference values as the opaque bytes
+// Learn returns and passes them back to Evaluate.
+type Policy interface {
+	// Learn derives reference values from the events of a verified boot.
+	Learn(events []MeasuredEvent) ([]byte, error)
+	// Evaluate returns one reason for each difference between events and
+	// reference, or none when the boot matches.
+	Evaluate(reference []byte, events []MeasuredEvent) ([]api.Reason, error)
+}
+
+// Reason codes of the first-boot policy.
+const (
+	ReasonEventUnexpected = "event_unexpected"
+	ReasonEventMissing    = "event_missing"
+)
+
+// FirstBootPolicy takes a machine's first attested boot as its reference:
+// for each PCR, the ordered list of event digests in one bank (SHA-256 when
+// the log has it). A later boot matches when each PCR has the same digests.
+// An event whose digest the reference does not have for that PCR is
+// reported with the reference event at the same position. A reference
+// event absent from the boot is reported as missing.
+type FirstBootPolicy struct{}
+
+type firstBootReference struct {
+	Bank string                   `json:"bank"`
+	PCRs map[int][]referenceEvent `json:"pcrs"`
+}
+
+type referenceEvent struct {
+	Type   string `json:"type"`
+	Digest string `json:"digest"`
+}
+
+// bankPreference orders the banks reference values are kept in: SHA-256
+// first, the bank every current TPM and log has, then the other SHA-2
+// banks, SHA-1 last.
+var bankPreference = []string{"sha256", "sha384", "sha512", "sm3_256", "sha1"}
+
+func referenceBank(events []MeasuredEvent) string {
+	have := map[string]bool{}
+	for _, e := range events {
+		for b := range e.Digests {
+			have[b] = true
+		}
+	}
+	for _, b := range bankPreference {
+		if have[b] {
+			return b
+		}
+	}
+	return ""
+}
+
+// Learn implements Policy.
+func (FirstBootPolicy) Learn(events []MeasuredEvent) ([]byte, error) {
+	ref := firstBootReference{Bank: referenceBank(events), PCRs: map[int][]referenceEvent{}}
+	if ref.Bank == "" {
+		return nil, fmt.Errorf("learn reference values: the event log has no events in a known bank")
+	}
+	for _, e := range events {
+		d, ok := e.Digests[ref.Bank]
+		if !ok {
+			return nil, fmt.Errorf("learn reference values: event %d (PCR %d) has no %s digest", e.Index, e.PCR, ref.Bank)
+		}
+		ref.PCRs[e.PCR] = append(ref.PCRs[e.PCR], referenceEvent{Type: e.Type, Digest: d})
+	}
+	return json.Marshal(ref)
+}
+
+// Evaluate implements Policy.
+func (FirstBootPolicy) Evaluate(reference []byte, events []MeasuredEvent) ([]api.Reason, error) {
+	var ref firstBootReference
+	if err := json.Unmarshal(reference, &ref); err != nil {
+		return nil, fmt.Errorf("read reference values: %w", err)
+	}
+	byPCR := map[int][]MeasuredEvent{}
+	for _, e := range events {
+		byPCR[e.PCR] = append(byPCR[e.PCR], e)
+	}
+	pcrs := map[int]bool{}
+	for p := range byPCR {
+		pcrs[p] = true
+	}
+	for p := range ref.PCRs {
+		pcrs[p] = true
+	}
+	order := make([]int, 0, len(pcrs))
+	for p := range pcrs {
+		order = append(order, p)
+	}
+	sort.Ints(order)
+
+	var reasons []api.Reason
+	for _, pcr := range order {
+		reasons = append(reasons, comparePCR(pcr, ref.Bank, ref.PCRs[pcr], byPCR[pcr])...)
+	}
+	return reasons, nil
+}
+
+// comparePCR matches one PCR's events against its reference events as
+// multisets of digests, so the report names exactly the events that
+// differ. When the multisets agree but the sequence does not, it reports
+// the first event out of order, because the PCR value depends on the order.
+func comparePCR(pcr int, bank string, want []referenceEvent, got []MeasuredEvent) []api.Reason {
+	remaining := map[string]int{}
+	for _, r := range want {
+		remaining[r.Digest]++
+	}
+	var reasons []api.Reason
+	// replaced counts reference digests already reported as replaced by an
+	// unexpected event, so they are not reported a second time as missing.
+	replaced := map[string]int{}
+	for pos, e := range got {
+		d := e.Digests[bank]
+		if remaining[d] > 0 {
+			remaining[d]--
+			continue
+		}
+		reason := api.Reason{
+			Code:   ReasonEventUnexpected,
+			PCR:    intPtr(pcr),
+			Event:  intPtr(e.Index),
+			Type:   e.Type,
+			Bank:   bank,
+			Digest: d,
+		}
+		if d == "" {
+			reason.Message = fmt.Sprintf("PCR %d event %d (%s) has no %s digest, the bank of the reference values", pcr, e.Index, e.Type, bank)
+		} else {
+			reason.Message = fmt.Sprintf("PCR %d event %d (%s) has %s digest %s, which is not among this PCR's reference values", pcr, e.Index, e.Type, bank, d)
+		}
+		if e.Summary != "" {
+			reason.Message += ": " + e.Summary
+		}
+		if pos < len(want) {
+			replaced[want[pos].Digest]++
+			reason.Expected = []string{want[pos].Digest}
+			reason.Message += fmt.Sprintf("; the reference boot had %s %s at this position", want[pos].Type, want[pos].Digest)
+		} else {
+			reason.Message += "; the reference boot had no event at this position"
+		}
+		reasons = append(reasons, reason)
+	}
+	for _, r := range want {
+		if remaining[r.Digest] > 0 {
+			remaining[r.Digest]--
+			if replaced[r.Digest] > 0 {
+				replaced[r.Digest]--
+				continue
+			}
+			reasons = append(reasons, api.Reason{
+				Code:    ReasonEventMissing,
+				PCR:     intPtr(pcr),
+				Type:    r.Type,
+				Bank:    bank,
+				Digest:  r.Digest,
+				Message: fmt.Sprintf("PCR %d: reference event %s with %s digest %s is missing from this boot", pcr, r.Type, bank, r.Digest),
+			})
+		}
+	}
+	if len(reasons) == 0 && len(got) == len(want) {
+		for i := range got {
+			if got[i].Digests[bank] != want[i].Digest {
+				reasons = append(reasons, api.Reason{
+					Code:     ReasonEventUnexpected,
+					PCR:      intPtr(pcr),
+					Event:    intPtr(got[i].Index),
+					Type:     got[i].Type,
+					Bank:     bank,
+					Digest:   got[i].Digests[bank],
+					Expected: []string{want[i].Digest},
+					Message:  fmt.Sprintf("PCR %d event %d (%s) is out of order: the reference boot had %s at this position", pcr, got[i].Index, got[i].Type, want[i].Digest),
+				})
+				break
+			}
+		}
+	}
+	return reasons
+}
+
+func intPtr(i int) *int { return &i }
