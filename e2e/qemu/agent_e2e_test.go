@@ -98,15 +98,9 @@ func startVerifier(t *testing.T, bin string, tpm *TPM) *verifierProcess {
 	t.Helper()
 	dir := t.TempDir()
 	v := &verifierProcess{bin: bin, logFile: filepath.Join(dir, "server.log")}
-	ekArgs := []string{"--ek-mode", "vendor-roots", "--ek-roots", tpm.RootCA()}
-	help, _ := exec.Command(bin, "server", "--help").CombinedOutput()
-	if bytes.Contains(help, []byte("--ek-intermediates")) {
-		ekArgs = append(ekArgs, "--ek-intermediates", tpm.IssuerCA())
-	} else {
-		// NOTE: without a flag for intermediate CAs, the issuing CA of the
-		// EK certificates must be a trust anchor itself.
-		ekArgs = append(ekArgs, "--ek-roots", tpm.IssuerCA())
-	}
+	// swtpm-localca signs EK certificates with an intermediate CA, which
+	// the certificates in NV do not carry.
+	ekArgs := []string{"--ek-mode", "vendor-roots", "--ek-roots", tpm.RootCA(), "--ek-intermediates", tpm.IssuerCA()}
 	config := filepath.Join(dir, "client.json")
 	if err := os.WriteFile(config, []byte("{}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -198,7 +192,11 @@ type hostDetail struct {
 	ReasonCodes []string `json:"reason_codes"`
 	BootCount   int64    `json:"boot_count"`
 	Approved    bool     `json:"approved"`
-	Verdict     *struct {
+	History     []struct {
+		Kind   string `json:"kind"`
+		Detail string `json:"detail"`
+	} `json:"history"`
+	Verdict *struct {
 		State     string `json:"state"`
 		BootCount int64  `json:"boot_count"`
 		Reasons   []struct {
@@ -403,6 +401,17 @@ func TestAgentScenarios(t *testing.T) {
 		defer stop()
 		d := v.waitFor(t, vm, "sb-off", "enrollment", func(d *hostDetail) bool { return d.BootCount > 0 })
 		t.Logf("enrolled: state %s, reasons %v", d.State, d.ReasonCodes)
+		// The only trust anchor is the swtpm-localca root, so a vendor-root
+		// trust proves the EK certificate chained to it.
+		var ekTrust string
+		for _, h := range d.History {
+			if strings.Contains(h.Detail, " trusted by ") {
+				ekTrust = h.Detail
+			}
+		}
+		if !strings.Contains(ekTrust, "trusted by vendor-root") {
+			t.Errorf("history records no EK trusted by its vendor root: %q", ekTrust)
+		}
 		if _, err := v.admin("hosts", "approve", "sb-off"); err != nil {
 			t.Fatal(err)
 		}
