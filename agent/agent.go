@@ -90,6 +90,10 @@ type state struct {
 	Server   string `json:"server"`
 	Enrolled bool   `json:"enrolled"`
 	EKSHA256 string `json:"ek_sha256,omitempty"`
+	// ResetCount is the TPM resetCount of the last quote. A restarted
+	// agent compares it with its first quote's to notice a reboot, after
+	// which the verifier's IMA offset belongs to the previous boot.
+	ResetCount *uint32 `json:"reset_count,omitempty"`
 }
 
 // PermanentError is a rejection by the verifier that retrying cannot change
@@ -149,6 +153,9 @@ func New(cfg Config) (*Agent, error) {
 		// A new verifier has not seen this machine.
 		a.state.Server = cfg.Server
 		a.state.Enrolled = false
+	}
+	if a.state.ResetCount != nil {
+		a.resetCount, a.quoted = *a.state.ResetCount, true
 	}
 	return a, nil
 }
@@ -337,7 +344,15 @@ func (a *Agent) imaEvidence(ch *api.Challenge, quote []byte) *api.IMAEvidence {
 		if a.quoted && info.ClockInfo.ResetCount != a.resetCount {
 			offset = 0
 		}
+		changed := !a.quoted || info.ClockInfo.ResetCount != a.resetCount
 		a.resetCount, a.quoted = info.ClockInfo.ResetCount, true
+		if changed {
+			rc := a.resetCount
+			a.state.ResetCount = &rc
+			if err := a.saveState(); err != nil {
+				a.log.Warn("cannot save the TPM reset count; a restart after a reboot may send IMA entries from a stale offset", "err", err)
+			}
+		}
 	}
 	data, err := os.ReadFile(a.cfg.IMAPath)
 	if errors.Is(err, fs.ErrNotExist) {
