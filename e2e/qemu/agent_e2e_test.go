@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +120,7 @@ func startVerifier(t *testing.T, bin string, tpm *TPM) *verifierProcess {
 		"--interval", "3s",
 		"--log-level", "debug"}, ekArgs...)...)
 	v.cmd.Stderr = logf
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := v.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
