@@ -353,10 +353,12 @@ func (m *machine) power(t *testing.T) (*VM, func()) {
 }
 
 // The boot menu of the corpus recordings, so that boots of the same
-// packages can be compared with them event for event.
+// packages can be compared with them event for event. The command line
+// adds no_timer_check: on a busy host the emulated CPU can be too slow for
+// the kernel's IO-APIC timer check, which then panics at boot.
 const (
 	corpusTitle = "realboot"
-	cmdline     = "console=ttyS0 panic=-1"
+	cmdline     = "console=ttyS0 panic=-1 no_timer_check"
 )
 
 // TestAgentScenarios runs the end-to-end scenarios in order, one VM at a
@@ -429,7 +431,7 @@ func TestAgentScenarios(t *testing.T) {
 			t.Errorf("guest reports Secure Boot %q, want off", first.SecureBoot)
 		}
 		if corpusMatches() {
-			n := compareWithCorpus(t, events, "testdata/shim-sboff.eventlog.bin", "/initrd.img\x00")
+			n := compareWithCorpus(t, events, "testdata/shim-sboff.eventlog.bin")
 			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
 		}
 		predicted = predictBoot(t, sbOff, good, filepath.Join(sbOff.dir, "initrd.img"))
@@ -537,7 +539,7 @@ func TestAgentScenarios(t *testing.T) {
 			t.Errorf("guest reports Secure Boot %q, want on", rep.SecureBoot)
 		}
 		if corpusMatches() {
-			n := compareWithCorpus(t, events, "testdata/shim-sbms.eventlog.bin", "/initrd.img\x00")
+			n := compareWithCorpus(t, events, "testdata/shim-sbms.eventlog.bin")
 			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
 		}
 		checkPredicted(t, predictBoot(t, sbOn, good, filepath.Join(sbOn.dir, "initrd.img")), events)

@@ -322,10 +322,18 @@ func eventData(ev tcgEvent) []byte {
 	return ev.Data
 }
 
+// differsFromCorpus reports whether a corpus event measured something the
+// harness changes on purpose: the initrd, and grub.cfg with the kernel
+// command line, which adds no_timer_check (see cmdline).
+func differsFromCorpus(ev tcgEvent) bool {
+	d := string(ev.Data)
+	return d == "/initrd.img\x00" || d == "(hd0,gpt1)/EFI/debian/grub.cfg\x00" || strings.Contains(d, "console=ttyS0")
+}
+
 // compareWithCorpus checks that the boot measured what the corpus boot
-// measured, event for event, except for events listed in differ (by the
-// event data they carry), and returns how many events were compared.
-func compareWithCorpus(t *testing.T, events []tcgEvent, corpusLog string, differ ...string) int {
+// measured, event for event, except for the events differsFromCorpus
+// names, and returns how many events are equal.
+func compareWithCorpus(t *testing.T, events []tcgEvent, corpusLog string) int {
 	t.Helper()
 	raw, err := os.ReadFile(corpusLog)
 	if err != nil {
@@ -341,25 +349,26 @@ func compareWithCorpus(t *testing.T, events []tcgEvent, corpusLog string, differ
 	same := 0
 	for i := range want {
 		g, w := events[i], want[i]
-		if g.PCR != w.PCR || g.Type != w.Type || !bytes.Equal(eventData(g), eventData(w)) {
-			t.Errorf("event %d: PCR %d type %#x data %q, corpus PCR %d type %#x data %q", i, g.PCR, g.Type, g.Data, w.PCR, w.Type, w.Data)
+		if g.PCR != w.PCR || g.Type != w.Type {
+			t.Errorf("event %d: PCR %d type %#x, corpus PCR %d type %#x", i, g.PCR, g.Type, w.PCR, w.Type)
 			continue
 		}
-		expectDiff := false
-		for _, d := range differ {
-			if string(g.Data) == d {
-				expectDiff = true
-			}
-		}
 		digestsEqual := bytes.Equal(g.Digests[algSHA256], w.Digests[algSHA256]) && bytes.Equal(g.Digests[algSHA1], w.Digests[algSHA1])
-		switch {
-		case expectDiff && digestsEqual:
-			t.Errorf("event %d (PCR %d, %q): digest equals the corpus's, expected a difference", i, g.PCR, g.Data)
-		case !expectDiff && !digestsEqual:
-			t.Errorf("event %d (PCR %d, type %#x): sha256 %x, corpus %x", i, g.PCR, g.Type, g.Digests[algSHA256], w.Digests[algSHA256])
-		case !expectDiff:
-			same++
+		if differsFromCorpus(w) {
+			if digestsEqual {
+				t.Errorf("event %d (PCR %d, %q): digest equals the corpus's, expected a difference", i, g.PCR, w.Data)
+			}
+			continue
 		}
+		if !bytes.Equal(eventData(g), eventData(w)) {
+			t.Errorf("event %d (PCR %d, type %#x): data %q, corpus %q", i, g.PCR, g.Type, g.Data, w.Data)
+			continue
+		}
+		if !digestsEqual {
+			t.Errorf("event %d (PCR %d, type %#x): sha256 %x, corpus %x", i, g.PCR, g.Type, g.Digests[algSHA256], w.Digests[algSHA256])
+			continue
+		}
+		same++
 	}
 	return same
 }
@@ -383,7 +392,7 @@ func TestProbeBootSecureBootOff(t *testing.T) {
 	}
 	t.Logf("event log: %d bytes, %d events; reset count %d", len(rep.EventLog), len(events), rep.ResetCount)
 	if corpusMatches() {
-		n := compareWithCorpus(t, events, "testdata/shim-sboff.eventlog.bin", "/initrd.img\x00")
+		n := compareWithCorpus(t, events, "testdata/shim-sboff.eventlog.bin")
 		t.Logf("%d events equal to the corpus capture", n)
 	} else {
 		t.Logf("packages differ from the corpus capture's: skipping the event-for-event comparison")
@@ -431,7 +440,7 @@ func TestProbeBootSecureBootMicrosoft(t *testing.T) {
 		t.Errorf("guest reports Secure Boot %q, want on", rep.SecureBoot)
 	}
 	if corpusMatches() {
-		n := compareWithCorpus(t, events, "testdata/shim-sbms.eventlog.bin", "/initrd.img\x00")
+		n := compareWithCorpus(t, events, "testdata/shim-sbms.eventlog.bin")
 		t.Logf("%d of %d events equal to the corpus capture", n, len(events))
 	}
 }
