@@ -22,7 +22,6 @@ import (
 
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/attest"
-	"github.com/vouch-attest/vouch/ima"
 )
 
 // DefaultIMAPath is the securityfs file of the binary IMA measurement list.
@@ -84,6 +83,8 @@ type Agent struct {
 	resetCount     uint32
 	quoted         bool
 	lastResetCount uint32
+	// imaSent is the part of the IMA list sent in this boot (ima.go).
+	imaSent imaPrefix
 }
 
 // state is the agent's identity, kept in StateDir/agent.json.
@@ -92,6 +93,10 @@ type state struct {
 	Server   string `json:"server"`
 	Enrolled bool   `json:"enrolled"`
 	EKSHA256 string `json:"ek_sha256,omitempty"`
+	// ResetCount is the TPM resetCount of the last quote. A restarted
+	// agent compares it with its first quote's to notice a reboot, after
+	// which the verifier's IMA offset belongs to the previous boot.
+	ResetCount *uint32 `json:"reset_count,omitempty"`
 }
 
 // akSaver is a TPM whose new AK is written to the state directory only
@@ -157,6 +162,9 @@ func New(cfg Config) (*Agent, error) {
 		// A new verifier has not seen this machine.
 		a.state.Server = cfg.Server
 		a.state.Enrolled = false
+	}
+	if a.state.ResetCount != nil {
+		a.resetCount, a.quoted = *a.state.ResetCount, true
 	}
 	return a, nil
 }
@@ -307,7 +315,7 @@ func (a *Agent) AttestOnce(ctx context.Context) error {
 	if _, err := a.client.Do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(a.state.Name)+"/evidence", ev, &verdict); err != nil {
 		return classify(fmt.Errorf("send evidence: %w", err))
 	}
-	a.resetCount, a.quoted = a.lastResetCount, true
+	a.recordResetCount(a.lastResetCount)
 	a.log.Info("attested", "state", verdict.State, "boot", verdict.BootCount, "reasons", len(verdict.Reasons))
 	return nil
 }
@@ -362,34 +370,20 @@ func (a *Agent) imaEvidence(ch *api.Challenge, quote []byte) *api.IMAEvidence {
 		a.lastResetCount = info.ClockInfo.ResetCount
 	}
 	data, err := os.ReadFile(a.cfg.IMAPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &api.IMAEvidence{Missing: fmt.Sprintf("%s does not exist (IMA is not enabled in this kernel)", a.cfg.IMAPath)}
+	return a.imaChunk(offset, data, err)
+}
+
+// recordResetCount keeps the resetCount of the last accepted quote, in
+// memory and in agent.json, so that an agent restarted after a reboot still
+// sends the IMA list from its start.
+func (a *Agent) recordResetCount(resetCount uint32) {
+	changed := !a.quoted || resetCount != a.resetCount
+	a.resetCount, a.quoted = resetCount, true
+	if !changed {
+		return
 	}
-	if err != nil {
-		return &api.IMAEvidence{Missing: fmt.Sprintf("cannot read %s: %v", a.cfg.IMAPath, err)}
+	a.state.ResetCount = &resetCount
+	if err := a.saveState(); err != nil {
+		a.log.Warn("cannot save the TPM reset count; a restart after a reboot may send IMA entries from a stale offset", "err", err)
 	}
-	start, end, n := -1, 0, int64(0)
-	dec := ima.NewBinaryDecoder(data, ima.ParseOptions{})
-	for {
-		if n == offset {
-			start = dec.Offset()
-		}
-		if !dec.Next() {
-			break
-		}
-		n++
-		if start >= 0 && dec.Offset()-start > api.MaxIMAEntriesBytes {
-			break
-		}
-		end = dec.Offset()
-	}
-	if start < 0 {
-		// The list is shorter than the verified prefix: a new boot.
-		a.log.Info("IMA list is shorter than the verifier's offset; sending it from the start", "offset", offset, "entries", n)
-		return a.imaEvidence(&api.Challenge{IMAOffset: 0}, nil)
-	}
-	if end < start {
-		end = start
-	}
-	return &api.IMAEvidence{Offset: offset, Entries: data[start:end]}
 }
