@@ -99,11 +99,6 @@ type state struct {
 	ResetCount *uint32 `json:"reset_count,omitempty"`
 }
 
-// akSaver is a TPM whose new AK is written to the state directory only
-// once the verifier accepted it, so a rejected enrollment leaves no AK
-// behind (see DeviceTPM).
-type akSaver interface{ SaveAK() error }
-
 // PermanentError is a failure that retrying cannot change: a rejection by
 // the verifier (a revoked EK, a name taken by another TPM) or an AK the TPM
 // rejects (*AKNotInTPMError). The agent stops on it.
@@ -259,13 +254,6 @@ func (a *Agent) Enroll(ctx context.Context) error {
 	secret, err := a.cfg.TPM.ActivateCredential(ch.Credential, ch.EncryptedSecret)
 	if err != nil {
 		return fmt.Errorf("activate credential: %w", err)
-	}
-	// The verifier trusts the EK and the TPM holds the AK: keep the AK
-	// now, so a lost answer is retried with the same key.
-	if s, ok := a.cfg.TPM.(akSaver); ok {
-		if err := s.SaveAK(); err != nil {
-			return err
-		}
 	}
 	var res api.EnrollResult
 	if _, err := a.client.Do(ctx, http.MethodPost, "/v1/enroll/"+url.PathEscape(ch.EnrollmentID)+"/activate", api.ActivateRequest{Secret: secret}, &res); err != nil {

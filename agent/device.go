@@ -20,8 +20,8 @@ type DeviceTPM struct {
 	t  *tpm.TPM
 	ek *tpm.EK
 	ak *tpm.AK
-	// akPath is the AK file; unsaved is set for a new AK, which is written
-	// there only once the verifier accepted it (SaveAK).
+	// akPath is the AK file. unsaved is set for a new AK, which is written
+	// there only once the TPM has activated a credential for it.
 	akPath  string
 	unsaved bool
 }
@@ -50,7 +50,8 @@ func (e *AKNotInTPMError) Unwrap() error { return e.Err }
 
 // NewDeviceTPM reads the EK and loads the AK saved in stateDir, checking
 // that it belongs to this TPM (else an *AKNotInTPMError). Without a saved
-// AK it creates one, which SaveAK writes once the verifier accepts it. The
+// AK it creates one, which ActivateCredential saves once the verifier has
+// sent a credential challenge for it. The
 // AK lives under the RSA EK, the EK type TPMs most often carry a
 // certificate for.
 func NewDeviceTPM(t *tpm.TPM, stateDir string) (*DeviceTPM, error) {
@@ -85,9 +86,9 @@ func akError(path string, err error) error {
 	return err
 }
 
-// SaveAK writes a new AK to the state directory; it does nothing for an
+// saveAK writes a new AK to the state directory. It does nothing for an
 // AK loaded from there.
-func (d *DeviceTPM) SaveAK() error {
+func (d *DeviceTPM) saveAK() error {
 	if !d.unsaved {
 		return nil
 	}
@@ -104,10 +105,20 @@ func (d *DeviceTPM) EK() ([]byte, []byte, error) { return d.ek.Public, d.ek.Cert
 // AKPublic implements TPM.
 func (d *DeviceTPM) AKPublic() []byte { return d.ak.Public }
 
-// ActivateCredential implements TPM.
+// ActivateCredential implements TPM. On success it saves a new AK to the
+// state directory.
 func (d *DeviceTPM) ActivateCredential(credential, encryptedSecret []byte) ([]byte, error) {
 	secret, err := d.t.ActivateCredential(d.ak, credential, encryptedSecret)
-	return secret, akError(d.akPath, err)
+	if err != nil {
+		return nil, akError(d.akPath, err)
+	}
+	// The verifier trusts the EK, since it sent this challenge, and the
+	// TPM holds the AK: save a new AK now, so a lost activation response
+	// is retried with the same key.
+	if err := d.saveAK(); err != nil {
+		return nil, err
+	}
+	return secret, nil
 }
 
 // Quote implements TPM.

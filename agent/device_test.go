@@ -93,7 +93,10 @@ func TestAKKeptOnlyAfterEnrollmentAndCheckedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{Server: srv.URL, Name: "m1", StateDir: dir, TPM: dev})
+	// The command wraps the device for simulated IMA lists; the AK must
+	// still be saved through the wrapper.
+	wrapped := WithBeforeQuote(dev, func() error { return nil })
+	a, err := New(Config{Server: srv.URL, Name: "m1", StateDir: dir, TPM: wrapped})
 	if err != nil {
 		t.Fatal(err)
 	}
