@@ -159,6 +159,9 @@ type Reason struct {
 	Bank     string   `json:"bank,omitempty"`
 	Digest   string   `json:"digest,omitempty"`
 	Expected []string `json:"expected,omitempty"`
+	// Action is "warn" for a finding reported without making the machine
+	// untrusted; empty for one that counts.
+	Action string `json:"action,omitempty"`
 }
 
 // Verdict is the server's judgement of one piece of evidence.
