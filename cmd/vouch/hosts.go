@@ -354,7 +354,11 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	} else {
 		fmt.Fprintf(w, "Verdict:   %s at %s (boot %d)\n", d.Verdict.State, d.Verdict.At.Local().Format(time.DateTime), d.Verdict.BootCount)
 		for _, r := range d.Verdict.Reasons {
-			fmt.Fprintf(w, "  - [%s] %s\n", r.Code, r.Message)
+			code := r.Code
+			if r.Action != "" {
+				code += ", " + r.Action // a warning: the machine stays trusted
+			}
+			fmt.Fprintf(w, "  - [%s] %s\n", code, r.Message)
 		}
 	}
 	if len(d.History) > 0 {
