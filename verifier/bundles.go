@@ -13,10 +13,11 @@ import (
 )
 
 // BundleSet keeps the bundles a verifier judges with. Reload loads every
-// source with the Loader and hands the accepted bundles to the Engine. A
-// bundle file or URL that was accepted before and is now rejected keeps
-// its earlier version, with a warning, until that version's validity
-// period ends; a bundle that disappeared from its directory is dropped.
+// source with the Loader and hands the accepted bundles to the Engine.
+// When a bundle file or URL that was accepted before is now rejected, its
+// earlier version stays in use, with a warning, until that version's
+// validity period ends. A bundle that disappeared from its directory is
+// dropped.
 type BundleSet struct {
 	Loader  *bundle.Loader
 	Sources []string

@@ -47,24 +47,11 @@ func (p *serverPolicyFlags) build(ctx context.Context, log *slog.Logger) (verifi
 	if len(p.trust) == 0 {
 		return nil, nil, withExitCode(exitUsage, errors.New("--bundles needs at least one --trust PUBLISHER=KEY.pub"))
 	}
-	trust := bundle.NewTrustStore()
-	for _, spec := range p.trust {
-		name, file, ok := strings.Cut(spec, "=")
-		if !ok || name == "" || file == "" {
-			return nil, nil, withExitCode(exitUsage, fmt.Errorf("--trust %q: expected PUBLISHER=KEY.pub", spec))
-		}
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, nil, withExitCode(exitUnreadable, fmt.Errorf("--trust %s: %w", spec, err))
-		}
-		pub, err := bundle.ParsePublicKeyPEM(data)
-		if err != nil {
-			return nil, nil, withExitCode(exitUnreadable, fmt.Errorf("--trust %s: %w", spec, err))
-		}
-		if err := trust.Add(name, pub); err != nil {
-			return nil, nil, withExitCode(exitUsage, fmt.Errorf("--trust %s: %w", spec, err))
-		}
+	trust, err := p.trustStore()
+	if err != nil {
+		return nil, nil, err
 	}
+
 	var rules policy.Rules
 	if p.rules != "" {
 		data, err := bundle.ReadFile(p.rules)
@@ -77,10 +64,12 @@ func (p *serverPolicyFlags) build(ctx context.Context, log *slog.Logger) (verifi
 		}
 		rules = *r
 	}
+
 	engine, err := policy.NewEngine(rules)
 	if err != nil {
 		return nil, nil, withExitCode(exitUsage, fmt.Errorf("--policy-rules %s: %w", p.rules, err))
 	}
+
 	set := &verifier.BundleSet{
 		Loader:  &bundle.Loader{Trust: trust, Now: time.Now},
 		Sources: p.bundles,
@@ -95,6 +84,29 @@ func (p *serverPolicyFlags) build(ctx context.Context, log *slog.Logger) (verifi
 		return nil, nil, withExitCode(exitUsage, fmt.Errorf("no bundle of %s was accepted (see the log for each reason): every boot would be untrusted", strings.Join(p.bundles, ", ")))
 	}
 	return &verifier.BundlePolicy{Engine: engine}, set, nil
+}
+
+// trustStore reads the --trust publisher keys.
+func (p *serverPolicyFlags) trustStore() (*bundle.TrustStore, error) {
+	trust := bundle.NewTrustStore()
+	for _, spec := range p.trust {
+		name, file, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || file == "" {
+			return nil, withExitCode(exitUsage, fmt.Errorf("--trust %q: expected PUBLISHER=KEY.pub", spec))
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, withExitCode(exitUnreadable, fmt.Errorf("--trust %s: %w", spec, err))
+		}
+		pub, err := bundle.ParsePublicKeyPEM(data)
+		if err != nil {
+			return nil, withExitCode(exitUnreadable, fmt.Errorf("--trust %s: %w", spec, err))
+		}
+		if err := trust.Add(name, pub); err != nil {
+			return nil, withExitCode(exitUsage, fmt.Errorf("--trust %s: %w", spec, err))
+		}
+	}
+	return trust, nil
 }
 
 // runReloads reloads set on SIGHUP and, for URL sources, every refresh
