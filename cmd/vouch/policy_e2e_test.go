@@ -150,3 +150,53 @@ func TestEndToEndBundlePolicy(t *testing.T) {
 	}
 	waitOutput(t, s.proc, `msg="bundles loaded" in_use=1 accepted=1 kept=0 rejected=1`)
 }
+
+// TestEndToEndFirmwareUpdate reboots a machine on swtpm into the same
+// firmware with Secure Boot turned off: its firmware values change, and it
+// stays untrusted until the new revision is approved.
+func TestEndToEndFirmwareUpdate(t *testing.T) {
+	dir := t.TempDir()
+	sw := startSwtpm(t, filepath.Join(dir, "swtpm"))
+	bundles := filepath.Join(dir, "bundles")
+	os.Mkdir(bundles, 0o700)
+	key := filepath.Join(dir, "debian")
+	vouchRun(t, nil, "bundle", "keygen", "--out", key)
+	vouchRun(t, nil, "bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
+		"--from-predict", filepath.Join("..", "..", "bundle", "testdata", "predict-debian-12-shim-sbms.json"), "-o", filepath.Join(dir, "b.json"))
+	vouchRun(t, nil, "bundle", "sign", "--key", key+".key", "-o", filepath.Join(bundles, "debian-12.8.json"), filepath.Join(dir, "b.json"))
+	s := startServer(t, filepath.Join(dir, "data"), "", "--ek-mode", "tofu", "--bundles", bundles, "--trust", "debian="+key+".pub")
+	corpus := filepath.Join("..", "..", "policy", "testdata", "ovmf-swtpm")
+
+	a := startAgent(t, s, dir, "vm2", sw.spec(), filepath.Join(corpus, "shim-sbms", "eventlog.bin"))
+	s.waitFor(t, "vm2", "pending", func(d api.MachineDetail) bool { return hasReason(d, "reference_unapproved") })
+	s.admin(t, http.MethodPost, "/v1/machines/vm2/approve", nil)
+	s.waitFor(t, "vm2", "trusted", stateIs(api.StateTrusted))
+	a.stop()
+
+	sw.powerCycle(t)
+	a = startAgent(t, s, dir, "vm2", sw.spec(), filepath.Join(corpus, "shim-sboff", "eventlog.bin"))
+	d := s.waitFor(t, "vm2", "untrusted after the firmware change", stateIs(api.StateUntrusted))
+	r := d.Verdict.Reasons[0]
+	if r.Code != "firmware_changed" || !strings.Contains(r.Message, "PCR 7 SecureBoot (secure-boot-variable): sha256 ccfc4bb32888… → sha256 115aa827dbcc…") ||
+		!strings.Contains(r.Message, "approve revision 2") {
+		t.Fatalf("first reason = %+v, want firmware_changed with the difference", r)
+	}
+	if d.ReferenceApproved {
+		t.Error("the new firmware revision counts as approved")
+	}
+
+	s.admin(t, http.MethodPost, "/v1/machines/vm2/approve", nil)
+	d = s.waitFor(t, "vm2", "trusted with revision 2", stateIs(api.StateTrusted))
+	approved, changed := false, false
+	for _, h := range d.History {
+		approved = approved || (h.Kind == "approved" && strings.Contains(h.Detail, "firmware values revision 2 approved (PCR"))
+		changed = changed || (h.To == api.StateUntrusted && strings.Contains(h.Detail, "firmware values differ from approved revision 1"))
+	}
+	if !approved {
+		t.Errorf("history lacks the approval of revision 2 with its difference: %+v", d.History)
+	}
+	if !changed {
+		t.Errorf("history lacks the firmware change: %+v", d.History)
+	}
+	a.stop()
+}
