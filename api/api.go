@@ -75,7 +75,8 @@ type Facts struct {
 // EnrollRequest starts enrollment.
 type EnrollRequest struct {
 	Name string `json:"name"`
-	// EKPublic is the EK's public key, PKIX DER.
+	// EKPublic is the EK's public key, PKIX DER (optional; the server
+	// derives it from EKPublicArea and rejects a mismatch).
 	EKPublic []byte `json:"ek_public"`
 	// EKCertificate is the EK certificate from the TPM's NV index (DER), if any.
 	EKCertificate []byte `json:"ek_certificate,omitempty"`
@@ -86,7 +87,7 @@ type EnrollRequest struct {
 	Facts    Facts  `json:"facts"`
 }
 
-// EnrollChallenge is the server's MakeCredential answer to an EnrollRequest.
+// EnrollChallenge is the server's MakeCredential response to an EnrollRequest.
 type EnrollChallenge struct {
 	EnrollmentID string `json:"enrollment_id"`
 	// Credential is the TPM2B_ID_OBJECT and EncryptedSecret the
@@ -96,12 +97,12 @@ type EnrollChallenge struct {
 	ExpiresAt       time.Time `json:"expires_at"`
 }
 
-// ActivateRequest returns the secret recovered by TPM2_ActivateCredential.
+// ActivateRequest carries the secret recovered by TPM2_ActivateCredential.
 type ActivateRequest struct {
 	Secret []byte `json:"secret"`
 }
 
-// Challenge asks an agent for evidence.
+// Challenge is a request for evidence, sent to an agent.
 type Challenge struct {
 	ID        string    `json:"id"`
 	Nonce     []byte    `json:"nonce"`
@@ -123,7 +124,7 @@ type PCRBank struct {
 	Values map[int][]byte `json:"values"`
 }
 
-// Evidence answers a Challenge.
+// Evidence is an agent's response to a Challenge.
 type Evidence struct {
 	ChallengeID string `json:"challenge_id"`
 	// Quote is the TPMS_ATTEST and Signature the TPMT_SIGNATURE from TPM2_Quote.

@@ -89,6 +89,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 // give), then requests an attestation at once.
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	defer s.lockMachine(r.PathValue("name"))()
 	m, err := s.store.Machine(ctx, r.PathValue("name"))
 	if err != nil {
 		s.storeError(w, r, err)
@@ -134,6 +135,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	defer s.lockMachine(r.PathValue("name"))()
 	m, err := s.store.Machine(ctx, r.PathValue("name"))
 	if err != nil {
 		s.storeError(w, r, err)
@@ -214,6 +216,7 @@ func (s *Server) handleSetInterval(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	defer s.lockMachine(r.PathValue("name"))()
 	m, err := s.store.Machine(ctx, r.PathValue("name"))
 	if err != nil {
 		s.storeError(w, r, err)

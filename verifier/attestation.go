@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vouch-attest/vouch/api"
@@ -240,6 +241,9 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	}
 
 	ctx := r.Context()
+	// The machine is read, judged and written back under its lock, so a
+	// concurrent change (an approval, the unreachable check) is not lost.
+	defer s.lockMachine(name)()
 	m, err := s.store.Machine(ctx, name)
 	if err != nil {
 		s.storeError(w, r, err)
@@ -551,25 +555,44 @@ func (s *Server) markUnreachable(started time.Time) error {
 		return err
 	}
 	now := s.now()
-	for _, m := range machines {
-		if m.State == store.StateUnreachable || revoked(m) {
-			continue
-		}
-		last := latest(m.LastVerdictAt, m.StateSince, started)
-		limit := time.Duration(s.cfg.UnreachableAfter)*s.interval(m) + s.cfg.ChallengeTTL
-		if now.Sub(last) <= limit {
-			continue
-		}
-		old := m.State
-		m.State = store.StateUnreachable
-		m.StateSince = now
-		m.Reasons = []string{ReasonUnreachable}
-		detail := fmt.Sprintf("no verified evidence since %s (%d intervals of %s missed)", last.Format(time.RFC3339), s.cfg.UnreachableAfter, s.interval(m))
-		if err := s.store.UpdateMachine(ctx, m, store.Event{Machine: m.Name, Kind: "state", From: old, To: m.State, Detail: detail}); err != nil {
+	for _, listed := range machines {
+		unlock := s.lockMachine(listed.Name)
+		err := s.markOneUnreachable(ctx, listed.Name, started, now)
+		unlock()
+		if err != nil {
 			return err
 		}
-		s.log.Warn("machine unreachable", "machine", m.Name, "last_verdict", m.LastVerdictAt)
 	}
+	return nil
+}
+
+// markOneUnreachable re-reads the machine under its lock and marks it
+// unreachable when it missed UnreachableAfter intervals.
+func (s *Server) markOneUnreachable(ctx context.Context, name string, started, now time.Time) error {
+	m, err := s.store.Machine(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // forgotten meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	if m.State == store.StateUnreachable || revoked(m) {
+		return nil
+	}
+	last := latest(m.LastVerdictAt, m.StateSince, started)
+	limit := time.Duration(s.cfg.UnreachableAfter)*s.interval(m) + s.cfg.ChallengeTTL
+	if now.Sub(last) <= limit {
+		return nil
+	}
+	old := m.State
+	m.State = store.StateUnreachable
+	m.StateSince = now
+	m.Reasons = []string{ReasonUnreachable}
+	detail := fmt.Sprintf("no verified evidence since %s (%d intervals of %s missed)", last.Format(time.RFC3339), s.cfg.UnreachableAfter, s.interval(m))
+	if err := s.store.UpdateMachine(ctx, m, store.Event{Machine: m.Name, Kind: "state", From: old, To: m.State, Detail: detail}); err != nil {
+		return err
+	}
+	s.log.Warn("machine unreachable", "machine", m.Name, "last_verdict", m.LastVerdictAt)
 	return nil
 }
 
@@ -614,4 +637,35 @@ func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api
 	j.machine.IMAState = res.State
 	j.machine.IMAOffset = res.Entries
 	return nil, nil
+}
+
+// lockMachine serializes the read-modify-write sequences of one machine
+// within this server and returns the unlock function.
+//
+// NOTE: this does not serialize several verifier replicas sharing one
+// database; that needs row versions in the store.
+func (s *Server) lockMachine(name string) func() {
+	s.mu.Lock()
+	l, ok := s.machineLocks[name]
+	if !ok {
+		l = &machineLock{}
+		s.machineLocks[name] = l
+	}
+	l.users++
+	s.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.mu.Lock()
+		l.users--
+		if l.users == 0 {
+			delete(s.machineLocks, name)
+		}
+		s.mu.Unlock()
+	}
+}
+
+type machineLock struct {
+	mu    sync.Mutex
+	users int // holders and waiters, guarded by Server.mu
 }

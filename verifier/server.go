@@ -91,6 +91,8 @@ type Server struct {
 	// logCache holds the last verified event log of each machine's current
 	// boot, so an agent may omit an unchanged log.
 	logCache map[string]cachedLog
+	// machineLocks holds a lock per machine with a write in progress.
+	machineLocks map[string]*machineLock
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -148,19 +150,20 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		cfg.Logger.Info("created admin token", "file", filepath.Join(dataDir, tokenFile))
 	}
 	s := &Server{
-		cfg:         cfg,
-		store:       cfg.Store,
-		be:          cfg.Backend,
-		policy:      cfg.Policy,
-		log:         cfg.Logger,
-		tokens:      tokens,
-		now:         cfg.Now,
-		rand:        cfg.Rand,
-		enrollments: map[string]*enrollment{},
-		challenges:  map[string]*challenge{},
-		sessions:    map[string]*session{},
-		logCache:    map[string]cachedLog{},
-		stop:        make(chan struct{}),
+		cfg:          cfg,
+		store:        cfg.Store,
+		be:           cfg.Backend,
+		policy:       cfg.Policy,
+		log:          cfg.Logger,
+		tokens:       tokens,
+		now:          cfg.Now,
+		rand:         cfg.Rand,
+		enrollments:  map[string]*enrollment{},
+		challenges:   map[string]*challenge{},
+		sessions:     map[string]*session{},
+		logCache:     map[string]cachedLog{},
+		machineLocks: map[string]*machineLock{},
+		stop:         make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.watch()

@@ -5,16 +5,23 @@ package main
 // The binary is built once per test run (vouchBinary).
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -668,4 +675,108 @@ func TestVendorRootsSwtpm(t *testing.T) {
 		t.Errorf("EKs = %+v, want the machine's EK trusted by a vendor root", eks)
 	}
 	a.stop()
+}
+
+// recordingProxy sits between agents and the server with the server's own
+// certificate (read from its data directory), forwards every request and
+// keeps the evidence bodies, as an attacker on the path with the server's
+// key would see them.
+type recordingProxy struct {
+	url      string
+	mu       sync.Mutex
+	evidence map[string][][]byte // machine name -> evidence bodies
+}
+
+func startRecordingProxy(t *testing.T, s *testServer) *recordingProxy {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(s.dataDir, "server.pem"), filepath.Join(s.dataDir, "server-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(s.url)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = s.client.HTTP.Transport
+	p := &recordingProxy{evidence: map[string][][]byte{}}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, "/v1/agents/"); ok && strings.HasSuffix(rest, "/evidence") {
+			body, _ := io.ReadAll(r.Body)
+			p.mu.Lock()
+			name := strings.TrimSuffix(rest, "/evidence")
+			p.evidence[name] = append(p.evidence[name], body)
+			p.mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		rp.ServeHTTP(w, r)
+	})
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+func (p *recordingProxy) last(name string) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	list := p.evidence[name]
+	if len(list) == 0 {
+		return nil
+	}
+	return list[len(list)-1]
+}
+
+// TestReplayAndForeignEvidence replays evidence captured on the wire from
+// real agent processes: the same evidence again (a reused nonce), and one
+// machine's evidence sent for another machine's challenge.
+func TestReplayAndForeignEvidence(t *testing.T) {
+	needSimulator(t)
+	dir := t.TempDir()
+	s := startServer(t, filepath.Join(dir, "data"), "", "--ek-mode", "tofu", "--insecure-auto-approve-reference")
+	proxy := startRecordingProxy(t, s)
+	viaProxy := &testServer{url: proxy.url, fingerprint: s.fingerprint}
+	alice := startAgent(t, viaProxy, dir, "alice", "simulator", demoLog(t, dir, "rhel8-uefi.bin"))
+	bob := startAgent(t, viaProxy, dir, "bob", "simulator", demoLog(t, dir, "cos-85-amd-sev.bin"))
+	s.waitFor(t, "alice", "trusted", stateIs(api.StateTrusted))
+	s.waitFor(t, "bob", "trusted", stateIs(api.StateTrusted))
+	// Stopped agents leave no evidence in flight, so the recorded bodies
+	// have all been judged.
+	alice.stop()
+	bob.stop()
+
+	anon := &api.Client{BaseURL: s.url, HTTP: s.client.HTTP}
+	post := func(name string, body []byte) (int, error) {
+		var raw json.RawMessage = body
+		return anon.Do(context.Background(), http.MethodPost, "/v1/agents/"+name+"/evidence", raw, nil)
+	}
+
+	// Bob's evidence for a fresh challenge of Alice's: Bob's AK signed it.
+	var ch api.Challenge
+	s.admin(t, http.MethodPost, "/v1/machines/alice/attest", nil)
+	if _, err := anon.Do(context.Background(), http.MethodGet, "/v1/agents/alice/challenge?wait=5", nil, &ch); err != nil {
+		t.Fatal(err)
+	}
+	var bobs api.Evidence
+	if err := json.Unmarshal(proxy.last("bob"), &bobs); err != nil {
+		t.Fatal(err)
+	}
+	bobs.ChallengeID = ch.ID
+	forged, _ := json.Marshal(bobs)
+	status, err := post("alice", forged)
+	if status != http.StatusForbidden || api.ErrorCode(err) != api.CodeEvidence {
+		t.Errorf("bob's evidence for alice: status %d, %v; want 403 %s", status, err, api.CodeEvidence)
+	}
+	if d, _ := s.machine(t, "alice"); d.State != api.StateTrusted {
+		t.Errorf("alice after forged evidence: %s", d.State)
+	}
+
+	// Alice's last evidence again: its nonce was answered already.
+	status, err = post("alice", proxy.last("alice"))
+	if status != http.StatusConflict || api.ErrorCode(err) != api.CodeChallenge {
+		t.Errorf("replayed evidence: status %d, %v; want 409 %s", status, err, api.CodeChallenge)
+	}
+	d := s.waitFor(t, "alice", "untrusted", stateIs(api.StateUntrusted))
+	if !hasReason(d, "nonce_reused") {
+		t.Errorf("alice after the replay: %+v", d.Verdict)
+	}
 }
