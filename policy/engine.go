@@ -81,14 +81,20 @@ func Approve(baseline []byte, by string, at time.Time, comment string) ([]byte, 
 // Evaluate judges a verified boot against the engine's bundles and rules
 // and the machine's stored baseline (nil or empty when it has none yet).
 func (e *Engine) Evaluate(baseline []byte, ev *Evidence) (*Verdict, error) {
-	p := &Policy{}
+	var b *Baseline
 	if len(baseline) > 0 {
-		b, err := ParseBaseline(baseline)
-		if err != nil {
+		var err error
+		if b, err = ParseBaseline(baseline); err != nil {
 			return nil, fmt.Errorf("stored baseline: %w", err)
 		}
-		p.Baseline = b
 	}
+	return e.EvaluateBaseline(b, ev)
+}
+
+// EvaluateBaseline is Evaluate with the machine's baseline already
+// decoded (nil when it has none yet).
+func (e *Engine) EvaluateBaseline(b *Baseline, ev *Evidence) (*Verdict, error) {
+	p := &Policy{Baseline: b}
 	e.mu.RLock()
 	p.Bundles, p.Rules = e.bundles, e.rules
 	e.mu.RUnlock()

@@ -112,18 +112,26 @@ func (p *BundlePolicy) Evaluate(reference []byte, boot *Boot) (*Outcome, error) 
 		return &Outcome{Reasons: []api.Reason{{Code: ReasonEvidenceUnusable, Message: "the verified boot cannot be judged: " + err.Error()}}}, nil
 	}
 	out := &Outcome{}
-	baseline := r.Approved
-	if baseline == nil {
+	var baseline *policy.Baseline
+	if r.Approved == nil {
 		// Not approved yet: judge the rest of the boot against the pending
 		// values as if approved, so the administrator sees every other
 		// problem. The verifier keeps the machine pending until approval.
-		if baseline, err = policy.Approve(r.Pending, "pending", boot.At, "not approved yet"); err != nil {
+		if baseline, err = policy.ParseBaseline(r.Pending); err != nil {
+			return nil, fmt.Errorf("stored firmware values: %w", err)
+		}
+		if err := baseline.Approve("pending", boot.At, "not approved yet"); err != nil {
 			return nil, err
 		}
-	} else if err := p.checkFirmware(r, ev, boot, out); err != nil {
-		return nil, err
+	} else {
+		if baseline, err = policy.ParseBaseline(r.Approved); err != nil {
+			return nil, fmt.Errorf("stored firmware values: %w", err)
+		}
+		if err := checkFirmware(r, baseline, ev, boot, out); err != nil {
+			return nil, err
+		}
 	}
-	v, err := p.Engine.Evaluate(baseline, ev)
+	v, err := p.Engine.EvaluateBaseline(baseline, ev)
 	if err != nil {
 		return nil, err
 	}
@@ -141,18 +149,13 @@ func (p *BundlePolicy) Evaluate(reference []byte, boot *Boot) (*Outcome, error) 
 // checkFirmware compares the boot's firmware values with the approved
 // revision. A difference is a reason, and a new pending revision when it
 // is not already the one waiting.
-func (p *BundlePolicy) checkFirmware(r *bundleReference, ev *policy.Evidence, boot *Boot, out *Outcome) error {
-	approved, err := policy.ParseBaseline(r.Approved)
+func checkFirmware(r *bundleReference, approved *policy.Baseline, ev *policy.Evidence, boot *Boot, out *Outcome) error {
+	nb, err := policy.LearnBaseline(boot.Machine, ev, approved, boot.At)
 	if err != nil {
-		return fmt.Errorf("stored firmware values: %w", err)
-	}
-	next, err := p.Engine.Learn(boot.Machine, ev, r.Approved, boot.At, "")
-	if err != nil {
-		return err
-	}
-	nb, err := policy.ParseBaseline(next)
-	if err != nil {
-		return err
+		// No firmware event of the approved revision was quoted.
+		out.Reasons = append(out.Reasons, api.Reason{Code: ReasonFirmwareChanged,
+			Message: fmt.Sprintf("firmware values of approved revision %d are missing from this boot: %v", approved.Revision, err)})
+		return nil
 	}
 	diff := policy.Diff(approved, nb)
 	if len(diff) == 0 {
@@ -165,6 +168,10 @@ func (p *BundlePolicy) checkFirmware(r *bundleReference, ev *policy.Evidence, bo
 		return err
 	}
 	if r.Pending == nil || !slices.Equal(r.Diff, diff) {
+		var next []byte
+		if next, err = json.Marshal(nb); err != nil {
+			return err
+		}
 		out.Revised, err = json.Marshal(bundleReference{Approved: r.Approved, Pending: next, Diff: diff})
 		out.RevisionNote = fmt.Sprintf("firmware values changed, revision %d awaits approval: %s", nb.Revision, strings.Join(diff, "; "))
 	}
