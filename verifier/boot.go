@@ -61,7 +61,7 @@ type Outcome struct {
 	// firmware update produced a new revision of the machine's values that
 	// awaits an administrator's approval, or went away again.
 	Revised []byte
-	// RevisedApproved says whether Revised counts without a new approval.
+	// RevisedApproved reports whether Revised counts without a new approval.
 	RevisedApproved bool
 	// RevisionNote describes the revision for the machine's history.
 	RevisionNote string

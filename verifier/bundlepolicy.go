@@ -24,11 +24,11 @@ const (
 	ReasonEvidenceUnusable = "evidence_unusable"
 )
 
-// BundlePolicy judges boots with a policy.Engine: signed bundles for what
-// the operating system measures, each machine's firmware values (PCRs
-// 0-3 and 5-7, as policy.LearnBaseline selects them) learned from its
-// first verified boot and approved by an administrator, and the engine's
-// rules.
+// BundlePolicy judges boots with a policy.Engine, which holds the signed
+// bundles for what the operating system measures and the rules. Each
+// machine adds its firmware values (PCRs 0-3 and 5-7, as
+// policy.LearnBaseline selects them), learned from its first verified boot
+// and approved by an administrator.
 //
 // A machine's stored reference values hold the approved firmware revision
 // and, while one waits for approval, the next revision with its
@@ -39,7 +39,7 @@ type BundlePolicy struct {
 	Engine *policy.Engine
 }
 
-// bundleReference is what BundlePolicy stores per machine.
+// bundleReference is the per-machine record BundlePolicy stores.
 type bundleReference struct {
 	// Approved is the approved policy.Baseline, absent until the first
 	// approval.
