@@ -6,9 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -344,4 +347,75 @@ func TestBundleSetReload(t *testing.T) {
 	if len(res.Bundles()) != 0 || !strings.Contains(logs.String(), "has expired and is dropped") {
 		t.Errorf("expired earlier version: %d bundles in use\n%s", len(res.Bundles()), logs.String())
 	}
+}
+
+// TestBundleSetRunFetchesURL serves a bundle over HTTP on loopback: Run
+// fetches it again each period and keeps it when an update is rejected.
+func TestBundleSetRunFetchesURL(t *testing.T) {
+	key, _ := bundle.GenerateKey(bundle.AlgEd25519, rand.Reader)
+	other, _ := bundle.GenerateKey(bundle.AlgEd25519, rand.Reader)
+	good := signPredictionWith(t, key, "debian", same, policyTime.AddDate(1, 0, 0))
+	forged := signPredictionWith(t, other, "debian", same, policyTime.AddDate(1, 0, 0))
+	var mu sync.Mutex
+	serve := good
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Write(serve)
+	}))
+	defer hs.Close()
+
+	trust := bundle.NewTrustStore()
+	if err := trust.Add("debian", key.Public()); err != nil {
+		t.Fatal(err)
+	}
+	engine, _ := policy.NewEngine(policy.Rules{})
+	logs := &syncBuffer{}
+	set := &BundleSet{
+		Loader:  &bundle.Loader{Trust: trust, Now: func() time.Time { return policyTime }},
+		Sources: []string{hs.URL + "/debian-12.8.json"}, Engine: engine,
+		Log: slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	if !set.HasURL() {
+		t.Fatal("HasURL is false for an http source")
+	}
+	if res, err := set.Reload(context.Background()); err != nil || len(res.Accepted) != 1 {
+		t.Fatalf("first load: %v %v", res, err)
+	}
+	mu.Lock()
+	serve = forged
+	mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { set.Run(ctx, 20*time.Millisecond, nil); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "keeping the version accepted before") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !strings.Contains(logs.String(), "code=bad-signature") && !strings.Contains(logs.String(), "code=untrusted-publisher") {
+		t.Errorf("the forged update was not rejected with its reason:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "keeping the version accepted before") {
+		t.Errorf("the accepted version was not kept:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
