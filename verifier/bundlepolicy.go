@@ -184,13 +184,14 @@ func checkFirmware(r *bundleReference, approved *policy.Baseline, ev *policy.Evi
 }
 
 // apiReason converts a policy finding. Rule failures get the code
-// rule_failed and name the rule in the message.
+// rule_failed and name the rule in Rule and in the message.
 func apiReason(pr policy.Reason) api.Reason {
 	r := api.Reason{
 		Code: pr.Code, Message: pr.Message, PCR: pr.PCR, Event: pr.Event, Type: pr.Type,
 		Bank: string(pr.Bank), Digest: pr.Digest, Expected: pr.Expected,
 	}
 	if pr.Rule != "" {
+		r.Rule = pr.Rule
 		r.Message = "rule " + pr.Rule + ": " + pr.Message
 	}
 	if pr.Action == policy.Warn {

@@ -125,7 +125,7 @@ func bundleEngine(t testing.TB, rules policy.Rules, edit func(string) string) *p
 	return e
 }
 
-func codes(rs []api.Reason) string {
+func reasonCodeList(rs []api.Reason) string {
 	var out []string
 	for _, r := range rs {
 		out = append(out, r.Code)
@@ -164,14 +164,14 @@ func TestBundlePolicyApprovalFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(out.Reasons) == 0 || out.Reasons[0].Code != ReasonFirmwareChanged || out.Revised == nil || out.RevisedApproved {
-		t.Fatalf("firmware change: reasons %s, revised %v", codes(out.Reasons), out.Revised != nil)
+		t.Fatalf("firmware change: reasons %s, revised %v", reasonCodeList(out.Reasons), out.Revised != nil)
 	}
 	if m := out.Reasons[0].Message; !strings.Contains(m, "PCR 7 SecureBoot (secure-boot-variable): sha256 ccfc4bb32888… → sha256 115aa827dbcc…") ||
 		!strings.Contains(m, "approve revision 2") {
 		t.Errorf("firmware change message: %s", m)
 	}
-	if !strings.Contains(codes(out.Reasons), "rule_failed") || !strings.Contains(codes(out.Reasons), policy.ReasonEventUnmatched) {
-		t.Errorf("Secure Boot off judged against approved revision 1: reasons %s", codes(out.Reasons))
+	if !strings.Contains(reasonCodeList(out.Reasons), "rule_failed") || !strings.Contains(reasonCodeList(out.Reasons), policy.ReasonEventUnmatched) {
+		t.Errorf("Secure Boot off judged against approved revision 1: reasons %s", reasonCodeList(out.Reasons))
 	}
 	if !strings.Contains(out.RevisionNote, "revision 2 awaits approval") {
 		t.Errorf("revision note %q", out.RevisionNote)
@@ -180,12 +180,12 @@ func TestBundlePolicyApprovalFlow(t *testing.T) {
 	// The same change again: the pending revision stays as it is.
 	out, err = p.Evaluate(pending, sboff)
 	if err != nil || out.Revised != nil || out.Reasons[0].Code != ReasonFirmwareChanged {
-		t.Fatalf("second round of the change: revised %v, reasons %s, %v", out.Revised != nil, codes(out.Reasons), err)
+		t.Fatalf("second round of the change: revised %v, reasons %s, %v", out.Revised != nil, reasonCodeList(out.Reasons), err)
 	}
 	// Back to the approved firmware: the pending revision is dropped.
 	out, err = p.Evaluate(pending, sbms)
 	if err != nil || out.Revised == nil || !out.RevisedApproved || len(out.Reasons) != 0 {
-		t.Fatalf("firmware restored: revised %v approved %v reasons %s %v", out.Revised != nil, out.RevisedApproved, codes(out.Reasons), err)
+		t.Fatalf("firmware restored: revised %v approved %v reasons %s %v", out.Revised != nil, out.RevisedApproved, reasonCodeList(out.Reasons), err)
 	}
 	// Approving revision 2 makes its values the machine's.
 	ref2, note, err := p.ApproveReference(pending, "alice", policyTime)
@@ -193,11 +193,11 @@ func TestBundlePolicyApprovalFlow(t *testing.T) {
 		t.Fatalf("approve revision 2: %q %v", note, err)
 	}
 	out, err = p.Evaluate(ref2, sboff)
-	if err != nil || strings.Contains(codes(out.Reasons), ReasonFirmwareChanged) || out.Revised != nil {
-		t.Fatalf("approved revision 2: %s %v", codes(out.Reasons), err)
+	if err != nil || strings.Contains(reasonCodeList(out.Reasons), ReasonFirmwareChanged) || out.Revised != nil {
+		t.Fatalf("approved revision 2: %s %v", reasonCodeList(out.Reasons), err)
 	}
-	if !strings.Contains(codes(out.Reasons), "rule_failed") {
-		t.Errorf("Secure Boot off passed the enforced secure_boot rule: %s", codes(out.Reasons))
+	if !strings.Contains(reasonCodeList(out.Reasons), "rule_failed") {
+		t.Errorf("Secure Boot off passed the enforced secure_boot rule: %s", reasonCodeList(out.Reasons))
 	}
 }
 
@@ -248,7 +248,7 @@ func TestBundlePolicyWarnings(t *testing.T) {
 		t.Fatalf("reasons %+v, warnings %+v", out.Reasons, out.Warnings)
 	}
 	w := out.Warnings[0]
-	if w.Code != policy.ReasonRuleFailed || w.Action != "warn" || !strings.HasPrefix(w.Message, "rule kernel_cmdline: ") {
+	if w.Code != policy.ReasonRuleFailed || w.Action != "warn" || w.Rule != "kernel_cmdline" || !strings.HasPrefix(w.Message, "rule kernel_cmdline: ") {
 		t.Errorf("warning = %+v", w)
 	}
 }
@@ -261,7 +261,7 @@ func TestBundlePolicyWithoutEvidence(t *testing.T) {
 	}
 	ref, _ := p.Learn(corpusBoot(t, "shim-sbms"))
 	out, err := p.Evaluate(ref, boot)
-	if err != nil || codes(out.Reasons) != ReasonEvidenceUnusable {
+	if err != nil || reasonCodeList(out.Reasons) != ReasonEvidenceUnusable {
 		t.Errorf("evaluate without evidence: %+v %v", out, err)
 	}
 	if _, err := p.Evaluate([]byte("{}"), corpusBoot(t, "shim-sbms")); err == nil {

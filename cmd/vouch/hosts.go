@@ -360,6 +360,7 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 			}
 			fmt.Fprintf(w, "  - [%s] %s\n", code, r.Message)
 		}
+		printIMAReport(w, d.Verdict.IMA)
 	}
 	if len(d.History) > 0 {
 		fmt.Fprintln(w, "History (newest first):")

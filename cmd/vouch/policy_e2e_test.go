@@ -66,13 +66,13 @@ func TestEndToEndBundlePolicy(t *testing.T) {
 	vouchRun(t, nil, "bundle", "keygen", "--out", strangerKey)
 	create := func(out string, extra ...string) {
 		vouchRun(t, nil, append([]string{"bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
-			"--from-predict", prediction, "-o", out}, extra...)...)
+			"--from-predict", prediction, "--out", out}, extra...)...)
 	}
 	create(filepath.Join(dir, "debian-12.8.json"))
 	create(filepath.Join(dir, "old.json"), "--not-before", "2020-01-01T00:00:00Z", "--not-after", "2021-01-01T00:00:00Z")
-	vouchRun(t, nil, "bundle", "sign", "--key", debianKey+".key", "-o", filepath.Join(bundles, "debian-12.8.json"), filepath.Join(dir, "debian-12.8.json"))
-	vouchRun(t, nil, "bundle", "sign", "--key", debianKey+".key", "-o", filepath.Join(bundles, "expired.json"), filepath.Join(dir, "old.json"))
-	vouchRun(t, nil, "bundle", "sign", "--key", strangerKey+".key", "-o", filepath.Join(bundles, "stranger.json"), filepath.Join(dir, "debian-12.8.json"))
+	vouchRun(t, nil, "bundle", "sign", "--key", debianKey+".key", "--out", filepath.Join(bundles, "debian-12.8.json"), filepath.Join(dir, "debian-12.8.json"))
+	vouchRun(t, nil, "bundle", "sign", "--key", debianKey+".key", "--out", filepath.Join(bundles, "expired.json"), filepath.Join(dir, "old.json"))
+	vouchRun(t, nil, "bundle", "sign", "--key", strangerKey+".key", "--out", filepath.Join(bundles, "stranger.json"), filepath.Join(dir, "debian-12.8.json"))
 
 	// Secure Boot enforced; a kernel command line rule that this boot's
 	// line fails, only warned about.
@@ -162,8 +162,8 @@ func TestEndToEndFirmwareUpdate(t *testing.T) {
 	key := filepath.Join(dir, "debian")
 	vouchRun(t, nil, "bundle", "keygen", "--out", key)
 	vouchRun(t, nil, "bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
-		"--from-predict", filepath.Join("..", "..", "bundle", "testdata", "predict-debian-12-shim-sbms.json"), "-o", filepath.Join(dir, "b.json"))
-	vouchRun(t, nil, "bundle", "sign", "--key", key+".key", "-o", filepath.Join(bundles, "debian-12.8.json"), filepath.Join(dir, "b.json"))
+		"--from-predict", filepath.Join("..", "..", "bundle", "testdata", "predict-debian-12-shim-sbms.json"), "--out", filepath.Join(dir, "b.json"))
+	vouchRun(t, nil, "bundle", "sign", "--key", key+".key", "--out", filepath.Join(bundles, "debian-12.8.json"), filepath.Join(dir, "b.json"))
 	s := startServer(t, filepath.Join(dir, "data"), "", "--ek-mode", "tofu", "--bundles", bundles, "--trust", "debian="+key+".pub")
 	corpus := filepath.Join("..", "..", "policy", "testdata", "ovmf-swtpm")
 

@@ -116,6 +116,7 @@ func newServerCmd() *cobra.Command {
 		interval, challengeTTL                    time.Duration
 		unreachableAfter                          int
 		pol                                       serverPolicyFlags
+		imaPolicy                                 imaPolicyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -150,6 +151,10 @@ reloads the bundles and logs each one accepted or rejected.`,
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
+			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			if err := verifier.EnsureDataDir(dataDir); err != nil {
 				return withExitCode(exitUnavailable, err)
 			}
@@ -170,7 +175,7 @@ reloads the bundles and logs each one accepted or rejected.`,
 			defer st.Close()
 			srv, err := verifier.New(verifier.Config{
 				Store:                st,
-				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates},
+				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates, IMA: verifier.IMAOptions{Policy: imaPol}},
 				Policy:               policy,
 				Logger:               log,
 				EKMode:               ekMode,
@@ -244,5 +249,6 @@ reloads the bundles and logs each one accepted or rejected.`,
 	f.BoolVar(&insecure, "insecure-http", false, "serve plain HTTP without TLS (tokens and evidence travel in clear)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pol.register(cmd)
+	imaPolicy.register(f)
 	return cmd
 }
