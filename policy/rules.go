@@ -40,7 +40,8 @@ type Rules struct {
 	// ReferenceValues is the action for events that match no reference
 	// value. Default enforce.
 	ReferenceValues Action `json:"reference_values,omitempty"`
-	// QuotedPCRs lists PCRs the quote must cover in a verified bank.
+	// QuotedPCRs lists PCRs the quote must cover in a verified bank, in
+	// addition to those Check always requires (see Policy.RequiredPCRs).
 	QuotedPCRs *QuotedPCRsRule `json:"quoted_pcrs,omitempty"`
 	// SecureBoot requires the SecureBoot variable measured into PCR 7 to
 	// be 1.
@@ -126,6 +127,9 @@ func (r *Rules) Validate() error {
 	actions := map[string]Action{"reference_values": r.ReferenceValues}
 	if q := r.QuotedPCRs; q != nil {
 		actions["quoted_pcrs"] = q.Action
+		if len(q.PCRs) == 0 {
+			return errors.New("rules: quoted_pcrs: pcrs is empty: list the PCRs the quote must cover, such as [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14], or remove the rule")
+		}
 		for _, i := range q.PCRs {
 			if i < 0 || i > bundle.MaxPCR {
 				return fmt.Errorf("rules: quoted_pcrs: PCR %d is outside 0 to %d", i, bundle.MaxPCR)

@@ -218,6 +218,8 @@ func TestParseRules(t *testing.T) {
 		{"bad pattern", `{"kernel_cmdline": {"allow": ["(("]}}`, `allow pattern "(("`},
 		{"short dbx hash", `{"dbx": {"sha256": ["00"]}}`, "sha256 entry 0 is 1 bytes"},
 		{"pcr out of range", `{"quoted_pcrs": {"pcrs": [24]}}`, "PCR 24 is outside 0 to 23"},
+		{"empty quoted pcrs", `{"quoted_pcrs": {"pcrs": []}}`, "quoted_pcrs: pcrs is empty"},
+		{"missing quoted pcrs", `{"quoted_pcrs": {"action": "warn"}}`, "quoted_pcrs: pcrs is empty"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
