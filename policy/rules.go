@@ -1,16 +1,15 @@
 package policy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/vouch-attest/vouch/bundle"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // Action says what a failed rule does to the verdict.
@@ -102,15 +101,15 @@ type CmdlineRule struct {
 const MaxRulesSize = 1 << 20
 
 // ParseRules decodes and validates rules from JSON, compiling the command
-// line patterns.
+// line patterns. Unknown members, duplicate members and member names in
+// another case than the schema's are rejected, so that a rule a reviewer
+// sees is the rule vouch applies.
 func ParseRules(data []byte) (*Rules, error) {
 	if len(data) > MaxRulesSize {
 		return nil, fmt.Errorf("rules are %d bytes, more than the limit of %d", len(data), MaxRulesSize)
 	}
 	var r Rules
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Decode(data, &r, strictjson.Options{}); err != nil {
 		return nil, fmt.Errorf("decode rules: %w", err)
 	}
 	if err := r.Validate(); err != nil {

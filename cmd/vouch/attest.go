@@ -66,9 +66,9 @@ Exit status: 0 verified, 1 did not verify, 2 usage error, 3 unreadable input.`,
 			if err != nil {
 				return withExitCode(exitUnreadable, err)
 			}
-			var ev attest.QuoteEvidence
-			if err := json.Unmarshal(b, &ev); err != nil {
-				return withExitCode(exitUnreadable, fmt.Errorf("%s: not a quote file: %w", in, err))
+			ev, err := attest.ParseQuoteEvidence(b)
+			if err != nil {
+				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", in, err))
 			}
 			res := verifyQuoteResult{}
 			nonce := []byte(ev.Nonce)

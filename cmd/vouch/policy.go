@@ -123,9 +123,9 @@ func (f *logFlags) quoteEvidence(cmd *cobra.Command, path string, log *eventlog.
 	if err != nil {
 		return nil, withExitCode(exitUnreadable, err)
 	}
-	var qe attest.QuoteEvidence
-	if err := json.Unmarshal(data, &qe); err != nil {
-		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: not a quote file: %w", f.quote, err))
+	qe, err := attest.ParseQuoteEvidence(data)
+	if err != nil {
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", f.quote, err))
 	}
 	nonce := []byte(qe.Nonce)
 	if f.nonceHex != "" {
