@@ -325,6 +325,7 @@ func newIMACheckCmd() *cobra.Command {
 		allowlists, excludes, keys []string
 		expect, violations         string
 		warn, matchName, asJSON    bool
+		allowSHA1                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check LOG --allowlist FILE",
@@ -334,6 +335,10 @@ func newIMACheckCmd() *cobra.Command {
 certificates or public keys, PEM or DER). An entry passes when its digest is
 listed or its signature verifies. Each entry that does not pass gets a
 verdict naming the file, its digest and the rule.
+
+Entries whose file digest (and so signature) is MD5 are always rejected,
+and SHA-1 ones unless --insecure-allow-sha1 is given: collisions let one
+signed or listed benign file vouch for a malicious one.
 
 Without --expect the entries are only parsed, not verified against a TPM.
 Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
@@ -347,7 +352,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				return withExitCode(exitUnreadable, err)
 			}
 			out := cmd.OutOrStdout()
-			rule := ima.Rule{MatchName: matchName}
+			rule := ima.Rule{MatchName: matchName, AllowSHA1: allowSHA1}
 			if warn {
 				rule.Action = ima.Warn
 			}
@@ -427,6 +432,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 	f.BoolVar(&warn, "warn", false, "report rejected entries without failing")
 	f.BoolVar(&matchName, "match-name", false, "require the allowlist to list the digest for the entry's own file name")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&allowSHA1, "insecure-allow-sha1", false, "accept SHA-1 file digests and signatures, as logged by kernels with ima_hash=sha1 and the ima template; SHA-1 collisions can be computed")
 	return cmd
 }
 
