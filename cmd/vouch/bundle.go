@@ -492,11 +492,11 @@ verify for that.`,
 }
 
 func printBundle(w io.Writer, b *bundle.Bundle, env *bundle.Envelope) {
-	fmt.Fprintf(w, "bundle     %s (unverified)\n", b.ID())
-	fmt.Fprintf(w, "publisher  %s\n", b.Publisher)
+	fmt.Fprintf(w, "bundle     %s (unverified)\n", termText(b.ID()))
+	fmt.Fprintf(w, "publisher  %s\n", termText(b.Publisher))
 	fmt.Fprintf(w, "valid      %s to %s\n", b.NotBefore.UTC().Format(time.RFC3339), b.NotAfter.UTC().Format(time.RFC3339))
 	if b.Description != "" {
-		fmt.Fprintf(w, "about      %s\n", b.Description)
+		fmt.Fprintf(w, "about      %s\n", termText(b.Description))
 	}
 	switch {
 	case env == nil:
@@ -510,7 +510,7 @@ func printBundle(w io.Writer, b *bundle.Bundle, env *bundle.Envelope) {
 			if id == "" {
 				id = "(no key id)"
 			}
-			ids = append(ids, id)
+			ids = append(ids, termText(id))
 		}
 		fmt.Fprintf(w, "signatures %s\n", strings.Join(ids, ", "))
 	}
@@ -530,7 +530,7 @@ func printBundle(w io.Writer, b *bundle.Bundle, env *bundle.Envelope) {
 				note = strconv.Quote(v.Data)
 			}
 			for _, bank := range banks {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", c.Name, c.Kind, v.PCR, bank, v.Digests[bundle.Bank(bank)], note)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", termText(c.Name), termText(string(c.Kind)), v.PCR, termText(bank), v.Digests[bundle.Bank(bank)], termText(note))
 			}
 		}
 	}

@@ -128,7 +128,7 @@ are marked. Nothing is verified against a TPM.`,
 					if s.Problem != "" {
 						note = "ERROR: " + s.Problem
 					}
-					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, s.Template, s.Digest, s.Name, note)
+					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, termText(s.Template), termText(s.Digest), termText(s.Name), termText(note))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d entries (%s list)\n", len(entries), format)
@@ -412,7 +412,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tFILE\tREASON")
 				for _, v := range report.Verdicts {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, printableName([]byte(v.File)), v.Reason)
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, printableName([]byte(v.File)), termText(v.Reason))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d checked, %d accepted, %d excluded, %d verdicts\n", report.Checked, report.Accepted, report.Excluded, len(report.Verdicts))
