@@ -388,13 +388,19 @@ func (t *trustFlags) loader() (*bundle.Loader, error) {
 }
 
 // loadBundles loads every source and splits the failures into rejections
-// (exit code 1) and operational errors (exit code 3).
+// (exit code 1) and operational errors (exit code 3). A source that holds
+// no bundle is an operational error.
 func loadBundles(ctx context.Context, l *bundle.Loader, sources []string, w io.Writer) ([]*bundle.Verified, error) {
 	var all []*bundle.Verified
 	rejected, broken := 0, 0
 	for _, src := range sources {
 		got, errs := l.Load(ctx, src)
 		all = append(all, got...)
+		if len(got) == 0 && len(errs) == 0 {
+			// An empty directory must not read as "all verified".
+			broken++
+			fmt.Fprintf(w, "rejected %s: no bundle found: a directory source needs *.json envelopes\n", termText(src))
+		}
 		for _, err := range errs {
 			if bundle.RejectionReason(err) != 0 {
 				rejected++
@@ -420,7 +426,8 @@ func newBundleVerifyCmd() *cobra.Command {
 		Short: "Verify bundles against trusted publisher keys",
 		Long: `Verifies each SOURCE (an envelope file, a directory of *.json envelopes, or an
 http(s) URL) and prints each accepted bundle and each rejection with its
-reason. Exits 1 when a bundle is rejected and 3 when a source cannot be read.`,
+reason. Exits 1 when a bundle is rejected and 3 when a source cannot be read
+or holds no bundle.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := trust.loader()

@@ -161,7 +161,7 @@ func parsePCRSpec(spec string) (ima.PCRValues, error) {
 		}
 		return out, nil
 	}
-	raw, err := os.ReadFile(spec)
+	raw, err := readLimited(spec, nil, maxSmallFileSize)
 	if err != nil {
 		return nil, err
 	}

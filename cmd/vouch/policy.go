@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -48,7 +47,7 @@ func (f *logFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.pcrs, "pcrs", "", "PCR values to replay the log against: JSON or tpm2_pcrread YAML, read from the TPM or from a verified quote")
 	cmd.Flags().StringVar(&f.quote, "quote", "", "quote file from 'vouch tpm quote -o json': the log is replayed against the PCR values it signs")
 	cmd.Flags().StringVar(&f.nonceHex, "nonce", "", "with --quote: the nonce you issued, in hex (default: the file's, which proves no freshness)")
-	cmd.Flags().StringVar(&f.akPath, "ak", "", "with --quote: the enrolled AK public area, TPMT_PUBLIC binary (required unless --insecure-unpinned-ak)")
+	cmd.Flags().StringVar(&f.akPath, "ak", "", "with --quote: the enrolled AK public area, TPMT_PUBLIC binary or an AK file from 'vouch tpm quote --ak' (required unless --insecure-unpinned-ak)")
 	cmd.Flags().BoolVar(&f.unpinnedAK, "insecure-unpinned-ak", false, "with --quote and no --ak: check the signature with the AK in the quote file, which proves nothing about which machine signed")
 	cmd.Flags().StringVar(&f.ignore, "ignore-pcrs", "10", "PCRs of --pcrs to leave out, such as PCR 10, which IMA extends outside the boot log; \"none\" keeps all")
 	cmd.Flags().BoolVar(&f.replayAsQuote, "insecure-replay-as-quote", false, "take the log's own replay as the quoted PCR values; proves nothing about the machine")
@@ -67,7 +66,7 @@ func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, 
 	if sources != 1 {
 		return nil, withExitCode(exitUsage, errors.New("pass one of --quote FILE, --pcrs FILE or --insecure-replay-as-quote to give the PCR values the log must reproduce"))
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := readLimited(path, nil, maxEventLogSize)
 	if err != nil {
 		return nil, withExitCode(exitUnreadable, err)
 	}
@@ -85,7 +84,7 @@ func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, 
 			return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
 		}
 	} else {
-		data, err := os.ReadFile(f.pcrs)
+		data, err := readLimited(f.pcrs, nil, maxSmallFileSize)
 		if err != nil {
 			return nil, withExitCode(exitUnreadable, err)
 		}
@@ -119,7 +118,7 @@ func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, 
 // quoteEvidence verifies the quote file and replays the log against the
 // PCR values it signs.
 func (f *logFlags) quoteEvidence(cmd *cobra.Command, path string, log *eventlog.Log) (*policy.Evidence, error) {
-	data, err := os.ReadFile(f.quote)
+	data, err := readLimited(f.quote, nil, attest.MaxQuoteFileSize)
 	if err != nil {
 		return nil, withExitCode(exitUnreadable, err)
 	}
@@ -138,7 +137,7 @@ func (f *logFlags) quoteEvidence(cmd *cobra.Command, path string, log *eventlog.
 	akPub := qe.AKPublic
 	switch {
 	case f.akPath != "":
-		if akPub, err = os.ReadFile(f.akPath); err != nil {
+		if akPub, err = readAKPublic(f.akPath); err != nil {
 			return nil, withExitCode(exitUnreadable, err)
 		}
 	case f.unpinnedAK:
