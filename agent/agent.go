@@ -22,7 +22,6 @@ import (
 
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/attest"
-	"github.com/vouch-attest/vouch/ima"
 )
 
 // DefaultIMAPath is the securityfs file of the binary IMA measurement list.
@@ -84,6 +83,8 @@ type Agent struct {
 	resetCount     uint32
 	quoted         bool
 	lastResetCount uint32
+	// imaSent is the part of the IMA list sent in this boot (ima.go).
+	imaSent imaPrefix
 }
 
 // state is the agent's identity, kept in StateDir/agent.json.
@@ -343,34 +344,5 @@ func (a *Agent) imaEvidence(ch *api.Challenge, quote []byte) *api.IMAEvidence {
 		a.lastResetCount = info.ClockInfo.ResetCount
 	}
 	data, err := os.ReadFile(a.cfg.IMAPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &api.IMAEvidence{Missing: fmt.Sprintf("%s does not exist (IMA is not enabled in this kernel)", a.cfg.IMAPath)}
-	}
-	if err != nil {
-		return &api.IMAEvidence{Missing: fmt.Sprintf("cannot read %s: %v", a.cfg.IMAPath, err)}
-	}
-	start, end, n := -1, 0, int64(0)
-	dec := ima.NewBinaryDecoder(data, ima.ParseOptions{})
-	for {
-		if n == offset {
-			start = dec.Offset()
-		}
-		if !dec.Next() {
-			break
-		}
-		n++
-		if start >= 0 && dec.Offset()-start > api.MaxIMAEntriesBytes {
-			break
-		}
-		end = dec.Offset()
-	}
-	if start < 0 {
-		// The list is shorter than the verified prefix: a new boot.
-		a.log.Info("IMA list is shorter than the verifier's offset; sending it from the start", "offset", offset, "entries", n)
-		return a.imaEvidence(&api.Challenge{IMAOffset: 0}, nil)
-	}
-	if end < start {
-		end = start
-	}
-	return &api.IMAEvidence{Offset: offset, Entries: data[start:end]}
+	return a.imaChunk(offset, data, err)
 }

@@ -155,11 +155,16 @@ type Reason struct {
 	Message string `json:"message"`
 	PCR     *int   `json:"pcr,omitempty"`
 	// Event is the event's index in the log (0-based), when the finding is about one event.
+	// For an IMA finding it is the entry's index in the IMA list.
 	Event    *int     `json:"event,omitempty"`
 	Type     string   `json:"event_type,omitempty"`
 	Bank     string   `json:"bank,omitempty"`
 	Digest   string   `json:"digest,omitempty"`
 	Expected []string `json:"expected,omitempty"`
+	// File and Rule name the logged file and the policy rule of an IMA
+	// finding.
+	File string `json:"file,omitempty"`
+	Rule string `json:"rule,omitempty"`
 }
 
 // Verdict is the server's judgement of one piece of evidence.
@@ -168,6 +173,9 @@ type Verdict struct {
 	Reasons   []Reason  `json:"reasons,omitempty"`
 	At        time.Time `json:"at"`
 	BootCount int64     `json:"boot_count"`
+	// IMA is the IMA part of the verdict, when the evidence was checked
+	// against an IMA list (or its absence).
+	IMA *IMAReport `json:"ima,omitempty"`
 }
 
 // Machine is an enrolled machine as shown to administrators.

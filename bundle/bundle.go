@@ -60,6 +60,7 @@ const (
 	KindKernelCmdline   Kind = "kernel-cmdline"       // GRUB's "kernel_cmdline:" (PCR 8), systemd-stub's command line (PCR 12)
 	KindUKISection      Kind = "uki-section"          // systemd-stub's section measurements, PCR 11
 	KindShimVariable    Kind = "shim-variable"        // shim's MokList, MokListX, MokListTrusted, SbatLevel, PCR 14 and 7
+	KindIMAFile         Kind = "ima-file"             // a file IMA measures (PCR 10): Data is its logged path, Digests its file digest
 	KindOther           Kind = "other"                // anything else, matched by PCR and digest alone
 )
 
@@ -69,7 +70,7 @@ var knownKinds = map[Kind]bool{
 	KindBootApplication: true, KindDriver: true, KindGPT: true, KindAction: true,
 	KindSeparator: true, KindGRUBFile: true, KindGRUBCommand: true,
 	KindKernelCmdline: true, KindUKISection: true, KindShimVariable: true,
-	KindOther: true,
+	KindIMAFile: true, KindOther: true,
 }
 
 // Kinds returns every event kind a version 1 bundle may name.
@@ -78,7 +79,7 @@ func Kinds() []Kind {
 		KindFirmwareBlob, KindFirmwareConfig, KindCRTMVersion, KindBootVariable,
 		KindSecureBootVar, KindAuthority, KindBootApplication, KindDriver, KindGPT,
 		KindAction, KindSeparator, KindGRUBFile, KindGRUBCommand, KindKernelCmdline,
-		KindUKISection, KindShimVariable, KindOther,
+		KindUKISection, KindShimVariable, KindIMAFile, KindOther,
 	}
 }
 

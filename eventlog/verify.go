@@ -163,6 +163,10 @@ func (r *Result) Mismatches() map[Algorithm][]int {
 // log or PCR file that cannot be read.
 type MismatchError struct {
 	Mismatches map[Algorithm][]int
+	// Expected names the PCR values the log was compared with, such as
+	// "the --expect values", for the message. Empty means "the quoted
+	// PCR values".
+	Expected string
 }
 
 func (e *MismatchError) Error() string {
@@ -170,7 +174,11 @@ func (e *MismatchError) Error() string {
 	for _, alg := range PCRValues(nil).sortedBanks(e.Mismatches) {
 		parts = append(parts, fmt.Sprintf("%s PCR %s", alg, joinInts(e.Mismatches[alg])))
 	}
-	return "event log does not replay to the quoted PCR values: mismatch in " + strings.Join(parts, "; ")
+	expected := e.Expected
+	if expected == "" {
+		expected = "the quoted PCR values"
+	}
+	return "event log does not replay to " + expected + ": mismatch in " + strings.Join(parts, "; ")
 }
 
 // ErrNoVerifiedBank is returned when no quoted bank could be compared with

@@ -322,3 +322,32 @@ func TestSectionDataBoundsZeroFill(t *testing.T) {
 		t.Error("UKIReferences hashed the forged section")
 	}
 }
+
+func TestAddPathRejectsTreeWithoutArtifacts(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte("# notes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := NewPredictor().AddPath(dir)
+	if !errors.Is(err, ErrNoArtifacts) {
+		t.Errorf("error %v, expected ErrNoArtifacts", err)
+	}
+	if err != nil && !strings.Contains(err.Error(), dir) {
+		t.Errorf("error %q does not name the directory %s", err, dir)
+	}
+}
+
+func TestAddPathRejectsDebWithoutArtifacts(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "docs_1.0_all.deb")
+	deb := buildDeb(t, ".gz", map[string][]byte{"./usr/share/doc/docs/README": []byte("notes")})
+	if err := os.WriteFile(name, deb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := NewPredictor().AddPath(name)
+	if !errors.Is(err, ErrNoArtifacts) {
+		t.Errorf("error %v, expected ErrNoArtifacts", err)
+	}
+	if err != nil && !strings.Contains(err.Error(), name) {
+		t.Errorf("error %q does not name the package %s", err, name)
+	}
+}

@@ -78,6 +78,10 @@ func (p *Predictor) Artifacts() []Artifact { return p.artifacts }
 // Add appends references computed elsewhere (GRUB, Secure Boot variables).
 func (p *Predictor) Add(refs ...Reference) { p.pred.References = append(p.pred.References, refs...) }
 
+// ErrNoArtifacts is returned by AddPath for a directory or package that
+// contains no file it would predict.
+var ErrNoArtifacts = errors.New("no boot artifacts found: expected EFI applications (*.efi, *.efi.signed), kernels (vmlinuz*, bzImage) or initrds (initrd.img*, initramfs*)")
+
 // AddPath reads a Debian package (a file ending in .deb), a directory tree
 // or a single artifact file.
 func (p *Predictor) AddPath(name string) error {
@@ -85,9 +89,16 @@ func (p *Predictor) AddPath(name string) error {
 	if err != nil {
 		return fmt.Errorf("read artifact: %w", err)
 	}
+	before := len(p.artifacts)
 	switch {
 	case info.IsDir():
-		return p.AddTree(os.DirFS(name))
+		if err := p.AddTree(os.DirFS(name)); err != nil {
+			return err
+		}
+		if len(p.artifacts) == before {
+			return fmt.Errorf("directory %s: %w", name, ErrNoArtifacts)
+		}
+		return nil
 	case strings.HasSuffix(name, ".deb"):
 		f, err := os.Open(name)
 		if err != nil {
@@ -96,6 +107,9 @@ func (p *Predictor) AddPath(name string) error {
 		defer f.Close()
 		if err := p.AddDeb(f); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
+		}
+		if len(p.artifacts) == before {
+			return fmt.Errorf("package %s: %w", name, ErrNoArtifacts)
 		}
 		return nil
 	default:
@@ -108,7 +122,6 @@ func (p *Predictor) AddPath(name string) error {
 		if role == "" {
 			role = RoleEFIApplication
 		}
-		before := len(p.artifacts)
 		if err := p.addArtifact(nil, filepath.Base(name), role, info.Size(), f); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

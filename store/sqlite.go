@@ -74,6 +74,8 @@ var migrations = []string{
 		BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
 	CREATE TRIGGER history_no_delete BEFORE DELETE ON history
 		BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;`,
+	// 2: the IMA part of each verdict (JSON, NULL for verdicts before it).
+	`ALTER TABLE verdicts ADD COLUMN ima BLOB;`,
 }
 
 // SQLite is the embedded Store. It uses WAL journaling with
@@ -330,8 +332,8 @@ func (s *SQLite) RecordVerdict(ctx context.Context, m Machine, v Verdict, ev Eve
 		if at.IsZero() {
 			at = s.now()
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO verdicts (machine, at, state, reasons, detail, boot_count) VALUES (?,?,?,?,?,?)`,
-			m.Name, unixNano(at), v.State, encodeReasons(v.Reasons), v.Detail, v.BootCount)
+		res, err := tx.ExecContext(ctx, `INSERT INTO verdicts (machine, at, state, reasons, detail, boot_count, ima) VALUES (?,?,?,?,?,?,?)`,
+			m.Name, unixNano(at), v.State, encodeReasons(v.Reasons), v.Detail, v.BootCount, v.IMA)
 		if err != nil {
 			return fmt.Errorf("insert verdict: %w", err)
 		}
@@ -464,7 +466,7 @@ func (s *SQLite) EKs(ctx context.Context) ([]EK, error) {
 
 // Verdicts implements Store.
 func (s *SQLite) Verdicts(ctx context.Context, machine string, limit int) ([]Verdict, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, machine, at, state, reasons, detail, boot_count FROM verdicts
+	rows, err := s.db.QueryContext(ctx, `SELECT id, machine, at, state, reasons, detail, boot_count, ima FROM verdicts
 		WHERE machine = ? ORDER BY id DESC LIMIT ?`, machine, limit)
 	if err != nil {
 		return nil, err
@@ -475,7 +477,7 @@ func (s *SQLite) Verdicts(ctx context.Context, machine string, limit int) ([]Ver
 		var v Verdict
 		var at int64
 		var reasons string
-		if err := rows.Scan(&v.ID, &v.Machine, &at, &v.State, &reasons, &v.Detail, &v.BootCount); err != nil {
+		if err := rows.Scan(&v.ID, &v.Machine, &at, &v.State, &reasons, &v.Detail, &v.BootCount, &v.IMA); err != nil {
 			return nil, err
 		}
 		v.At = fromUnixNano(at)

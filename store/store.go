@@ -62,7 +62,9 @@ type Machine struct {
 	EventLogSHA256 string
 	// IMAOffset is the number of IMA entries verified in the current boot.
 	IMAOffset int64
-	// IMAPCR holds the replayed IMA PCR value per bank at IMAOffset (JSON, opaque to the store).
+	// IMAState holds the verifier's IMA record of the current boot: the
+	// replayed PCR values at IMAOffset and the boot's IMA findings (JSON,
+	// opaque to the store).
 	IMAState []byte
 	// Reference holds the policy's reference values (JSON, opaque to the store).
 	Reference []byte
@@ -95,6 +97,7 @@ type Verdict struct {
 	Reasons   []string
 	Detail    []byte // JSON explanation, opaque to the store
 	BootCount int64
+	IMA       []byte // JSON IMA part of the verdict, opaque to the store; nil when none
 }
 
 // Event is one append-only history entry.

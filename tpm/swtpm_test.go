@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,4 +208,43 @@ func TestSwtpmSealAcrossRestarts(t *testing.T) {
 	if !errors.Is(err, ErrPolicyMismatch) {
 		t.Fatalf("Unseal after extend: got %v, want ErrPolicyMismatch", err)
 	}
+}
+
+// TestSwtpmBusy holds swtpm's data channel open with one client, as a
+// running agent does, and checks that a second Open reports the busy
+// socket instead of waiting forever.
+func TestSwtpmBusy(t *testing.T) {
+	p := startSwtpm(t)
+	holder := p.open()
+
+	start := time.Now()
+	second, err := Open(Config{Transport: p.transport(), SwtpmTimeout: 500 * time.Millisecond})
+	elapsed := time.Since(start)
+	if err == nil {
+		second.Close()
+		holder.Close()
+		t.Fatal("second Open succeeded while another client held the socket")
+	}
+	if !errors.Is(err, ErrSwtpmBusy) {
+		t.Errorf("error %v, expected ErrSwtpmBusy", err)
+	}
+	if !strings.Contains(err.Error(), p.sock) || !strings.Contains(err.Error(), "another process probably holds the socket") {
+		t.Errorf("error %q does not name the socket %s and the likely cause", err, p.sock)
+	}
+	if elapsed > 5*time.Second {
+		t.Errorf("second Open returned after %s, expected about the 500ms timeout", elapsed)
+	}
+
+	// Once the first client is gone, swtpm serves the next one.
+	if err := holder.Close(); err != nil {
+		t.Fatal(err)
+	}
+	third, err := Open(Config{Transport: p.transport(), SwtpmTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("Open after the first client closed: %v", err)
+	}
+	if _, err := third.ReadPCRs(attest.Selection{{Hash: attest.AlgSHA256, PCRs: []int{0}}}); err != nil {
+		t.Errorf("reading a PCR after the first client closed: %v", err)
+	}
+	third.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -21,6 +22,10 @@ type Config struct {
 	Transport string
 	// Logger receives debug records of TPM operations; nil discards them.
 	Logger *slog.Logger
+	// SwtpmTimeout is how long Open waits for a swtpm socket to answer
+	// its first command before it returns ErrSwtpmBusy. Zero means
+	// DefaultSwtpmTimeout (10 s). Other transports ignore it.
+	SwtpmTimeout time.Duration
 }
 
 // TPM is an open TPM. Its methods are safe for concurrent use; they run
@@ -39,7 +44,7 @@ func Open(cfg Config) (*TPM, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t, desc, err := openTransport(cfg.Transport)
+	t, desc, err := openTransport(cfg.Transport, cfg.SwtpmTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,16 @@ import (
 // build without cgo, which cannot include the reference simulator.
 var ErrNoSimulator = errors.New("this build of vouch has no TPM simulator (it was built with CGO_ENABLED=0): use a swtpm socket or a TPM device")
 
+// ErrSwtpmBusy is returned by Open when swtpm accepts the connection but
+// sends no response within Config.SwtpmTimeout. swtpm serves one client of
+// its data channel at a time and queues the others, so the usual cause is
+// another process that has the socket open.
+var ErrSwtpmBusy = errors.New("swtpm socket busy")
+
+// DefaultSwtpmTimeout is the time Open waits for swtpm's first response
+// when Config.SwtpmTimeout is zero.
+const DefaultSwtpmTimeout = 10 * time.Second
+
 // Transport names accepted by Config.Transport.
 const (
 	// TransportDevice opens /dev/tpmrm0, or /dev/tpm0 when the kernel has
@@ -40,7 +50,7 @@ var devicePaths = []string{"/dev/tpmrm0", "/dev/tpm0"}
 const maxResponseSize = 1 << 16
 
 // openTransport parses a transport string and opens it.
-func openTransport(spec string) (transport.TPMCloser, string, error) {
+func openTransport(spec string, swtpmTimeout time.Duration) (transport.TPMCloser, string, error) {
 	kind, rest, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "", TransportDevice:
@@ -56,8 +66,11 @@ func openTransport(spec string) (transport.TPMCloser, string, error) {
 		if !ok || addr == "" || (network != "tcp" && network != "unix") {
 			return nil, "", fmt.Errorf("invalid TPM transport %q: use swtpm:tcp:HOST:PORT or swtpm:unix:/path/to/socket", spec)
 		}
-		t, err := dialSwtpm(network, addr)
-		return t, "swtpm " + network + " " + addr, err
+		t, err := dialSwtpm(network, addr, swtpmTimeout)
+		if err != nil {
+			return nil, "", err
+		}
+		return t, "swtpm " + network + " " + addr, nil
 	}
 	return nil, "", fmt.Errorf("invalid TPM transport %q: use device, device:/dev/tpmrm0, swtpm:tcp:HOST:PORT, swtpm:unix:/path or simulator", spec)
 }
@@ -106,19 +119,53 @@ func (d *deviceTransport) Close() error { return d.f.Close() }
 type streamTransport struct {
 	mu   sync.Mutex
 	conn net.Conn
+	addr string
+	// firstTimeout bounds the wait for the first response. swtpm queues
+	// a connection while another client holds the data channel, so the
+	// connect succeeds and only the missing response shows the wait.
+	firstTimeout time.Duration
+	answered     bool
 }
 
-func dialSwtpm(network, addr string) (*streamTransport, error) {
-	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+func dialSwtpm(network, addr string, firstTimeout time.Duration) (*streamTransport, error) {
+	if firstTimeout <= 0 {
+		firstTimeout = DefaultSwtpmTimeout
+	}
+	conn, err := net.DialTimeout(network, addr, firstTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to swtpm at %s %s: %w (is swtpm running with --server type=%s?)", network, addr, err, map[string]string{"tcp": "tcp,port=PORT", "unix": "unixio,path=PATH"}[network])
 	}
-	return &streamTransport{conn: conn}, nil
+	return &streamTransport{conn: conn, addr: network + " " + addr, firstTimeout: firstTimeout}, nil
 }
 
 func (s *streamTransport) Send(cmd []byte) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.answered {
+		if err := s.conn.SetDeadline(time.Now().Add(s.firstTimeout)); err != nil {
+			return nil, fmt.Errorf("setting a deadline on the swtpm socket %s: %w", s.addr, err)
+		}
+	}
+	rsp, err := s.roundTrip(cmd)
+	if err != nil {
+		if !s.answered && errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("swtpm at %s sent no response within %s: another process probably holds the socket, since swtpm serves one client at a time; stop that process (a vouch agent, for example) or wait for it to finish: %w",
+				s.addr, s.firstTimeout, ErrSwtpmBusy)
+		}
+		return nil, err
+	}
+	if !s.answered {
+		// Later commands may take long (key generation), and swtpm
+		// serves this connection until it closes.
+		if err := s.conn.SetDeadline(time.Time{}); err != nil {
+			return nil, fmt.Errorf("clearing the deadline on the swtpm socket %s: %w", s.addr, err)
+		}
+		s.answered = true
+	}
+	return rsp, nil
+}
+
+func (s *streamTransport) roundTrip(cmd []byte) ([]byte, error) {
 	if _, err := s.conn.Write(cmd); err != nil {
 		return nil, fmt.Errorf("sending TPM command to swtpm: %w", err)
 	}
@@ -149,6 +196,9 @@ func startup(t transport.TPM) error {
 	_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t)
 	if err == nil || errors.Is(err, tpm2.TPMRCInitialize) {
 		return nil
+	}
+	if errors.Is(err, ErrSwtpmBusy) {
+		return err
 	}
 	return fmt.Errorf("TPM2_Startup: %w (start swtpm with --flags not-need-init,startup-clear)", err)
 }

@@ -47,6 +47,12 @@ func (s *Server) handleShowMachine(w http.ResponseWriter, r *http.Request) {
 		if err := json.Unmarshal(v.Detail, &av.Reasons); err != nil {
 			av.Reasons = []api.Reason{{Code: "unreadable", Message: "the stored verdict detail is unreadable"}}
 		}
+		if len(v.IMA) > 0 {
+			av.IMA = new(api.IMAReport)
+			if err := json.Unmarshal(v.IMA, av.IMA); err != nil {
+				av.IMA = &api.IMAReport{Missing: "the stored IMA report is unreadable"}
+			}
+		}
 		detail.Verdict = av
 	}
 	hist, err := s.store.History(ctx, m.Name, 20)

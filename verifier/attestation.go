@@ -53,6 +53,8 @@ type challenge struct {
 type session struct {
 	wake    chan struct{}
 	nextDue time.Time
+	// hasIMA is set when the agent sent an IMA list (imaSelection).
+	hasIMA bool
 }
 
 type cachedLog struct {
@@ -198,7 +200,7 @@ func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge,
 		return nil, err
 	}
 	ch := &challenge{
-		id: id, machine: m.Name, nonce: nonce, pcrs: slices.Clone(s.cfg.PCRs),
+		id: id, machine: m.Name, nonce: nonce, pcrs: s.imaSelectionLocked(m),
 		expires: now.Add(s.cfg.ChallengeTTL), imaOffset: m.IMAOffset,
 	}
 	if c, ok := s.logCache[m.Name]; ok {
@@ -215,8 +217,14 @@ func revoked(m store.Machine) bool {
 // handleEvidence verifies the evidence for a challenge and records the verdict.
 func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	release := s.admitEvidence(w, r, name)
+	if release == nil {
+		return
+	}
 	var ev api.Evidence
-	if !decode(w, r, api.MaxEvidenceBytes, &ev) {
+	ok := decode(w, r, api.MaxEvidenceBytes, &ev)
+	release()
+	if !ok {
 		return
 	}
 	log := s.log.With("machine", name)
@@ -271,7 +279,7 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
-	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount}
+	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount, IMA: result.ima}
 	switch {
 	case result.rejected == ReasonNonceReused:
 		writeJSON(w, http.StatusConflict, api.Error{Code: api.CodeChallenge, Message: "nonce already used: this evidence is a replay"})
@@ -292,6 +300,8 @@ type judgement struct {
 	rejected string
 	newBoot  bool
 	learned  bool
+	// ima is the IMA part of the verdict (checkIMA, in ima.go).
+	ima *api.IMAReport
 }
 
 func untrusted(j *judgement, reasons ...api.Reason) *judgement {
@@ -393,7 +403,9 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	if err != nil {
 		return nil, err
 	}
-	if slices.Contains(ch.pcrs, imaPCR) {
+	if !slices.Contains(ch.pcrs, imaPCR) {
+		s.noteIMA(m.Name, ev)
+	} else {
 		imaReasons, err := s.checkIMA(j, ev, q)
 		if err != nil {
 			return nil, err
@@ -474,8 +486,14 @@ func (s *Server) record(r *http.Request, old store.Machine, j *judgement, now ti
 		ev.Kind, ev.To = "reference-learned", m.State
 		ev.Detail = fmt.Sprintf("reference values learned from boot %d", m.BootCount)
 	}
+	var imaJSON []byte
+	if j.ima != nil {
+		if imaJSON, err = json.Marshal(j.ima); err != nil {
+			return err
+		}
+	}
 	if _, err := s.store.RecordVerdict(r.Context(), m, store.Verdict{
-		Machine: m.Name, At: now, State: m.State, Reasons: m.Reasons, Detail: detail, BootCount: m.BootCount,
+		Machine: m.Name, At: now, State: m.State, Reasons: m.Reasons, Detail: detail, BootCount: m.BootCount, IMA: imaJSON,
 	}, ev); err != nil {
 		return err
 	}
@@ -596,39 +614,6 @@ func latest(times ...time.Time) time.Time {
 		}
 	}
 	return t
-}
-
-// checkIMA verifies the IMA entries of the evidence against PCR 10 and
-// advances the machine's IMA state. A machine without an IMA list passes
-// only while PCR 10 holds its reset value.
-func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api.Reason, error) {
-	if ev.IMA == nil || ev.IMA.Missing != "" {
-		if s.be.PCRAtReset(q, imaPCR) {
-			return nil, nil
-		}
-		why := "the agent sent no IMA list"
-		if ev.IMA != nil {
-			why = "the agent has no IMA list: " + ev.IMA.Missing
-		}
-		return []api.Reason{{Code: ReasonIMAMissing, PCR: intPtr(imaPCR), Message: why + ", but PCR 10 was extended"}}, nil
-	}
-	if len(ev.IMA.Entries) > api.MaxIMAEntriesBytes {
-		return []api.Reason{{Code: ReasonIMAInvalid, Message: fmt.Sprintf("IMA chunk of %d bytes exceeds the limit of %d", len(ev.IMA.Entries), api.MaxIMAEntriesBytes)}}, nil
-	}
-	state := j.machine.IMAState
-	if j.newBoot {
-		state = nil
-	}
-	res, err := s.be.VerifyIMA(state, ev.IMA.Offset, ev.IMA.Entries, q)
-	if f, ok := AsFailure(err); ok {
-		return f.Reasons, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	j.machine.IMAState = res.State
-	j.machine.IMAOffset = res.Entries
-	return nil, nil
 }
 
 // lockMachine serializes the read-modify-write sequences of one machine

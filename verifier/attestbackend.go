@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/eventlog"
-	"github.com/vouch-attest/vouch/ima"
 )
 
 // Reason codes of the attest back end.
@@ -40,6 +38,8 @@ type AttestBackend struct {
 	InsecureAllowSHA1 bool
 	// Workarounds lists the event log quirks replay may correct for.
 	Workarounds []eventlog.Workaround
+	// IMA configures the IMA checks (VerifyIMA, in ima.go).
+	IMA IMAOptions
 }
 
 // ParseEK implements Backend.
@@ -256,46 +256,6 @@ func eventNames(log *eventlog.Log, numbers []int) string {
 }
 
 var _ Backend = (*AttestBackend)(nil)
-
-// imaPCR is the PCR the Linux IMA extends.
-const imaPCR = 10
-
-// Reason codes of IMA verification.
-const (
-	ReasonIMAInvalid = "ima_invalid"
-	ReasonIMAMissing = "ima_missing"
-)
-
-// VerifyIMA implements Backend with ima.Verify.
-func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q *QuoteResult) (*IMAResult, error) {
-	vq, ok := q.Opaque.(*attest.VerifiedQuote)
-	if !ok {
-		return nil, errors.New("quote was not verified by this back end")
-	}
-	var prev *ima.State
-	if len(state) > 0 {
-		prev = new(ima.State)
-		if err := json.Unmarshal(state, prev); err != nil {
-			return nil, fmt.Errorf("stored IMA state: %w", err)
-		}
-	}
-	list, err := ima.ParseBinary(entries, ima.ParseOptions{FirstIndex: int(offset)})
-	if err != nil {
-		return nil, Fail(ReasonIMAInvalid, fmt.Sprintf("the IMA entries from offset %d do not parse: %v", offset, err))
-	}
-	res, err := ima.Verify(prev, ima.Round{ResetCount: q.ResetCount, Offset: int(offset), Entries: list, Quoted: vq.Verified}, ima.VerifyOptions{})
-	if ima.IsVerificationError(err) {
-		return nil, Fail(ReasonIMAInvalid, "IMA: "+err.Error())
-	}
-	if err != nil {
-		return nil, err
-	}
-	out, err := json.Marshal(res.State)
-	if err != nil {
-		return nil, err
-	}
-	return &IMAResult{State: out, Entries: int64(res.State.Entries), Verified: len(res.Verified), Pending: res.Pending}, nil
-}
 
 // PCRAtReset implements Backend.
 func (b *AttestBackend) PCRAtReset(q *QuoteResult, pcr int) bool {

@@ -50,6 +50,11 @@ type IMAResult struct {
 	// Verified and Pending count this round's verified entries and the
 	// entries after them that the quote does not cover yet.
 	Verified, Pending int
+	// Failures are the findings that make the machine untrusted: this
+	// round's and, kept in State, those of earlier rounds of the boot.
+	Failures []api.Reason
+	// Report is the IMA part of the verdict.
+	Report *api.IMAReport
 }
 
 // EKKey is a parsed endorsement key.

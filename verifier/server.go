@@ -93,6 +93,8 @@ type Server struct {
 	logCache map[string]cachedLog
 	// machineLocks holds a lock per machine with a write in progress.
 	machineLocks map[string]*machineLock
+	// evidenceSlots bounds the evidence bodies decoded at once.
+	evidenceSlots chan struct{}
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -150,20 +152,21 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		cfg.Logger.Info("created admin token", "file", filepath.Join(dataDir, tokenFile))
 	}
 	s := &Server{
-		cfg:          cfg,
-		store:        cfg.Store,
-		be:           cfg.Backend,
-		policy:       cfg.Policy,
-		log:          cfg.Logger,
-		tokens:       tokens,
-		now:          cfg.Now,
-		rand:         cfg.Rand,
-		enrollments:  map[string]*enrollment{},
-		challenges:   map[string]*challenge{},
-		sessions:     map[string]*session{},
-		logCache:     map[string]cachedLog{},
-		machineLocks: map[string]*machineLock{},
-		stop:         make(chan struct{}),
+		cfg:           cfg,
+		store:         cfg.Store,
+		be:            cfg.Backend,
+		policy:        cfg.Policy,
+		log:           cfg.Logger,
+		tokens:        tokens,
+		now:           cfg.Now,
+		rand:          cfg.Rand,
+		enrollments:   map[string]*enrollment{},
+		challenges:    map[string]*challenge{},
+		sessions:      map[string]*session{},
+		logCache:      map[string]cachedLog{},
+		machineLocks:  map[string]*machineLock{},
+		evidenceSlots: make(chan struct{}, maxConcurrentEvidence),
+		stop:          make(chan struct{}),
 	}
 	s.wg.Add(1)
 	go s.watch()
@@ -192,8 +195,13 @@ func (s *Server) ListenAndServe(ctx context.Context, ln net.Listener, cert *tls.
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// ReadTimeout covers the request body, so a client that trickles
+		// bytes cannot hold a connection; long polls wait in the handler,
+		// which it does not cover.
+		ReadTimeout: 60 * time.Second,
+		IdleTimeout: 120 * time.Second,
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	if cert != nil {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}

@@ -705,7 +705,7 @@ func TestIMAVerifiedIncrementally(t *testing.T) {
 			break
 		}
 	}
-	if v.State != api.StateUntrusted || v.Reasons[0].Code != ReasonIMAInvalid {
+	if v.State != api.StateUntrusted || v.Reasons[0].Code != ReasonIMAPCRMismatch {
 		t.Errorf("after an unrecorded PCR 10 extend: %+v", v)
 	}
 

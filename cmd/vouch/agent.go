@@ -25,6 +25,7 @@ func newAgentCmd() *cobra.Command {
 		tpmSpec, eventLog, simulateBoot, logLevel   string
 		imaPath                                     string
 		simulateIMA                                 int
+		simulateIMALog                              string
 		minBackoff, maxBackoff, wait                time.Duration
 	)
 	cmd := &cobra.Command{
@@ -101,7 +102,7 @@ recording an event.`,
 				}
 			}
 
-			if simulateBoot != "" && !cmd.Flags().Changed("ima") {
+			if simulateBoot != "" && !cmd.Flags().Changed("ima") && !cmd.Flags().Changed("ima-log") {
 				imaPath = "" // the host's IMA list does not describe a simulated boot
 			}
 			if simulateIMA > 0 {
@@ -121,6 +122,10 @@ recording an event.`,
 				}
 			}
 
+			agentTPM, err := simulateIMAList(dev, simulateIMALog, simulateBoot, stateDir, freshBoot, &imaPath)
+			if err != nil {
+				return err
+			}
 			a, err := agent.New(agent.Config{
 				Server:       server,
 				HTTP:         &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment}},
@@ -128,7 +133,7 @@ recording an event.`,
 				StateDir:     stateDir,
 				EventLogPath: eventLog,
 				IMAPath:      imaPath,
-				TPM:          dev,
+				TPM:          agentTPM,
 				Facts:        api.Facts{Hostname: hostname(), OS: runtime.GOOS + "/" + runtime.GOARCH, AgentVersion: buildVersion(), TPM: t.String()},
 				Logger:       log,
 				MinBackoff:   minBackoff,
@@ -164,7 +169,9 @@ recording an event.`,
 	f.StringVar(&tpmSpec, "tpm", "device", "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:/path, swtpm:tcp:HOST:PORT or simulator")
 	f.StringVar(&eventLog, "eventlog", agent.DefaultEventLogPath, "TCG boot event log to send")
 	f.StringVar(&imaPath, "ima", agent.DefaultIMAPath, "binary IMA measurement list to send (empty: none)")
+	f.StringVar(&imaPath, "ima-log", agent.DefaultIMAPath, "IMA measurement list to send, binary or ascii (same as --ima)")
 	f.IntVar(&simulateIMA, "simulate-ima", 0, "with --simulate-boot, write an IMA list of a boot_aggregate and this many files and extend PCR 10 to match")
+	f.StringVar(&simulateIMALog, "simulate-ima-log", "", "with --simulate-boot, play the kernel for a recorded IMA list (binary or ascii): before each quote, append its entries that the agent's list lacks and extend them into the TPM")
 	f.StringVar(&simulateBoot, "simulate-boot", "", "event log to replay into a simulator or swtpm at start (testing and demonstrations)")
 	f.DurationVar(&minBackoff, "min-backoff", time.Second, "first reconnection delay; it doubles up to --max-backoff")
 	f.DurationVar(&maxBackoff, "max-backoff", time.Minute, "longest reconnection delay")

@@ -237,7 +237,7 @@ systemd-pcrlock files; all of them combine.`,
 	lf.register(cmd)
 	f.StringArrayVar(&pcrlocks, "pcrlock", nil, "systemd .pcrlock file to import as a component (repeatable)")
 	f.StringVar(&pcrlockKind, "pcrlock-kind", "", "event kind of the --pcrlock components (default: from the PCR of the first record)")
-	f.StringVarP(&out, "output", "o", "", "output file (default: standard output)")
+	f.StringVar(&out, "out", "", "file to write the bundle to (default: standard output)")
 	return cmd
 }
 
@@ -339,7 +339,7 @@ signature over its unchanged payload.`,
 		},
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "private key file (PKCS #8 PEM)")
-	cmd.Flags().StringVarP(&out, "output", "o", "", "output file (default: standard output)")
+	cmd.Flags().StringVar(&out, "out", "", "file to write the signed envelope to (default: standard output)")
 	return cmd
 }
 
@@ -456,15 +456,18 @@ func shortID(id string) string {
 }
 
 func newBundleShowCmd() *cobra.Command {
-	var asJSON bool
+	var format string
 	cmd := &cobra.Command{
 		Use:   "show FILE",
 		Short: "Print a bundle's contents without verifying it",
 		Long: `Prints the bundle in FILE (an envelope or a bare bundle) as a table, or as
-its JSON payload with --json. Nothing shown is verified: use vouch bundle
+its JSON payload with -o json. Nothing shown is verified: use vouch bundle
 verify for that.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutputFormat(format, "table", "json"); err != nil {
+				return err
+			}
 			data, err := bundle.ReadFile(args[0])
 			if err != nil {
 				return withExitCode(exitUnreadable, err)
@@ -482,7 +485,7 @@ verify for that.`,
 			if err != nil {
 				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", args[0], err))
 			}
-			if asJSON {
+			if format == "json" {
 				encoded, err := b.Marshal()
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
@@ -494,7 +497,7 @@ verify for that.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the payload as JSON")
+	addOutputFormatFlag(cmd.Flags(), &format, "table", "json")
 	return cmd
 }
 

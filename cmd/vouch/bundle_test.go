@@ -31,11 +31,11 @@ func TestBundleCLIRoundTrip(t *testing.T) {
 
 	out, code = runVouch(t, nil, "bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
 		"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z",
-		"--components", "../../bundle/testdata/debian-12-shim-grub.json", "-o", bare)
+		"--components", "../../bundle/testdata/debian-12-shim-grub.json", "--out", bare)
 	if code != exitOK {
 		t.Fatalf("create: exit %d: %s", code, out)
 	}
-	out, code = runVouch(t, nil, "bundle", "sign", "--key", key+".key", bare, "-o", signed)
+	out, code = runVouch(t, nil, "bundle", "sign", "--key", key+".key", bare, "--out", signed)
 	if code != exitOK {
 		t.Fatalf("sign: exit %d: %s", code, out)
 	}

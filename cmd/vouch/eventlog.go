@@ -39,9 +39,10 @@ func newEventlogShowCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show FILE",
 		Short: "Print the events of a log, decoded",
-		Long: `Print every event of a log with its PCR, type, digests and decoded data,
-followed by the events whose data does not hash to their digest. FILE "-"
-reads standard input.` + eventlogExitCodes,
+		Long: `Print every event of a log with its number, offset, PCR, type and a summary
+of its decoded data, followed by findings such as events whose data does not
+hash to their digest. -o json and -o yaml also print each event's digests,
+raw data and full decoding. FILE "-" reads standard input.` + eventlogExitCodes,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
@@ -131,6 +132,11 @@ when strict replay does not match (repeat it, or pass "all"):
 			}
 			if err := writeVerify(cmd.OutOrStdout(), format, res); err != nil {
 				return err
+			}
+			var mismatch *eventlog.MismatchError
+			if errors.As(verr, &mismatch) {
+				// The values came from a file, not from a quote.
+				mismatch.Expected = "the --expect values"
 			}
 			if verr != nil {
 				return withExitCode(exitMismatch, verr)
@@ -253,8 +259,16 @@ func showOutput(log *eventlog.Log) showLog {
 	return out
 }
 
-// summarize returns a one-line description of an event for the table.
+// summarize returns a one-line description of an event for the table,
+// or the data size when the decoded data has nothing to show.
 func summarize(e *eventlog.Event) string {
+	if s := summarizeDecoded(e); s != "" {
+		return s
+	}
+	return fmt.Sprintf("%d bytes", len(e.Data))
+}
+
+func summarizeDecoded(e *eventlog.Event) string {
 	switch d := e.Decoded.(type) {
 	case *eventlog.SpecIDEvent:
 		var algs []string
@@ -283,6 +297,13 @@ func summarize(e *eventlog.Event) string {
 	case *eventlog.HCRTM:
 		return d.Text
 	case *eventlog.SCRTMVersion:
+		switch {
+		case d.GUID != nil:
+			return "version GUID " + d.GUID.String()
+		case d.Version == "":
+			// OVMF logs a UTF-16 string of only the terminating NUL.
+			return "empty version string"
+		}
 		return d.Version
 	case *eventlog.FirmwareBlob:
 		return strings.TrimSpace(fmt.Sprintf("%s base 0x%x length 0x%x", d.Description, d.Base, d.Length))
@@ -298,7 +319,13 @@ func summarize(e *eventlog.Event) string {
 		if f := d.DevicePath.File(); f != "" {
 			return f
 		}
-		return d.DevicePath.String()
+		if p := d.DevicePath.String(); p != "" {
+			return p
+		}
+		// Firmware logs no device path for an image that LoadImage
+		// read from a memory buffer, as shim does for the kernel
+		// that GRUB hands it.
+		return fmt.Sprintf("image of %d bytes at 0x%x, no device path (loaded from memory)", d.LengthInMemory, d.LocationInMemory)
 	case *eventlog.EFIVariable:
 		return summarizeVariable(d)
 	case *eventlog.Opaque:
@@ -306,7 +333,7 @@ func summarize(e *eventlog.Event) string {
 			return "undecoded: " + d.Reason
 		}
 	}
-	return fmt.Sprintf("%d bytes", len(e.Data))
+	return ""
 }
 
 func summarizeVariable(v *eventlog.EFIVariable) string {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vouch-attest/vouch/eventlog"
 )
 
 var testLogs = filepath.Join("..", "..", "eventlog", "testdata", "corpus")
@@ -90,7 +92,7 @@ func TestEventlogExitCodes(t *testing.T) {
 		{"unknown workaround", []string{"eventlog", "replay", "--insecure-workaround", "guess", "x"}, exitUsage, `unknown workaround "guess"`},
 		{"replay only", []string{"eventlog", "replay", filepath.Join(dir, "HIRS", "TpmLog.bin")}, exitOK, "sha256  0    5ef6c69a589a96b5ade6a09e960eb341e6f68a8239df66be34e5e991ddde97a8"},
 		{"match", []string{"eventlog", "replay", filepath.Join(dir, "HIRS", "TpmLog.bin"), "--expect", filepath.Join(dir, "HIRS", "TpmLog.bin.expected_pcrs.json")}, exitOK, "sha256: match"},
-		{"mismatch", []string{"eventlog", "replay", filepath.Join(dir, "HIRS", "TPMLog_Altered.bin"), "--expect", filepath.Join(dir, "HIRS", "TPMLog_Altered.bin.expected_pcrs.json")}, exitMismatch, "mismatch in sha256 PCR 0,1"},
+		{"mismatch", []string{"eventlog", "replay", filepath.Join(dir, "HIRS", "TPMLog_Altered.bin"), "--expect", filepath.Join(dir, "HIRS", "TPMLog_Altered.bin.expected_pcrs.json")}, exitMismatch, "event log does not replay to the --expect values: mismatch in sha256 PCR 0,1"},
 		{"strict quirk", []string{"eventlog", "replay", filepath.Join(dir, "go-attestation", "ebs_event_missing_eventlog"), "--expect", filepath.Join(dir, "go-attestation", "ebs_event_missing_eventlog.expected_pcrs.json")}, exitMismatch, "MISMATCH"},
 		{"workaround", []string{"eventlog", "replay", filepath.Join(dir, "go-attestation", "ebs_event_missing_eventlog"), "--expect", filepath.Join(dir, "go-attestation", "ebs_event_missing_eventlog.expected_pcrs.json"), "--insecure-workaround", "exit-boot-services-missing"}, exitOK, "sha1: match with workaround exit-boot-services-missing"},
 		{"bad expect file", []string{"eventlog", "replay", filepath.Join(dir, "HIRS", "TpmLog.bin"), "--expect", filepath.Join(dir, "HIRS", "TpmLog.bin")}, exitUnreadable, "PCR values YAML line 1"},
@@ -133,5 +135,57 @@ func TestEventlogReplayPCRReadYAML(t *testing.T) {
 	}
 	if len(res.Banks) != 1 || len(res.Banks[0].PCRs) != 2 || !res.Banks[0].PCRs[0].Match || res.Banks[0].PCRs[1].Match {
 		t.Errorf("result = %+v, want PCR 0 match and PCR 7 mismatch", res)
+	}
+}
+
+// TestEventlogShowSummaries checks that the DATA column describes every
+// event of the repository's logs, including events whose decoded data has
+// no text of its own.
+func TestEventlogShowSummaries(t *testing.T) {
+	logs := []string{
+		filepath.Join("testdata", "demo", "rhel8-uefi.bin"),
+		filepath.Join(testLogs, "guard-oss", "evidence", "r340", "r340.eventlog0.bin"),
+		filepath.Join(testLogs, "tpmtool", "binary_bios_measurements_tpm12_bios"),
+	}
+	more, err := filepath.Glob(filepath.Join(testLogs, "*", "*.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range append(logs, more...) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := eventlog.Parse(raw)
+		if err != nil {
+			continue // the corpus holds deliberately broken logs too
+		}
+		for i := range log.Events {
+			if summarize(&log.Events[i]) == "" {
+				t.Errorf("%s: event %d (%s) has an empty summary", path, log.Events[i].Number, log.Events[i].Type)
+			}
+		}
+	}
+
+	out, code := runVouch(t, nil, "eventlog", "show", logs[0])
+	if code != exitOK {
+		t.Fatalf("show exit %d: %s", code, out)
+	}
+	want := "image of 9485680 bytes at 0xba3ee6c0, no device path (loaded from memory)"
+	if !strings.Contains(out, want) {
+		t.Errorf("rhel8 event 77 lacks %q:\n%s", want, out)
+	}
+}
+
+func TestEventlogShowHelpMatchesTable(t *testing.T) {
+	out, code := runVouch(t, nil, "eventlog", "show", "--help")
+	if code != exitOK {
+		t.Fatalf("help exit %d", code)
+	}
+	if strings.Contains(out, "type, digests and decoded data") {
+		t.Errorf("help promises digests that the table does not show:\n%s", out)
+	}
+	if !strings.Contains(out, "-o json and -o yaml also print each event's digests") {
+		t.Errorf("help does not say where the digests are:\n%s", out)
 	}
 }

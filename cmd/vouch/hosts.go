@@ -356,6 +356,7 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 		for _, r := range d.Verdict.Reasons {
 			fmt.Fprintf(w, "  - [%s] %s\n", r.Code, r.Message)
 		}
+		printIMAReport(w, d.Verdict.IMA)
 	}
 	if len(d.History) > 0 {
 		fmt.Fprintln(w, "History (newest first):")

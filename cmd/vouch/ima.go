@@ -93,7 +93,7 @@ func describeEntry(e *ima.Entry) shownEntry {
 }
 
 func newIMAShowCmd() *cobra.Command {
-	var asJSON bool
+	var format string
 	cmd := &cobra.Command{
 		Use:   "show LOG",
 		Short: "List the entries of a measurement list",
@@ -102,7 +102,10 @@ and entries whose template data does not hash to the logged template hash
 are marked. Nothing is verified against a TPM.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			entries, format, parseErr := readIMAList(args[0])
+			if err := checkOutputFormat(format, "table", "json"); err != nil {
+				return err
+			}
+			entries, listFormat, parseErr := readIMAList(args[0])
 			if entries == nil && parseErr != nil {
 				return withExitCode(exitUnreadable, parseErr)
 			}
@@ -111,15 +114,17 @@ are marked. Nothing is verified against a TPM.`,
 			for i := range entries {
 				shown[i] = describeEntry(&entries[i])
 			}
-			if asJSON {
+			if format == "json" {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"format": format.String(), "entries": shown}); err != nil {
+				if err := enc.Encode(map[string]any{"format": listFormat.String(), "entries": shown}); err != nil {
 					return err
 				}
 			} else {
+				// The name comes last, so that one long path does not
+				// pad every line to its width.
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "#\tPCR\tTEMPLATE\tDIGEST\tNAME\tNOTE")
+				fmt.Fprintln(tw, "#\tPCR\tTEMPLATE\tDIGEST\tNOTE\tNAME")
 				for _, s := range shown {
 					note := s.Signature
 					if s.Violation {
@@ -128,10 +133,10 @@ are marked. Nothing is verified against a TPM.`,
 					if s.Problem != "" {
 						note = "ERROR: " + s.Problem
 					}
-					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, termText(s.Template), termText(s.Digest), termText(s.Name), termText(note))
+					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, termText(s.Template), termText(s.Digest), termText(note), termText(s.Name))
 				}
 				tw.Flush()
-				fmt.Fprintf(out, "%d entries (%s list)\n", len(entries), format)
+				fmt.Fprintf(out, "%d entries (%s list)\n", len(entries), listFormat)
 			}
 			if parseErr != nil {
 				return withExitCode(exitUnreadable, parseErr)
@@ -139,7 +144,7 @@ are marked. Nothing is verified against a TPM.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	addOutputFormatFlag(cmd.Flags(), &format, "table", "json")
 	return cmd
 }
 
@@ -323,9 +328,8 @@ func verifyIMA(out io.Writer, entries []ima.Entry, expected ima.PCRValues) (*ima
 func newIMACheckCmd() *cobra.Command {
 	var (
 		allowlists, excludes, keys []string
-		expect, violations         string
-		warn, matchName, asJSON    bool
-		allowSHA1                  bool
+		expect, violations, format string
+		warn, matchName, allowSHA1 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check LOG --allowlist FILE",
@@ -344,6 +348,9 @@ Without --expect the entries are only parsed, not verified against a TPM.
 Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutputFormat(format, "table", "json"); err != nil {
+				return err
+			}
 			if len(allowlists) == 0 && len(keys) == 0 {
 				return withExitCode(exitUsage, errors.New("give at least one --allowlist or --key"))
 			}
@@ -352,6 +359,12 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				return withExitCode(exitUnreadable, err)
 			}
 			out := cmd.OutOrStdout()
+			// Progress lines go to standard error with -o json, so that
+			// standard output is one JSON document.
+			status := out
+			if format == "json" {
+				status = cmd.ErrOrStderr()
+			}
 			rule := ima.Rule{MatchName: matchName, AllowSHA1: allowSHA1}
 			if warn {
 				rule.Action = ima.Warn
@@ -393,16 +406,16 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				if err != nil {
 					return withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
 				}
-				res, err := verifyIMA(out, entries, expected)
+				res, err := verifyIMA(status, entries, expected)
 				if err != nil {
 					return err
 				}
 				checked = res.Verified
 			} else {
-				fmt.Fprintln(out, "entries not verified against PCR values (use --expect)")
+				fmt.Fprintln(status, "entries not verified against PCR values (use --expect)")
 			}
 			report := policy.Check(checked)
-			if asJSON {
+			if format == "json" {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(report); err != nil {
@@ -410,9 +423,9 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				}
 			} else {
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tFILE\tREASON")
+				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tREASON\tFILE")
 				for _, v := range report.Verdicts {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, printableName([]byte(v.File)), termText(v.Reason))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, termText(v.Reason), printableName([]byte(v.File)))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d checked, %d accepted, %d excluded, %d verdicts\n", report.Checked, report.Accepted, report.Excluded, len(report.Verdicts))
@@ -431,8 +444,8 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 	f.StringVar(&violations, "violations", "enforce", "action for violation entries: enforce or warn")
 	f.BoolVar(&warn, "warn", false, "report rejected entries without failing")
 	f.BoolVar(&matchName, "match-name", false, "require the allowlist to list the digest for the entry's own file name")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&allowSHA1, "insecure-allow-sha1", false, "accept SHA-1 file digests and signatures, as logged by kernels with ima_hash=sha1 and the ima template; SHA-1 collisions can be computed")
+	addOutputFormatFlag(f, &format, "table", "json")
 	return cmd
 }
 
@@ -456,7 +469,7 @@ func newIMAAllowlistCmd() *cobra.Command {
 	var dirs, debs []string
 	var alg, prefix, output string
 	create := &cobra.Command{
-		Use:   "create (--dir DIR | --deb FILE)... [-o FILE]",
+		Use:   "create (--dir DIR | --deb FILE)... [--out FILE]",
 		Short: "Create an allowlist from directory trees and Debian packages",
 		Long: `Hash every regular file under each --dir and in the data archive of each
 --deb, and write one "DIGEST  NAME" line per file, the format of sha256sum.
@@ -507,7 +520,7 @@ time do not match the package's digests and need their own rules.`,
 	f.StringArrayVar(&debs, "deb", nil, "Debian binary package to hash (repeatable)")
 	f.StringVar(&alg, "alg", "sha256", "file digest algorithm, as in the IMA policy's ima_hash: sha1, sha256, sha384 or sha512")
 	f.StringVar(&prefix, "prefix", "/", "path prepended to the file names")
-	f.StringVarP(&output, "output", "o", "-", "output file, - for standard output")
+	f.StringVar(&output, "out", "-", "file to write the allowlist to, - for standard output")
 	cmd.AddCommand(create)
 	return cmd
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +23,17 @@ func TestIMAShow(t *testing.T) {
 	if !strings.Contains(out, "5071 entries (binary list)") || strings.Count(out, "VIOLATION") != 9 {
 		t.Errorf("unexpected output:\n%.500s", out)
 	}
-	out, code = runVouch(t, nil, "ima", "show", "--json", filepath.Join(imaTestdata, "ovmf-shim-sbms.ima.ascii"))
+	// The name is the last column, so a short name gives a short line
+	// however long other names in the list are.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasSuffix(line, " /init") && len(line) > 100 {
+			t.Errorf("the /init line is %d characters long, padded to a longer name:\n%s", len(line), line)
+		}
+	}
+	if !strings.Contains(out, "  /init\n") {
+		t.Errorf("no line ends with the name /init:\n%.500s", out)
+	}
+	out, code = runVouch(t, nil, "ima", "show", "-o", "json", filepath.Join(imaTestdata, "ovmf-shim-sbms.ima.ascii"))
 	if code != exitOK || !strings.Contains(out, `"format": "ascii"`) || !strings.Contains(out, "/lib/modules/efivarfs.ko") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
@@ -117,7 +129,7 @@ func TestIMAAllowlistCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	outFile := filepath.Join(t.TempDir(), "allow.txt")
-	out, code := runVouch(t, nil, "ima", "allowlist", "create", "--dir", dir, "-o", outFile)
+	out, code := runVouch(t, nil, "ima", "allowlist", "create", "--dir", dir, "--out", outFile)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, out)
 	}
@@ -131,5 +143,30 @@ func TestIMAAllowlistCreate(t *testing.T) {
 	}
 	if _, code := runVouch(t, nil, "ima", "allowlist", "create"); code != exitUsage {
 		t.Errorf("no source: exit %d", code)
+	}
+}
+
+// TestIMACheckJSONStdout checks that -o json leaves standard output to
+// the JSON report and sends the replay's progress lines to standard error.
+func TestIMACheckJSONStdout(t *testing.T) {
+	list := filepath.Join(imaTestdata, "hahuri.ima.bin")
+	allow := filepath.Join(t.TempDir(), "allow.txt")
+	if err := os.WriteFile(allow, []byte("sha256:"+strings.Repeat("00", 32)+"  /nothing\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCmd()
+	var stdout, stderr bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(&stderr)
+	root.SetArgs([]string{"ima", "check", list, "--allowlist", allow, "--expect", filepath.Join(imaTestdata, "hahuri.boot.pcrs.json"), "--warn", "-o", "json"})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("ima check -o json: %v\n%s", err, stderr.String())
+	}
+	var report map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Errorf("standard output is not one JSON document: %v\n%.500s", err, stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "verified 36 entries") {
+		t.Errorf("standard error lacks the replay summary:\n%s", stderr.String())
 	}
 }

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // writeJSON writes v as indented JSON.
@@ -156,4 +160,45 @@ func cutText(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:n-3]) + "..."
+}
+
+// addOutputFormatFlag registers -o/--output, which selects the output
+// format of a command. The first format is the default. Every command that
+// prints in more than one format uses this flag, and no command uses -o for
+// a file name: files are written with --out.
+func addOutputFormatFlag(fs *pflag.FlagSet, p *string, formats ...string) {
+	fs.StringVarP(p, "output", "o", formats[0], "output format: "+joinOr(formats))
+}
+
+// checkOutputFormat returns a usage error unless format is one of formats.
+func checkOutputFormat(format string, formats ...string) error {
+	if slices.Contains(formats, format) {
+		return nil
+	}
+	return withExitCode(exitUsage, fmt.Errorf("invalid --output %q: use %s", format, joinOr(formats)))
+}
+
+// joinOr joins words as "a, b or c".
+func joinOr(words []string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// explainFlagError adds the current spelling to the error of a flag that
+// an older release used: -o names the output format everywhere, so
+// --format and --json are gone and files are written with --out.
+func explainFlagError(cmd *cobra.Command, err error) error {
+	msg := err.Error()
+	hasFormat := cmd.Flags().Lookup("output") != nil
+	switch {
+	case strings.HasPrefix(msg, "unknown flag: --json") && hasFormat:
+		err = fmt.Errorf("%w: use -o json to print JSON", err)
+	case strings.HasPrefix(msg, "unknown flag: --format") && hasFormat:
+		err = fmt.Errorf("%w: use -o (--output) to select the output format", err)
+	case strings.HasPrefix(msg, "unknown shorthand flag: 'o'") && cmd.Flags().Lookup("out") != nil:
+		err = fmt.Errorf("%w: use --out FILE to write a file", err)
+	}
+	return withExitCode(exitUsage, err)
 }

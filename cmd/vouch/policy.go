@@ -229,7 +229,7 @@ The baseline counts only once approved: pass --approve-by to approve it now.`,
 	cmd.Flags().StringVar(&machine, "machine", "golden", "machine name recorded in the baseline")
 	cmd.Flags().StringVar(&approveBy, "approve-by", "", "approve the baseline in the name of this administrator")
 	cmd.Flags().StringVar(&osPCRs, "os-pcrs", "4,7-9,11-14", "PCRs whose events, less those the firmware logged, become components")
-	cmd.Flags().StringVarP(&out, "output", "o", "", "output file (default: standard output)")
+	cmd.Flags().StringVar(&out, "out", "", "file to write the baseline and components to (default: standard output)")
 	return cmd
 }
 
@@ -241,7 +241,7 @@ func newPolicyCheckCmd() *cobra.Command {
 		baseline string
 		rules    string
 		expect   string
-		asJSON   bool
+		format   string
 	)
 	cmd := &cobra.Command{
 		Use:   "check LOG (--quote FILE | --pcrs FILE) --bundle SOURCE --trust PUBLISHER=KEY.pub",
@@ -254,6 +254,9 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 1 when not, 3 when an input cannot be read.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutputFormat(format, "text", "json"); err != nil {
+				return err
+			}
 			p := &policy.Policy{}
 			if rules != "" {
 				data, err := bundle.ReadFile(rules)
@@ -306,7 +309,7 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 			if err != nil {
 				return withExitCode(exitUnreadable, err)
 			}
-			if asJSON {
+			if format == "json" {
 				v.Notes = append(v.Notes, lf.insecure...)
 				data, err := json.MarshalIndent(v, "", "  ")
 				if err != nil {
@@ -329,7 +332,7 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 	f.StringVar(&baseline, "baseline", "", "machine firmware values, as written by vouch policy learn; used only when approved")
 	f.StringVar(&rules, "rules", "", "rules file (JSON, see docs/policy.md)")
 	f.StringVar(&expect, "expect", "", "PCRs the quote must cover, such as 0-9,14")
-	f.BoolVar(&asJSON, "json", false, "print the verdict as JSON")
+	addOutputFormatFlag(f, &format, "text", "json")
 	return cmd
 }
 

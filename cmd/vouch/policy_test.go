@@ -25,10 +25,10 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 
 	steps := [][]string{
 		{"bundle", "keygen", "--out", key},
-		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--machine", "vm1", "--approve-by", "alice", "-o", learned},
+		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--machine", "vm1", "--approve-by", "alice", "--out", learned},
 		{"bundle", "create", "--publisher", "lab", "--product", "golden", "--version", "1",
-			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z", "--components", learned, "-o", bare},
-		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
+			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z", "--components", learned, "--out", bare},
+		{"bundle", "sign", "--key", key + ".key", bare, "--out", signed},
 	}
 	for _, args := range steps {
 		if out, code := runVouch(t, nil, args...); code != exitOK {
@@ -74,7 +74,7 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(`{"secure_boot": {}, "kernel_cmdline": {"allow": ["/vmlinuz console=ttyS0 panic=-1"]}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, code = check(sbms, "--rules", rules, "--json")
+	out, code = check(sbms, "--rules", rules, "-o", "json")
 	if code != exitOK || !strings.Contains(out, `"rule": "secure_boot"`) || !strings.Contains(out, `"trusted": true`) {
 		t.Errorf("check with rules: exit %d:\n%s", code, out)
 	}
@@ -107,9 +107,9 @@ func TestBundleCreateFromLog(t *testing.T) {
 		{"bundle", "keygen", "--alg", "ecdsa-p256", "--out", key},
 		{"bundle", "create", "--publisher", "lab", "--product", "golden", "--version", "2",
 			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z",
-			"--from-log", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "-o", bare},
-		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
-		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--approve-by", "bob", "-o", learned},
+			"--from-log", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--out", bare},
+		{"bundle", "sign", "--key", key + ".key", bare, "--out", signed},
+		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--approve-by", "bob", "--out", learned},
 	}
 	for _, args := range steps {
 		if out, code := runVouch(t, nil, args...); code != exitOK {
@@ -198,7 +198,7 @@ func TestPolicyCheckWithQuote(t *testing.T) {
 	writeCorpusQuote(t, sbms+"eventlog.bin", quote, []byte{1, 2, 3, 4})
 
 	learned := filepath.Join(dir, "learned.json")
-	if out, code := runVouch(t, nil, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--ak", quote+".ak", "--approve-by", "alice", "-o", learned); code != exitOK {
+	if out, code := runVouch(t, nil, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--ak", quote+".ak", "--approve-by", "alice", "--out", learned); code != exitOK {
 		t.Fatalf("learn: exit %d: %s", code, out)
 	}
 	// The baseline alone covers the firmware PCRs; warn about the rest.
@@ -248,9 +248,9 @@ func TestPolicyCheckPredictedBundle(t *testing.T) {
 		{"bundle", "keygen", "--out", key},
 		{"bundle", "create", "--publisher", "debian", "--product", "debian", "--version", "12.8",
 			"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z",
-			"--from-predict", "../../bundle/testdata/predict-debian-12-shim-sbms.json", "-o", bare},
-		{"bundle", "sign", "--key", key + ".key", bare, "-o", signed},
-		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--machine", "vm1", "--approve-by", "alice", "-o", learned},
+			"--from-predict", "../../bundle/testdata/predict-debian-12-shim-sbms.json", "--out", bare},
+		{"bundle", "sign", "--key", key + ".key", bare, "--out", signed},
+		{"policy", "learn", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--machine", "vm1", "--approve-by", "alice", "--out", learned},
 	}
 	for _, args := range steps {
 		if out, code := runVouch(t, nil, args...); code != exitOK {
@@ -280,8 +280,8 @@ func TestBundleFromPredictOutput(t *testing.T) {
 	prediction := filepath.Join(dir, "prediction.json")
 	bare := filepath.Join(dir, "bundle.json")
 	for _, args := range [][]string{
-		{"predict", kernel, initrd, "--grub-cfg", corpusDir + "shim-sbms/grub.cfg", "--stub-cmdline", "quiet", "-o", prediction},
-		{"bundle", "create", "--publisher", "p", "--product", "test", "--version", "1", "--from-predict", prediction, "-o", bare},
+		{"predict", kernel, initrd, "--grub-cfg", corpusDir + "shim-sbms/grub.cfg", "--stub-cmdline", "quiet", "--out", prediction},
+		{"bundle", "create", "--publisher", "p", "--product", "test", "--version", "1", "--from-predict", prediction, "--out", bare},
 	} {
 		if out, code := runVouch(t, nil, args...); code != exitOK {
 			t.Fatalf("%v: exit %d: %s", args[:2], code, out)

@@ -18,7 +18,7 @@ import (
 
 type predictFlags struct {
 	banks       []string
-	output      string
+	out         string
 	format      string
 	ovmfVars    string
 	efivars     string
@@ -51,7 +51,9 @@ GRUB as /NAME and /boot/NAME, and a sole kernel and initrd also as
 /vmlinuz and /initrd.img; map other paths with --grub-file or --boot-dir.
 
 The output is a JSON prediction (see docs/predict.md) that
-"vouch bundle create --from-predict" reads.`,
+"vouch bundle create --from-predict" reads, or a table with -o text.`,
+		Example: `  vouch predict --out prediction.json shim-signed_*.deb grub-efi-amd64-signed_*.deb
+  vouch predict -o text --bank sha256 shimx64.efi`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPredict(cmd, &f, args)
@@ -59,8 +61,8 @@ The output is a JSON prediction (see docs/predict.md) that
 	}
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.banks, "bank", []string{"sha1", "sha256", "sha384"}, "PCR banks to compute (sha1, sha256, sha384)")
-	fl.StringVarP(&f.output, "output", "o", "", "write the JSON prediction to this file instead of standard output")
-	fl.StringVar(&f.format, "format", "json", "output format: json (the prediction, for vouch bundle create --from-predict) or text (a table)")
+	fl.StringVarP(&f.format, "output", "o", "json", "output format: json (the prediction, for vouch bundle create --from-predict) or text (a table)")
+	fl.StringVar(&f.out, "out", "", "file to write the output to (default: standard output)")
 	fl.StringVar(&f.ovmfVars, "ovmf-vars", "", "predict PCR 7 Secure Boot variables from an EDK2/OVMF variable store file (OVMF_VARS.fd)")
 	fl.StringVar(&f.efivars, "efivars", "", "predict PCR 7 Secure Boot variables from an efivars directory (/sys/firmware/efi/efivars)")
 	fl.StringArrayVar(&f.grubConfigs, "grub-cfg", nil, "GRUB script to evaluate, in order (repeatable; e.g. the embedded config, then grub.cfg)")
@@ -87,8 +89,8 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	if err != nil {
 		return withExitCode(exitUsage, fmt.Errorf("--grub-form: %w", err))
 	}
-	if f.format != "json" && f.format != "text" {
-		return withExitCode(exitUsage, fmt.Errorf("--format %q: use json or text", f.format))
+	if err := checkOutputFormat(f.format, "json", "text"); err != nil {
+		return err
 	}
 	if len(args) == 0 && f.ovmfVars == "" && f.efivars == "" && len(f.grubConfigs) == 0 && len(f.grubCmds) == 0 && len(f.stubCmdline) == 0 && !f.firmware {
 		return withExitCode(exitUsage, errors.New("nothing to predict: give a package, tree or file, or one of --ovmf-vars, --efivars, --grub-cfg, --grub-command, --stub-cmdline"))
@@ -155,8 +157,8 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	}
 
 	out := cmd.OutOrStdout()
-	if f.output != "" {
-		file, err := os.Create(f.output)
+	if f.out != "" {
+		file, err := os.Create(f.out)
 		if err != nil {
 			return withExitCode(exitUnavailable, fmt.Errorf("write prediction: %w", err))
 		}

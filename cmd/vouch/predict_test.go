@@ -94,3 +94,25 @@ func TestPredictUsageErrors(t *testing.T) {
 }
 
 func errorsAs(err error, target **exitError) bool { return errors.As(err, target) }
+
+// TestPredictUnrecognizedInput checks that an input that yields no
+// prediction fails with its name instead of printing an empty table.
+func TestPredictUnrecognizedInput(t *testing.T) {
+	dir := t.TempDir()
+	notes := filepath.Join(dir, "README.md")
+	if err := os.WriteFile(notes, []byte("# Vouch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, input := range []string{notes, dir} {
+		out, code := runVouch(t, nil, "predict", "-o", "text", input)
+		if code != exitUnreadable {
+			t.Errorf("predict %s: exit %d, expected %d", input, code, exitUnreadable)
+		}
+		if !strings.Contains(out, input+":") {
+			t.Errorf("predict %s: output %q does not name the input", input, out)
+		}
+		if strings.Contains(out, "PCR  KIND") {
+			t.Errorf("predict %s printed a table:\n%s", input, out)
+		}
+	}
+}

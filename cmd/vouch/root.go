@@ -39,6 +39,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(explainFlagError)
 
 	// Each subcommand tree lives in its own file of this package.
 	root.AddCommand(

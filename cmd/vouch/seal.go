@@ -153,6 +153,9 @@ func sealSecret(f *sealFlags, secret []byte, stderr io.Writer) ([]byte, *seal.Bl
 	if err != nil {
 		return nil, nil, err
 	}
+	if f.tpm == tpm.TransportSimulator {
+		fmt.Fprintln(stderr, "warning: sealed with --tpm simulator, whose state ends with this process: no later process can unseal the blob; use a swtpm socket to seal and unseal in separate runs (docs/tpm.md)")
+	}
 	return data, b, nil
 }
 

@@ -115,6 +115,7 @@ func newServerCmd() *cobra.Command {
 		requireApproval, autoApproveRef, insecure bool
 		interval, challengeTTL                    time.Duration
 		unreachableAfter                          int
+		imaPolicy                                 imaPolicyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -143,6 +144,10 @@ server certificate (unless --tls-cert is given) and an admin token
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
+			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			if err := verifier.EnsureDataDir(dataDir); err != nil {
 				return withExitCode(exitUnavailable, err)
 			}
@@ -157,7 +162,7 @@ server certificate (unless --tls-cert is given) and an admin token
 			defer st.Close()
 			srv, err := verifier.New(verifier.Config{
 				Store:                st,
-				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates},
+				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates, IMA: verifier.IMAOptions{Policy: imaPol}},
 				Logger:               log,
 				EKMode:               ekMode,
 				RequireApproval:      requireApproval,
@@ -229,5 +234,6 @@ server certificate (unless --tls-cert is given) and an admin token
 	f.StringVar(&tlsCA, "tls-ca", "", "PEM certificate agents pin (the CA of --tls-cert)")
 	f.BoolVar(&insecure, "insecure-http", false, "serve plain HTTP without TLS (tokens and evidence travel in clear)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	imaPolicy.register(f)
 	return cmd
 }

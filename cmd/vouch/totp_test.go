@@ -340,3 +340,26 @@ func TestSealUnsealSwtpm(t *testing.T) {
 		t.Errorf("seal accepted a positional argument")
 	}
 }
+
+// TestSealSimulatorWarns checks that sealing on the in-process simulator
+// warns that the blob dies with the process, and that swtpm gets no such
+// warning.
+func TestSealSimulatorWarns(t *testing.T) {
+	blob := filepath.Join(t.TempDir(), "secret.seal")
+	_, errOut, code := runBinary(t, "secret", "seal", "--tpm", "simulator", "--in", "-", "--out", blob)
+	if code == exitUnavailable && strings.Contains(errOut, "no TPM simulator") {
+		t.Skip("this build has no simulator (CGO_ENABLED=0)")
+	}
+	if code != exitOK {
+		t.Fatalf("seal --tpm simulator exited %d: %s", code, errOut)
+	}
+	if !strings.Contains(errOut, "warning: sealed with --tpm simulator") || !strings.Contains(errOut, "no later process can unseal the blob") {
+		t.Errorf("seal --tpm simulator printed no warning:\n%s", errOut)
+	}
+
+	spec := tpmtest.Swtpm(t)
+	_, errOut, code = runBinary(t, "secret", "seal", "--tpm", spec, "--in", "-", "--out", blob)
+	if code != exitOK || strings.Contains(errOut, "warning") {
+		t.Errorf("seal on swtpm exited %d with:\n%s", code, errOut)
+	}
+}

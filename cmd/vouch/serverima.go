@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/spf13/pflag"
+
+	"github.com/vouch-attest/vouch/ima"
+	"github.com/vouch-attest/vouch/verifier"
+)
+
+// imaPolicyFlags are the IMA file policy flags of vouch server.
+type imaPolicyFlags struct {
+	cfg     verifier.IMAPolicyConfig
+	bundles []string
+	trust   trustFlags
+}
+
+func (p *imaPolicyFlags) register(f *pflag.FlagSet) {
+	c := &p.cfg
+	f.StringArrayVar(&c.Allowlists, "ima-allowlist", nil, "IMA allowlist file ('vouch ima allowlist create' or sha256sum output); files whose digest no allowlist lists fail the machine (repeatable)")
+	f.StringArrayVar(&p.bundles, "ima-bundle", nil, "reference bundle (file, directory or URL) whose ima-file digests join the IMA allowlist; needs --ima-bundle-trust (repeatable)")
+	f.StringArrayVar(&p.trust.keys, "ima-bundle-trust", nil, "trusted publisher key of --ima-bundle as PUBLISHER=PUBLIC_KEY_FILE (repeatable)")
+	f.StringArrayVar(&c.Keys, "ima-key", nil, "certificate or public key, PEM or DER, that ima-sig file signatures may verify against (repeatable)")
+	f.StringArrayVar(&c.Exclude, "ima-exclude", nil, "file name pattern the IMA policy never checks: a path.Match glob, or a directory ending in / (repeatable)")
+	f.StringVar(&c.Action, "ima-action", "", "what a file no allowlist or key accepts does: enforce (untrusted, the default) or warn (reported only)")
+	f.StringVar(&c.Violations, "ima-violations", "", "action for IMA violation entries: enforce or warn (default: --ima-action when a policy is set, else only counted)")
+	f.BoolVar(&c.MatchName, "ima-match-name", false, "require an allowlist to list each digest for the logged file name")
+}
+
+// load verifies the bundles and builds the policy; nil means off.
+func (p *imaPolicyFlags) load(ctx context.Context, w io.Writer) (*ima.Policy, error) {
+	if len(p.bundles) > 0 {
+		if len(p.trust.keys) == 0 {
+			return nil, withExitCode(exitUsage, errors.New("--ima-bundle needs the publishers' keys: pass --ima-bundle-trust PUBLISHER=KEY.pub"))
+		}
+		l, err := p.trust.loader()
+		if err != nil {
+			return nil, err
+		}
+		verified, err := loadBundles(ctx, l, p.bundles, w)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range verified {
+			p.cfg.Bundles = append(p.cfg.Bundles, v.Bundle())
+		}
+	}
+	pol, err := p.cfg.Load()
+	if err != nil {
+		return nil, withExitCode(exitUsage, err)
+	}
+	return pol, nil
+}
+
