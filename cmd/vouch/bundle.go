@@ -407,7 +407,7 @@ func loadBundles(ctx context.Context, l *bundle.Loader, sources []string, w io.W
 			} else {
 				broken++
 			}
-			fmt.Fprintf(w, "rejected %v\n", err)
+			fmt.Fprintf(w, "rejected %s\n", termText(err.Error()))
 		}
 	}
 	switch {

@@ -369,26 +369,26 @@ func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy
 	fmt.Fprintf(w, "reference %s\n", strings.Join(sources, ", "))
 	fmt.Fprintf(w, "events    %d matched, %d matched nothing (%s)\n", v.Matched, len(v.Unmatched), v.UnmatchedAction)
 	for i := range v.Unmatched {
-		fmt.Fprintf(w, "  %s\n", v.Unmatched[i].String())
+		fmt.Fprintf(w, "  %s\n", termText(v.Unmatched[i].String()))
 	}
 	for _, r := range v.Rules {
 		result := "passed"
 		if !r.Passed {
 			result = "FAILED (" + string(r.Action) + ")"
 		}
-		fmt.Fprintf(w, "rule      %s %s: %s\n", r.Rule, result, r.Detail)
+		fmt.Fprintf(w, "rule      %s %s: %s\n", r.Rule, result, termText(r.Detail))
 	}
 	for _, a := range v.BootAuthorities {
 		switch {
 		case a.Authority < 0:
-			fmt.Fprintf(w, "authority %s (event %d): no new authority logged\n", a.Name, a.Application)
+			fmt.Fprintf(w, "authority %s (event %d): no new authority logged\n", termText(a.Name), a.Application)
 		case a.Certificate != "":
-			fmt.Fprintf(w, "authority %s (event %d): %s (event %d)\n", a.Name, a.Application, a.Certificate, a.Authority)
+			fmt.Fprintf(w, "authority %s (event %d): %s (event %d)\n", termText(a.Name), a.Application, termText(a.Certificate), a.Authority)
 		default:
-			fmt.Fprintf(w, "authority %s (event %d): event %d\n", a.Name, a.Application, a.Authority)
+			fmt.Fprintf(w, "authority %s (event %d): event %d\n", termText(a.Name), a.Application, a.Authority)
 		}
 	}
 	for _, n := range v.Notes {
-		fmt.Fprintf(w, "note      %s\n", n)
+		fmt.Fprintf(w, "note      %s\n", termText(n))
 	}
 }
