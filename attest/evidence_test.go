@@ -42,3 +42,22 @@ func TestParseQuoteEvidence(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseQuoteEvidence(f *testing.F) {
+	good, err := json.Marshal(&QuoteEvidence{
+		AKPublic: []byte{1}, Nonce: HexBytes{2}, Attest: []byte{3}, Signature: []byte{4},
+		Selection: SelectionJSON{{Hash: AlgSHA256, PCRs: []int{0, 7}}},
+		PCRs:      PCRValuesJSON{AlgSHA256: {0: make([]byte, 32)}},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"attest":"AA==","Attest":"AA=="}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		qe, err := ParseQuoteEvidence(data)
+		if err == nil && (len(qe.Attest) == 0 || len(qe.Signature) == 0) {
+			t.Fatal("accepted a quote file without a quote")
+		}
+	})
+}
