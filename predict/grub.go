@@ -156,8 +156,8 @@ const maxGrubDepth = 16
 // Bounds on the work of one simulation, so that a small hostile script
 // (set a="$a$a" repeated, or files that source each other twice) fails
 // with an error instead of exhausting memory or time. Generated
-// configurations stay far below them: a Debian grub.cfg is about 10 KiB
-// and its longest word a menuentry block of a few KiB.
+// configurations stay far below them: grub-mkconfig output for a few
+// kernels is tens of KiB (an estimate).
 const (
 	// maxGrubWord bounds an expanded word, and so a variable's value.
 	// Kernel command lines are at most a few KiB (2 KiB on x86 by

@@ -1,9 +1,9 @@
 // Package strictjson decodes JSON that other programs may read too, such as
 // signed bundles, rules and quote files, so that every reader sees the same
 // document. encoding/json keeps the last of duplicate members and matches
-// member names to struct fields ignoring case, while most other readers
-// (Python's json, jq) are case-sensitive and some keep the first
-// duplicate. A document that relies on either difference could pass review
+// member names to struct fields ignoring case, while other readers such as
+// Python's json and jq are case-sensitive, and another implementation may
+// keep the first duplicate. A document that relies on either difference could pass review
 // with one tool and mean something else to vouch, so Decode rejects it.
 //
 // The package depends on the standard library only, so that stdlib-only
