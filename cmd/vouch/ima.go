@@ -158,7 +158,7 @@ func parsePCRSpec(spec string) (ima.PCRValues, error) {
 			bankPCR, value, ok := strings.Cut(strings.TrimSpace(item), "=")
 			bank, pcrText, ok2 := strings.Cut(bankPCR, ":")
 			if !ok || !ok2 {
-				return nil, fmt.Errorf("invalid PCR value %q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item)
+				return nil, fmt.Errorf("invalid PCR value %.80q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item)
 			}
 			if err := addPCR(out, bank, pcrText, value); err != nil {
 				return nil, err
@@ -184,14 +184,17 @@ func addPCR(out ima.PCRValues, bank, pcrText, value string) error {
 	}
 	pcr, err := strconv.Atoi(pcrText)
 	if err != nil || pcr < 0 || pcr > 31 {
-		return fmt.Errorf("invalid PCR index %q: want 0-31", pcrText)
+		return fmt.Errorf("invalid PCR index %.40q: want 0-31", pcrText)
 	}
 	v, err := hex.DecodeString(strings.TrimPrefix(value, "0x"))
 	if err != nil || (alg.Size() != 0 && len(v) != alg.Size()) {
-		return fmt.Errorf("invalid %s PCR %d value %q: want %d hex bytes", alg, pcr, value, alg.Size())
+		return fmt.Errorf("invalid %s PCR %d value %.140q: want %d hex bytes", alg, pcr, value, alg.Size())
 	}
 	if out[alg] == nil {
 		out[alg] = map[int][]byte{}
+	}
+	if _, dup := out[alg][pcr]; dup {
+		return fmt.Errorf("%s PCR %d is given twice: give each PCR once", alg, pcr)
 	}
 	out[alg][pcr] = v
 	return nil

@@ -58,3 +58,12 @@ func TestReplayErrorCutsHugeLine(t *testing.T) {
 		t.Errorf("exit %d, %d bytes of output: %.300s", code, len(out), out)
 	}
 }
+
+// TestIMAExpectRejectsRepeatedPCR: sha1:10=A,sha1:10=B kept B silently.
+func TestIMAExpectRejectsRepeatedPCR(t *testing.T) {
+	a, b := strings.Repeat("aa", 20), strings.Repeat("bb", 20)
+	_, err := parsePCRSpec("sha1:10=" + a + ",sha1:10=" + b)
+	if err == nil || !strings.Contains(err.Error(), "sha1 PCR 10 is given twice") {
+		t.Errorf("error = %v, want the repeated PCR rejected", err)
+	}
+}
