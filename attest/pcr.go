@@ -194,13 +194,17 @@ func FormatPCRList(pcrs []int) string {
 	return b.String()
 }
 
-// bitmapPCRs decodes a TPMS_PCR_SELECTION bitmap into sorted indexes.
-func bitmapPCRs(bitmap []byte) []int {
+// bitmapCount is the number of PCRs a bitmap selects.
+func bitmapCount(bitmap []byte) int {
 	n := 0
 	for _, b := range bitmap {
 		n += bits.OnesCount8(b)
 	}
-	pcrs := make([]int, 0, n)
+	return n
+}
+
+// appendBitmapPCRs appends the sorted indexes a bitmap selects.
+func appendBitmapPCRs(pcrs []int, bitmap []byte) []int {
 	for i, b := range bitmap {
 		for bit := 0; bit < 8; bit++ {
 			if b&(1<<bit) != 0 {

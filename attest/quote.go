@@ -5,7 +5,9 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -124,8 +126,9 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	}
 
 	// 1.
-	a, err := ParseAttestationData(q.Attest)
-	if err != nil {
+	var a AttestationData
+	var qi QuoteInfo
+	if err := parseAttestationData(q.Attest, &a, &qi); err != nil {
 		return nil, verifyErrWrap(ReasonMalformedAttest, err, "quote attestation data is malformed")
 	}
 	// 2.
@@ -148,9 +151,13 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 	if err := compareSelections(gotSel, wantSel); err != nil {
 		return nil, err
 	}
-	// 6.
+	// 6. The selected values are also concatenated, in the signed order,
+	// for the pcrDigest of check 8: gotSel keeps the wire order of the
+	// banks and drops only empty ones, which add nothing to the digest.
+	var catBuf [2048]byte
+	cat := catBuf[:0]
 	verified := make(PCRValues, len(gotSel))
-	nVerified := 0
+	complete := len(want.PCRs) == len(gotSel)
 	for _, b := range gotSel {
 		size := b.Hash.Size()
 		if size == 0 {
@@ -167,45 +174,31 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 				return nil, verifyErr(ReasonMissingPCR, "reported %s PCR %d has %d bytes, want %d", b.Hash, i, len(d), size)
 			}
 			bank[i] = d
+			cat = append(cat, d...)
 		}
 		verified[b.Hash] = bank
-		nVerified += len(bank)
+		complete = complete && len(reported) == len(b.PCRs)
 	}
 	// 7.
-	sig, err := ParseSignature(q.Signature)
-	if err != nil {
+	var sig Signature
+	if err := parseSignature(q.Signature, &sig); err != nil {
 		return nil, verifyErrWrap(ReasonMalformedSignature, err, "quote signature is malformed")
 	}
-	if err := checkScheme(ak, sig, want.InsecureAllowSHA1); err != nil {
+	if err := checkScheme(ak, &sig, want.InsecureAllowSHA1); err != nil {
 		return nil, err
 	}
 	hash := HashFunc(sig.Hash)
 
 	// 8. The TPM hashes the selected PCRs with the signing scheme's hash,
 	// in the order of the selection as it appears in TPMS_QUOTE_INFO.
-	h := hash.New()
-	for _, b := range a.Quote.PCRSelection {
-		bank := verified[b.Hash]
-		for _, i := range b.PCRs {
-			h.Write(bank[i])
-		}
-	}
 	var sumBuf [64]byte
-	if sum := h.Sum(sumBuf[:0]); !bytes.Equal(sum, a.Quote.PCRDigest) {
+	if sum := hashSum(hash, sumBuf[:0], cat); !bytes.Equal(sum, qi.PCRDigest) {
 		return nil, verifyErr(ReasonPCRDigestMismatch, "reported PCR values (%s) do not hash to the signed pcrDigest: a reported value differs from the TPM's", gotSel)
 	}
 
 	// 9.
-	var digest []byte
-	if hash == crypto.SHA256 {
-		sum := sha256.Sum256(q.Attest)
-		digest = sum[:]
-	} else {
-		h = hash.New()
-		h.Write(q.Attest)
-		digest = h.Sum(nil)
-	}
-	if err := verifySignature(ak, sig, digest); err != nil {
+	digest := hashSum(hash, sumBuf[:0], q.Attest)
+	if err := verifySignature(ak, &sig, digest); err != nil {
 		return nil, err
 	}
 
@@ -216,23 +209,45 @@ func VerifyQuote(ak *AKPublic, q Quote, want QuoteExpectations) (*VerifiedQuote,
 		Selection:       a.Quote.PCRSelection,
 		Verified:        verified,
 	}
-	nReported := 0
-	for _, bank := range want.PCRs {
-		nReported += len(bank)
-	}
-	if nReported == nVerified {
-		// Verified is a subset of the reported values: nothing is left.
+	if complete {
+		// Every reported bank holds exactly the selected PCRs: nothing is
+		// left unverified.
 		return out, nil
 	}
-	out.Unverified = make(PCRValues)
 	for alg, bank := range want.PCRs {
 		for i, d := range bank {
 			if _, ok := verified[alg][i]; !ok {
+				if out.Unverified == nil {
+					out.Unverified = make(PCRValues)
+				}
 				SetPCR(out.Unverified, alg, i, d)
 			}
 		}
 	}
 	return out, nil
+}
+
+// hashSum appends the digest of data to dst. The hashes checkScheme
+// accepts are called directly, without a hash.Hash, so data (a stack
+// buffer in VerifyQuote) does not escape to the heap.
+func hashSum(hash crypto.Hash, dst, data []byte) []byte {
+	switch hash {
+	case crypto.SHA256:
+		sum := sha256.Sum256(data)
+		return append(dst, sum[:]...)
+	case crypto.SHA384:
+		sum := sha512.Sum384(data)
+		return append(dst, sum[:]...)
+	case crypto.SHA512:
+		sum := sha512.Sum512(data)
+		return append(dst, sum[:]...)
+	case crypto.SHA1:
+		sum := sha1.Sum(data)
+		return append(dst, sum[:]...)
+	}
+	h := hash.New()
+	h.Write(bytes.Clone(data))
+	return h.Sum(dst)
 }
 
 func compareSelections(got, want Selection) error {

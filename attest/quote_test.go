@@ -58,6 +58,60 @@ func TestVerifyQuoteGenuine(t *testing.T) {
 	}
 }
 
+// TestVerifyQuoteUnverifiedSplit covers the shapes of reported values
+// beside the quoted ones: exactly the quoted PCRs, an extra empty bank, an
+// extra bank with a value and an extra PCR in a quoted bank.
+func TestVerifyQuoteUnverifiedSplit(t *testing.T) {
+	ev := loadEvidence(t, "sim/rsa-quote.json")
+	ak := mustAK(t, ev.AKPublic)
+	for _, tc := range []struct {
+		name  string
+		add   func(PCRValues)
+		extra []PCR
+	}{
+		{"exact", func(PCRValues) {}, nil},
+		{"empty extra bank", func(v PCRValues) { v[AlgSM3] = map[int][]byte{} }, nil},
+		{"extra bank", func(v PCRValues) { SetPCR(v, AlgSM3, 3, make([]byte, 32)) }, []PCR{{Hash: AlgSM3, Index: 3}}},
+		{"extra PCR", func(v PCRValues) { SetPCR(v, AlgSHA1, 9, make([]byte, 20)) }, []PCR{{Hash: AlgSHA1, Index: 9}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := ev.expectations()
+			want.PCRs = clonePCRs(want.PCRs)
+			tc.add(want.PCRs)
+			vq, err := VerifyQuote(ak, ev.quote(), want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, b := range Selection(ev.Selection) {
+				n += len(b.PCRs)
+			}
+			verified := 0
+			for _, bank := range vq.Verified {
+				verified += len(bank)
+			}
+			if verified != n {
+				t.Errorf("%d verified values, want the %d quoted", verified, n)
+			}
+			if len(tc.extra) == 0 {
+				if vq.Unverified != nil {
+					t.Errorf("Unverified is %v, want nil", vq.Unverified)
+				}
+				return
+			}
+			var got []PCR
+			for alg, bank := range vq.Unverified {
+				for i := range bank {
+					got = append(got, PCR{Hash: alg, Index: i})
+				}
+			}
+			if len(got) != len(tc.extra) || got[0].Hash != tc.extra[0].Hash || got[0].Index != tc.extra[0].Index {
+				t.Errorf("Unverified holds %v, want %v", got, tc.extra)
+			}
+		})
+	}
+}
+
 // Each numbered check of VerifyQuote has a failing case built from a
 // genuine simulator quote.
 func TestVerifyQuoteChecks(t *testing.T) {

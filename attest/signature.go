@@ -54,10 +54,19 @@ type Signature struct {
 // RSAPSS and ECDSA members and rejects every other selector, so a caller
 // never reads a union member that is not set.
 func ParseSignature(b []byte) (*Signature, error) {
-	r := &reader{buf: b}
-	s := &Signature{SigAlg: r.u16("sigAlg")}
+	s := &Signature{}
+	if err := parseSignature(b, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseSignature is ParseSignature into a Signature the caller provides.
+func parseSignature(b []byte, s *Signature) error {
+	r := reader{buf: b}
+	s.SigAlg = r.u16("sigAlg")
 	if r.err != nil {
-		return nil, fmt.Errorf("parsing TPMT_SIGNATURE: %w", r.err)
+		return fmt.Errorf("parsing TPMT_SIGNATURE: %w", r.err)
 	}
 	switch s.SigAlg {
 	case sigAlgRSASSA, sigAlgRSAPSS:
@@ -68,11 +77,11 @@ func ParseSignature(b []byte) (*Signature, error) {
 		s.R = r.tpm2b("signature.signatureR", maxECCParameterSize)
 		s.S = r.tpm2b("signature.signatureS", maxECCParameterSize)
 	default:
-		return nil, fmt.Errorf("parsing TPMT_SIGNATURE: signature algorithm %s is not supported: an attestation key signs with RSASSA, RSAPSS or ECDSA", sigAlgName(s.SigAlg))
+		return fmt.Errorf("parsing TPMT_SIGNATURE: signature algorithm %s is not supported: an attestation key signs with RSASSA, RSAPSS or ECDSA", sigAlgName(s.SigAlg))
 	}
 	r.done("TPMT_SIGNATURE")
 	if r.err != nil {
-		return nil, fmt.Errorf("parsing TPMT_SIGNATURE (%s): %w", sigAlgName(s.SigAlg), r.err)
+		return fmt.Errorf("parsing TPMT_SIGNATURE (%s): %w", sigAlgName(s.SigAlg), r.err)
 	}
-	return s, nil
+	return nil
 }

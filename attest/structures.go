@@ -174,8 +174,18 @@ func (r *reader) done(what string) {
 // checks only the encoding (sizes, bounds, no trailing bytes); the members
 // of TPMU_ATTEST other than TPMS_QUOTE_INFO are not decoded.
 func ParseAttestationData(b []byte) (*AttestationData, error) {
-	r := &reader{buf: b}
 	a := &AttestationData{}
+	q := &QuoteInfo{}
+	if err := parseAttestationData(b, a, q); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// parseAttestationData is ParseAttestationData into structures the caller
+// provides (on its stack, for VerifyQuote); q becomes a.Quote for a quote.
+func parseAttestationData(b []byte, a *AttestationData, q *QuoteInfo) error {
+	r := reader{buf: b}
 	a.Magic = r.u32("magic")
 	a.Type = r.u16("type")
 	a.QualifiedSigner = r.tpm2b("qualifiedSigner", maxNameSize)
@@ -186,25 +196,24 @@ func ParseAttestationData(b []byte) (*AttestationData, error) {
 	safe := r.u8("clockInfo.safe")
 	a.FirmwareVersion = r.u64("firmwareVersion")
 	if r.err != nil {
-		return nil, fmt.Errorf("parsing TPMS_ATTEST: %w", r.err)
+		return fmt.Errorf("parsing TPMS_ATTEST: %w", r.err)
 	}
 	if safe > 1 {
-		return nil, fmt.Errorf("parsing TPMS_ATTEST: clockInfo.safe is %d, want 0 or 1", safe)
+		return fmt.Errorf("parsing TPMS_ATTEST: clockInfo.safe is %d, want 0 or 1", safe)
 	}
 	a.ClockInfo.Safe = safe == 1
 	if a.Type != tpmSTAttestQuote {
-		return a, nil
+		return nil
 	}
 
-	q := &QuoteInfo{}
 	q.PCRSelection = r.pcrSelection("attested.quote.pcrSelect")
 	q.PCRDigest = r.tpm2b("attested.quote.pcrDigest", maxDigestSize)
 	r.done("TPMS_QUOTE_INFO")
 	if r.err != nil {
-		return nil, fmt.Errorf("parsing TPMS_ATTEST: %w", r.err)
+		return fmt.Errorf("parsing TPMS_ATTEST: %w", r.err)
 	}
 	a.Quote = q
-	return a, nil
+	return nil
 }
 
 // pcrSelection reads the TPML_PCR_SELECTION of TPMS_QUOTE_INFO. Banks
@@ -218,20 +227,31 @@ func (r *reader) pcrSelection(field string) Selection {
 		r.fail(field, fmt.Errorf("count of %d banks exceeds the maximum of %d", count, maxBanks))
 		return nil
 	}
-	sel := make(Selection, 0, count)
+	// Read the bitmaps first, then decode every bank's PCRs into one
+	// backing array: two allocations whatever the number of banks.
+	var bitmaps [maxBanks][]byte
+	algs := [maxBanks]Algorithm{}
+	total := 0
 	for i := range int(count) {
 		// The field names are constants so a successful parse does not
 		// build strings.
-		alg := Algorithm(r.u16("attested.quote.pcrSelect.pcrSelections.hash"))
+		algs[i] = Algorithm(r.u16("attested.quote.pcrSelect.pcrSelections.hash"))
 		size := int(r.u8("attested.quote.pcrSelect.pcrSelections.sizeofSelect"))
 		if r.err == nil && size > maxSelectSize {
 			r.fail(fmt.Sprintf("attested.quote.pcrSelect.pcrSelections[%d].sizeofSelect", i), fmt.Errorf("%d bytes exceed the maximum of %d", size, maxSelectSize))
 		}
-		bitmap := r.bytes("attested.quote.pcrSelect.pcrSelections.pcrSelect", size)
+		bitmaps[i] = r.bytes("attested.quote.pcrSelect.pcrSelections.pcrSelect", size)
 		if r.err != nil {
 			return nil
 		}
-		sel = append(sel, BankSelection{Hash: alg, PCRs: bitmapPCRs(bitmap)})
+		total += bitmapCount(bitmaps[i])
+	}
+	sel := make(Selection, count)
+	slab := make([]int, 0, total)
+	for i := range sel {
+		start := len(slab)
+		slab = appendBitmapPCRs(slab, bitmaps[i])
+		sel[i] = BankSelection{Hash: algs[i], PCRs: slab[start:len(slab):len(slab)]}
 	}
 	return sel
 }

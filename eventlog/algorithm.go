@@ -60,12 +60,27 @@ func (a Algorithm) Hash() (crypto.Hash, bool) {
 	return 0, false
 }
 
+// hashable reports whether Hash supports the algorithm, without the table
+// walk.
+func (a Algorithm) hashable() bool {
+	switch a {
+	case SHA1, SHA256, SHA384, SHA512:
+		return true
+	}
+	return false
+}
+
 // Size returns the digest size in bytes, or 0 for an unknown algorithm.
 func (a Algorithm) Size() int {
-	for _, n := range algorithmNames {
-		if n.alg == a {
-			return n.size
-		}
+	switch a {
+	case SHA1:
+		return 20
+	case SHA256, SM3_256:
+		return 32
+	case SHA384:
+		return 48
+	case SHA512:
+		return 64
 	}
 	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // EventData is the typed view of an event's data. The concrete types are
@@ -216,11 +217,12 @@ func (s *slab[T]) put(v T) *T {
 func (s *slab[T]) reserve(n int) { s.items = make([]T, 0, n) }
 
 // decoder holds the slabs for the most frequent event data types, and
-// collects the bytes of the most frequent strings into one buffer that
-// finish converts to a single string.
+// the bytes of the most frequent strings in one buffer.
 type decoder struct {
-	text   []byte
-	fixups []stringFixup
+	// text holds the bytes of decoded strings. Strings point into it
+	// (see str): bytes once appended are never written again, and when an
+	// append moves the buffer the strings keep the old array alive.
+	text []byte
 
 	opaque     slab[Opaque]
 	separators slab[Separator]
@@ -231,87 +233,84 @@ type decoder struct {
 	blobs      slab[FirmwareBlob]
 }
 
-// newDecoder sizes the slabs for the events' types.
-func newDecoder(events []Event) *decoder {
-	var seps, actions, ipls, vars, images, blobs, other, text int
-	for i := range events {
-		switch events[i].Type {
-		case EV_SEPARATOR:
-			seps++
-		case EV_ACTION, EV_EFI_ACTION:
-			actions++
-			text += len(events[i].Data)
-		case EV_IPL:
-			ipls++
-			text += len(events[i].Data)
-		case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
-			vars++
-			if d := events[i].Data; len(d) >= 32 {
-				// The UTF-8 name is at most as long as its UTF-16 form,
-				// and the event data bounds both.
-				text += int(min(binary.LittleEndian.Uint64(d[16:]), uint64(len(d))))
-			}
-		case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
-			images++
-		case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_POST_CODE:
-			blobs++
-		default:
-			other++
+// decodeSizes counts events by the slab their data decodes into, and
+// bounds the text the decoder stores, so each slab takes one allocation.
+type decodeSizes struct {
+	seps, actions, ipls, vars, images, blobs, other, text int
+}
+
+// count adds one event. Parse calls it as it reads each event, so sizing
+// the slabs takes no pass of its own.
+func (s *decodeSizes) count(t EventType, d []byte) {
+	switch t {
+	case EV_SEPARATOR:
+		s.seps++
+	case EV_ACTION, EV_EFI_ACTION:
+		s.actions++
+		s.text += len(d)
+	case EV_IPL:
+		s.ipls++
+		s.text += len(d)
+	case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
+		s.vars++
+		if len(d) >= 32 {
+			// The UTF-8 name is at most as long as its UTF-16 form,
+			// and the event data bounds both.
+			s.text += int(min(binary.LittleEndian.Uint64(d[16:]), uint64(len(d))))
 		}
+	case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
+		s.images++
+	case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_PLATFORM_FIRMWARE_BLOB2, EV_POST_CODE:
+		s.blobs++
+	default:
+		s.other++
 	}
-	dc := &decoder{
-		text:   make([]byte, 0, text),
-		fixups: make([]stringFixup, 0, actions+ipls+vars),
-	}
-	dc.opaque.reserve(other)
-	dc.separators.reserve(seps)
-	dc.actions.reserve(actions)
-	dc.ipls.reserve(ipls)
-	dc.variables.reserve(vars)
-	dc.images.reserve(images)
-	dc.blobs.reserve(blobs)
+}
+
+// newDecoder sizes the slabs for the counted events.
+func newDecoder(s *decodeSizes) *decoder {
+	dc := &decoder{text: make([]byte, 0, s.text)}
+	dc.opaque.reserve(s.other)
+	dc.separators.reserve(s.seps)
+	dc.actions.reserve(s.actions)
+	dc.ipls.reserve(s.ipls)
+	dc.variables.reserve(s.vars)
+	dc.images.reserve(s.images)
+	dc.blobs.reserve(s.blobs)
 	return dc
 }
 
-// stringFixup is a string field to point into the decoder's text once all
-// events are decoded.
-type stringFixup struct {
-	dst        *string
-	start, end int
+// str returns the bytes appended to dc.text since start as a string
+// that shares the buffer. The bytes are never modified afterwards: text
+// only grows by append, which writes past the current length.
+func (dc *decoder) str(start int) string {
+	b := dc.text[start:]
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
-// setASCII arranges for *dst to hold asciiString(d) after finish.
-func (dc *decoder) setASCII(dst *string, d []byte) {
+// ascii returns asciiString(d), stored in the decoder's buffer.
+func (dc *decoder) ascii(d []byte) string {
 	start := len(dc.text)
 	dc.text = appendASCII(dc.text, d)
-	dc.fixups = append(dc.fixups, stringFixup{dst, start, len(dc.text)})
+	return dc.str(start)
 }
 
-// setUTF16 arranges for *dst to hold the decoded UTF-16 string after
-// finish, and returns its UTF-8 bytes and whether d ends with a NUL.
-func (dc *decoder) setUTF16(dst *string, d []byte) ([]byte, bool) {
+// utf16 returns the decoded UTF-16 string, stored in the decoder's buffer,
+// and whether d ends with a NUL.
+func (dc *decoder) utf16(d []byte) (string, bool) {
 	start := len(dc.text)
 	var nul bool
 	dc.text, nul = appendUTF16(dc.text, d)
-	dc.fixups = append(dc.fixups, stringFixup{dst, start, len(dc.text)})
-	return dc.text[start:], nul
-}
-
-// finish sets the string fields recorded by setASCII and setUTF16.
-func (dc *decoder) finish() {
-	all := string(dc.text)
-	for _, f := range dc.fixups {
-		*f.dst = all[f.start:f.end]
-	}
-	dc.text, dc.fixups = nil, nil
+	return dc.str(start), nul
 }
 
 // decode returns the typed view of an event's data with its own decoder.
 func decode(e *Event) EventData {
 	var dc decoder
-	d := dc.decode(e)
-	dc.finish()
-	return d
+	return dc.decode(e)
 }
 
 // decode returns the typed view of an event's data. It never fails: data
@@ -328,9 +327,7 @@ func (dc *decoder) decode(e *Event) EventData {
 		v := binary.LittleEndian.Uint32(d)
 		return dc.separators.put(Separator{Value: v, Error: v == 0xFFFFFFFF || v == 1})
 	case EV_ACTION, EV_EFI_ACTION:
-		a := dc.actions.put(Action{})
-		dc.setASCII(&a.Text, d)
-		return a
+		return dc.actions.put(Action{Text: dc.ascii(d)})
 	case EV_IPL:
 		return dc.decodeIPL(d)
 	case EV_S_CRTM_VERSION:
@@ -372,9 +369,9 @@ func (dc *decoder) decode(e *Event) EventData {
 		if err != nil {
 			return &Opaque{Reason: err.Error()}
 		}
+		v.Name, _ = dc.utf16(d[32 : 32+2*binary.LittleEndian.Uint64(d[16:])])
 		p := dc.variables.put(v)
-		name, _ := dc.setUTF16(&p.Name, d[32:32+2*binary.LittleEndian.Uint64(d[16:])])
-		p.interpret(e.Type, name)
+		p.interpret(e.Type)
 		return p
 	}
 	return dc.opaque.put(Opaque{})
@@ -412,14 +409,10 @@ func (dc *decoder) decodeIPL(d []byte) EventData {
 		u = u[:len(u)-1]
 	}
 	if isUTF16(u) {
-		ipl := dc.ipls.put(IPL{UTF16: true})
-		_, nul := dc.setUTF16(&ipl.Text, u)
-		ipl.TrailingNUL = nul || len(u) < len(d)
-		return ipl
+		text, nul := dc.utf16(u)
+		return dc.ipls.put(IPL{Text: text, UTF16: true, TrailingNUL: nul || len(u) < len(d)})
 	}
-	ipl := dc.ipls.put(IPL{TrailingNUL: len(d) > 0 && d[len(d)-1] == 0})
-	dc.setASCII(&ipl.Text, d)
-	return ipl
+	return dc.ipls.put(IPL{Text: dc.ascii(d), TrailingNUL: len(d) > 0 && d[len(d)-1] == 0})
 }
 
 func decodeSCRTMVersion(d []byte) EventData {
@@ -546,12 +539,22 @@ func appendASCII(dst, d []byte) []byte {
 
 func isPrintable(d []byte) bool {
 	for _, c := range d {
-		if (c < 0x20 || c >= 0x7f) && c != '\t' && c != '\n' && c != '\r' {
+		if !printable[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// printable marks the bytes isPrintable accepts: printable ASCII, tab,
+// newline and carriage return.
+var printable = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	t['\t'], t['\n'], t['\r'] = true, true, true
+	return t
+}()
 
 // isUTF16 reports whether d looks like UTF-16LE text: an even length of at
 // least 2 and every high byte of a code unit below 0x80 zero (ASCII

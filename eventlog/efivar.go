@@ -114,11 +114,9 @@ func parseVariable(d []byte) (EFIVariable, error) {
 	return v, nil
 }
 
-// interpret decodes the variable's value from its UTF-8 name and vendor.
-// It takes the name as bytes because v.Name is set only when the decoder
-// finishes.
-func (v *EFIVariable) interpret(t EventType, nameBytes []byte) {
-	name := string(nameBytes)
+// interpret decodes the variable's value from its name and vendor.
+func (v *EFIVariable) interpret(t EventType) {
+	name := v.Name
 	var err error
 	switch {
 	case t == EV_EFI_VARIABLE_AUTHORITY:

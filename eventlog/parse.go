@@ -166,8 +166,8 @@ func Parse(raw []byte) (*Log, error) {
 		return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: log is %d bytes, shorter than one %d-byte event header; check that the whole file was read", ErrMalformed, len(raw), sha1EventHeaderSize)}
 	}
 	p := parser{raw: raw}
-	first, err := p.sha1Event(0, 0)
-	if err != nil {
+	var first Event
+	if err := p.sha1Event(&first, 0, 0); err != nil {
 		return nil, err
 	}
 	log := &Log{Format: FormatSHA1, Banks: []Algorithm{SHA1}}
@@ -205,24 +205,28 @@ func Parse(raw []byte) (*Log, error) {
 			log.Padding = n
 			break
 		}
-		var ev Event
+		ev := p.next()
+		var err error
 		if log.Format == FormatSHA1 {
-			ev, err = p.sha1Event(len(p.events), off)
+			err = p.sha1Event(ev, len(p.events)-1, off)
 		} else {
-			ev, err = p.agileEvent(len(p.events), off)
+			err = p.agileEvent(ev, len(p.events)-1, off)
 		}
 		if err != nil {
 			return nil, err
 		}
-		p.add(ev)
+		p.sizes.count(ev.Type, ev.Data)
 		off = p.off
 	}
 
-	dc := newDecoder(p.events)
+	dc := newDecoder(&p.sizes)
 	for i := range p.events {
+		if i == 0 && log.SpecID != nil {
+			p.events[0].Decoded = log.SpecID // decoded above
+			continue
+		}
 		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
-	dc.finish()
 	log.Events = p.events
 	return log, nil
 }
@@ -234,10 +238,23 @@ type parser struct {
 	known   []Algorithm
 	events  []Event
 	digests []Digest
+	sizes   decodeSizes
 }
 
 func (p *parser) add(ev Event) {
-	p.events = append(p.events, ev)
+	*p.next() = ev
+	p.sizes.count(ev.Type, ev.Data)
+}
+
+// next extends p.events by one event and returns it, for the parser to
+// fill in place.
+func (p *parser) next() *Event {
+	if n := len(p.events); n < cap(p.events) {
+		p.events = p.events[:n+1]
+	} else {
+		p.events = append(p.events, Event{})
+	}
+	return &p.events[len(p.events)-1]
 }
 
 // takeDigests sets ev.Digests to the digests appended since start. When
@@ -253,12 +270,12 @@ func (p *parser) errorf(num, off int, format string, args ...any) error {
 }
 
 // sha1Event parses a TCG_PCClientPCREvent at off.
-func (p *parser) sha1Event(num, off int) (Event, error) {
+func (p *parser) sha1Event(ev *Event, num, off int) error {
 	rest := p.raw[off:]
 	if len(rest) < sha1EventHeaderSize {
-		return Event{}, p.errorf(num, off, "truncated event header: %d bytes left, a SHA-1 event header needs %d; the log was cut short", len(rest), sha1EventHeaderSize)
+		return p.errorf(num, off, "truncated event header: %d bytes left, a SHA-1 event header needs %d; the log was cut short", len(rest), sha1EventHeaderSize)
 	}
-	ev := Event{
+	*ev = Event{
 		Number: num,
 		Offset: off,
 		PCR:    binary.LittleEndian.Uint32(rest[0:]),
@@ -266,24 +283,24 @@ func (p *parser) sha1Event(num, off int) (Event, error) {
 	}
 	start := len(p.digests)
 	p.digests = append(p.digests, Digest{Alg: SHA1, Value: rest[8:28:28]})
-	p.takeDigests(&ev, start)
+	p.takeDigests(ev, start)
 	size := binary.LittleEndian.Uint32(rest[28:])
 	if uint64(size) > uint64(len(rest)-sha1EventHeaderSize) {
-		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-sha1EventHeaderSize, ev.Type, ev.PCR)
+		return p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-sha1EventHeaderSize, ev.Type, ev.PCR)
 	}
 	end := sha1EventHeaderSize + int(size)
 	ev.Data = rest[sha1EventHeaderSize:end:end]
 	p.off = off + end
-	return ev, nil
+	return nil
 }
 
 // agileEvent parses a TCG_PCR_EVENT2 at off.
-func (p *parser) agileEvent(num, off int) (Event, error) {
+func (p *parser) agileEvent(ev *Event, num, off int) error {
 	rest := p.raw[off:]
 	if len(rest) < 12 {
-		return Event{}, p.errorf(num, off, "truncated event header: %d bytes left, a crypto-agile event header needs at least 12; the log was cut short", len(rest))
+		return p.errorf(num, off, "truncated event header: %d bytes left, a crypto-agile event header needs at least 12; the log was cut short", len(rest))
 	}
-	ev := Event{
+	*ev = Event{
 		Number: num,
 		Offset: off,
 		PCR:    binary.LittleEndian.Uint32(rest[0:]),
@@ -294,7 +311,7 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	// extends only the banks a TPML_DIGEST_VALUES names.
 	count := binary.LittleEndian.Uint32(rest[8:])
 	if count == 0 || count > uint32(len(p.algs)) {
-		return Event{}, p.errorf(num, off, "%s event for PCR %d has %d digests, expected 1 to the %d algorithms the Spec ID event lists", ev.Type, ev.PCR, count, len(p.algs))
+		return p.errorf(num, off, "%s event for PCR %d has %d digests, expected 1 to the %d algorithms the Spec ID event lists", ev.Type, ev.PCR, count, len(p.algs))
 	}
 
 	pos := 12
@@ -302,7 +319,7 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 	var seen uint64 // bit i set when p.algs[i] was seen
 	for i := uint32(0); i < count; i++ {
 		if len(rest)-pos < 2 {
-			return Event{}, p.errorf(num, off, "truncated digest %d of %s event for PCR %d at byte offset %d; the log was cut short", i, ev.Type, ev.PCR, off+pos)
+			return p.errorf(num, off, "truncated digest %d of %s event for PCR %d at byte offset %d; the log was cut short", i, ev.Type, ev.PCR, off+pos)
 		}
 		alg := Algorithm(binary.LittleEndian.Uint16(rest[pos:]))
 		idx := -1
@@ -313,36 +330,36 @@ func (p *parser) agileEvent(num, off int) (Event, error) {
 			}
 		}
 		if idx < 0 {
-			return Event{}, p.errorf(num, off, "digest %d of %s event for PCR %d uses algorithm 0x%04x, which the Spec ID event does not list, so its size is unknown", i, ev.Type, ev.PCR, uint16(alg))
+			return p.errorf(num, off, "digest %d of %s event for PCR %d uses algorithm 0x%04x, which the Spec ID event does not list, so its size is unknown", i, ev.Type, ev.PCR, uint16(alg))
 		}
 		if seen&(1<<idx) != 0 {
-			return Event{}, p.errorf(num, off, "%s event for PCR %d has two %s digests", ev.Type, ev.PCR, alg)
+			return p.errorf(num, off, "%s event for PCR %d has two %s digests", ev.Type, ev.PCR, alg)
 		}
 		seen |= 1 << idx
 		size := p.algs[idx].Size
 		pos += 2
 		if len(rest)-pos < size {
-			return Event{}, p.errorf(num, off, "truncated %s digest of %s event for PCR %d: %d bytes left, %d needed; the log was cut short", alg, ev.Type, ev.PCR, len(rest)-pos, size)
+			return p.errorf(num, off, "truncated %s digest of %s event for PCR %d: %d bytes left, %d needed; the log was cut short", alg, ev.Type, ev.PCR, len(rest)-pos, size)
 		}
 		if alg.Size() != 0 {
 			p.digests = append(p.digests, Digest{Alg: alg, Value: rest[pos : pos+size : pos+size]})
 		}
 		pos += size
 	}
-	p.takeDigests(&ev, start)
+	p.takeDigests(ev, start)
 
 	if len(rest)-pos < 4 {
-		return Event{}, p.errorf(num, off, "truncated event data size of %s event for PCR %d; the log was cut short", ev.Type, ev.PCR)
+		return p.errorf(num, off, "truncated event data size of %s event for PCR %d; the log was cut short", ev.Type, ev.PCR)
 	}
 	size := binary.LittleEndian.Uint32(rest[pos:])
 	pos += 4
 	if uint64(size) > uint64(len(rest)-pos) {
-		return Event{}, p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-pos, ev.Type, ev.PCR)
+		return p.errorf(num, off, "event data size %d (0x%08x) runs past the end of the log (%d bytes left) in %s event for PCR %d; the log is truncated or corrupt", size, size, len(rest)-pos, ev.Type, ev.PCR)
 	}
 	end := pos + int(size)
 	ev.Data = rest[pos:end:end]
 	p.off = off + end
-	return ev, nil
+	return nil
 }
 
 // countEvents walks the event headers from off and returns how many events

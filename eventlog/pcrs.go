@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,7 +23,7 @@ func (v PCRValues) Banks() []Algorithm {
 	for a := range v {
 		algs = append(algs, a)
 	}
-	sort.Slice(algs, func(i, j int) bool { return algs[i] < algs[j] })
+	slices.Sort(algs)
 	return algs
 }
 

@@ -17,13 +17,22 @@ const NumPCRs = 24
 var ErrBadPCRIndex = errors.New("PCR index out of range")
 
 // replayState is the running PCR values of every bank the log covers and
-// this package can hash. Values live in fixed arrays so replay does not
+// this package can hash. Values live in one byte slice, so replay does not
 // allocate per event.
 type replayState struct {
-	algs []Algorithm
-	pcrs [][NumPCRs][sha512.Size]byte
-	// extended[b][i] is set once PCR i of bank b received an extend.
-	extended [][NumPCRs]bool
+	algs  []Algorithm
+	sizes []int // digest size of each bank
+	// buf holds the PCRs of every bank, NumPCRs digests of the bank's
+	// size each, one bank after the other.
+	buf    []byte
+	starts []int // offset of each bank in buf
+}
+
+// pcr returns the running value of PCR i of bank b.
+func (st *replayState) pcr(b, i int) []byte {
+	size := st.sizes[b]
+	off := st.starts[b] + i*size
+	return st.buf[off : off+size : off+size]
 }
 
 // resetValue returns the value PCR i holds after TPM2_Startup: all ones for
@@ -60,23 +69,30 @@ func Replay(log *Log) (PCRValues, error) {
 // replay replays the banks of the log that are in only, or all of them
 // when only is nil.
 func replay(log *Log, only PCRValues) (*replayState, error) {
-	st := &replayState{}
+	n := 0
 	for _, a := range log.Banks {
-		if _, ok := a.Hash(); !ok {
-			continue
-		}
-		if _, want := only[a]; only == nil || want {
-			st.algs = append(st.algs, a)
+		if _, want := only[a]; a.hashable() && (only == nil || want) {
+			n++
 		}
 	}
-	st.pcrs = make([][NumPCRs][sha512.Size]byte, len(st.algs))
-	st.extended = make([][NumPCRs]bool, len(st.algs))
-	for b, a := range st.algs {
-		size := a.Size()
+	st := &replayState{
+		algs:   make([]Algorithm, 0, n),
+		sizes:  make([]int, 0, n),
+		starts: make([]int, 0, n),
+	}
+	total := 0
+	for _, a := range log.Banks {
+		if _, want := only[a]; a.hashable() && (only == nil || want) {
+			st.algs = append(st.algs, a)
+			st.sizes = append(st.sizes, a.Size())
+			st.starts = append(st.starts, total)
+			total += NumPCRs * a.Size()
+		}
+	}
+	st.buf = make([]byte, total)
+	for b := range st.algs {
 		for i := 17; i <= 22; i++ {
-			for j := 0; j < size; j++ {
-				st.pcrs[b][i][j] = 0xFF
-			}
+			copy(st.pcr(b, i), onesBlock[:])
 		}
 	}
 
@@ -85,8 +101,8 @@ func replay(log *Log, only PCRValues) (*replayState, error) {
 		if !haveLocality {
 			locality = 4
 		}
-		for b, a := range st.algs {
-			st.pcrs[b][0][a.Size()-1] = locality
+		for b := range st.algs {
+			st.pcr(b, 0)[st.sizes[b]-1] = locality
 		}
 	}
 
@@ -103,8 +119,7 @@ func replay(log *Log, only PCRValues) (*replayState, error) {
 			if b < 0 {
 				continue
 			}
-			extend(d.Alg, st.pcrs[b][e.PCR][:d.Alg.Size()], d.Value)
-			st.extended[b][e.PCR] = true
+			extend(d.Alg, st.pcr(b, int(e.PCR)), d.Value)
 		}
 	}
 	return st, nil
@@ -139,12 +154,12 @@ func (st *replayState) bank(a Algorithm) int {
 func (st *replayState) values() PCRValues {
 	out := make(PCRValues, len(st.algs))
 	for b, a := range st.algs {
-		size := a.Size()
+		size := st.sizes[b]
 		m := make(map[int][]byte, NumPCRs)
 		buf := make([]byte, NumPCRs*size)
 		for i := 0; i < NumPCRs; i++ {
 			v := buf[i*size : (i+1)*size : (i+1)*size]
-			copy(v, st.pcrs[b][i][:size])
+			copy(v, st.pcr(b, i))
 			m[i] = v
 		}
 		out[a] = m

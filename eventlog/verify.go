@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -212,14 +213,29 @@ var ErrNoVerifiedBank = errors.New("no quoted bank can be verified from the even
 // Verify does not check the quote itself: the caller must pass only PCR
 // values from a quote whose signature, nonce and AK it has verified.
 func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
-	for alg, pcrs := range quoted {
-		for i, v := range pcrs {
+	// Read each quoted bank once into an array indexed by PCR, so the
+	// comparison does no map lookups.
+	banks := quoted.Banks()
+	var stack [4][NumPCRs][]byte
+	values := stack[:]
+	if len(banks) > len(stack) {
+		values = make([][NumPCRs][]byte, len(banks))
+	}
+	total := 0
+	for b, alg := range banks {
+		size := alg.Size()
+		for i, v := range quoted[alg] {
 			if i < 0 || i >= NumPCRs {
 				return nil, fmt.Errorf("quoted %s PCR index %d is out of range 0 to %d", alg, i, NumPCRs-1)
 			}
-			if size := alg.Size(); size != 0 && len(v) != size {
+			if size != 0 && len(v) != size {
 				return nil, fmt.Errorf("quoted %s PCR %d is %d bytes, a %s digest is %d", alg, i, len(v), alg, size)
 			}
+			if v == nil {
+				v = []byte{} // nil marks a PCR that is not quoted
+			}
+			values[b][i] = v
+			total++
 		}
 	}
 	st, err := replay(log, quoted)
@@ -227,9 +243,13 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{}
-	for _, alg := range quoted.Banks() {
-		res.Banks = append(res.Banks, compareBank(log, st, alg, quoted[alg]))
+	res := &Result{Banks: make([]BankResult, 0, len(banks))}
+	pcrs := make([]PCRResult, 0, total)
+	for b, alg := range banks {
+		br := compareBank(st, alg, &values[b], pcrs[len(pcrs):len(pcrs):cap(pcrs)])
+		br.PCRs = slices.Clip(br.PCRs)
+		pcrs = pcrs[:len(pcrs)+len(br.PCRs)]
+		res.Banks = append(res.Banks, br)
 	}
 	if len(mismatchedBanks(res)) > 0 {
 		for _, w := range Workarounds() {
@@ -281,18 +301,17 @@ func mismatchedBanks(r *Result) []int {
 	return idx
 }
 
-func compareBank(log *Log, st *replayState, alg Algorithm, quoted map[int][]byte) BankResult {
-	br := BankResult{Bank: alg, Status: BankMatch, PCRs: make([]PCRResult, 0, len(quoted))}
+// compareBank compares the quoted values of one bank, indexed by PCR with
+// nil for a PCR not quoted, with the replay. It appends the PCR results to
+// pcrs, which must have room for them.
+func compareBank(st *replayState, alg Algorithm, quoted *[NumPCRs][]byte, pcrs []PCRResult) BankResult {
+	br := BankResult{Bank: alg, Status: BankMatch, PCRs: pcrs}
 	b := st.bank(alg)
 	if b < 0 {
 		br.Status = BankUnused
 	}
-	size := alg.Size()
-	// Verify checked that every quoted index is below NumPCRs, so this
-	// visits each quoted PCR once, in index order.
-	for i := 0; i < NumPCRs; i++ {
-		q, ok := quoted[i]
-		if !ok {
+	for i, q := range quoted {
+		if q == nil {
 			continue
 		}
 		if b < 0 {
@@ -302,7 +321,7 @@ func compareBank(log *Log, st *replayState, alg Algorithm, quoted map[int][]byte
 			}
 			continue
 		}
-		r := st.pcrs[b][i][:size:size]
+		r := st.pcr(b, i)
 		p := PCRResult{Index: i, Replayed: r, Quoted: q, Match: bytes.Equal(r, q)}
 		if !p.Match {
 			br.Status = BankMismatch

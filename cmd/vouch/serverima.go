@@ -54,4 +54,3 @@ func (p *imaPolicyFlags) load(ctx context.Context, w io.Writer) (*ima.Policy, er
 	}
 	return pol, nil
 }
-
