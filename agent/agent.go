@@ -93,6 +93,10 @@ type state struct {
 	Server   string `json:"server"`
 	Enrolled bool   `json:"enrolled"`
 	EKSHA256 string `json:"ek_sha256,omitempty"`
+	// ResetCount is the TPM resetCount of the last quote. A restarted
+	// agent compares it with its first quote's to notice a reboot, after
+	// which the verifier's IMA offset belongs to the previous boot.
+	ResetCount *uint32 `json:"reset_count,omitempty"`
 }
 
 // PermanentError is a rejection by the verifier that retrying cannot change
@@ -152,6 +156,9 @@ func New(cfg Config) (*Agent, error) {
 		// A new verifier has not seen this machine.
 		a.state.Server = cfg.Server
 		a.state.Enrolled = false
+	}
+	if a.state.ResetCount != nil {
+		a.resetCount, a.quoted = *a.state.ResetCount, true
 	}
 	return a, nil
 }
@@ -289,7 +296,7 @@ func (a *Agent) AttestOnce(ctx context.Context) error {
 	if _, err := a.client.Do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(a.state.Name)+"/evidence", ev, &verdict); err != nil {
 		return classify(fmt.Errorf("send evidence: %w", err))
 	}
-	a.resetCount, a.quoted = a.lastResetCount, true
+	a.recordResetCount(a.lastResetCount)
 	a.log.Info("attested", "state", verdict.State, "boot", verdict.BootCount, "reasons", len(verdict.Reasons))
 	return nil
 }
@@ -345,4 +352,19 @@ func (a *Agent) imaEvidence(ch *api.Challenge, quote []byte) *api.IMAEvidence {
 	}
 	data, err := os.ReadFile(a.cfg.IMAPath)
 	return a.imaChunk(offset, data, err)
+}
+
+// recordResetCount keeps the resetCount of the last accepted quote, in
+// memory and in agent.json, so that an agent restarted after a reboot still
+// sends the IMA list from its start.
+func (a *Agent) recordResetCount(resetCount uint32) {
+	changed := !a.quoted || resetCount != a.resetCount
+	a.resetCount, a.quoted = resetCount, true
+	if !changed {
+		return
+	}
+	a.state.ResetCount = &resetCount
+	if err := a.saveState(); err != nil {
+		a.log.Warn("cannot save the TPM reset count; a restart after a reboot may send IMA entries from a stale offset", "err", err)
+	}
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,5 +110,64 @@ func TestStateKeepsName(t *testing.T) {
 	c, err := New(Config{Server: "https://other", StateDir: dir, TPM: stubTPM{}})
 	if err != nil || c.state.Enrolled {
 		t.Errorf("agent pointed at a new verifier still counts as enrolled: %v", err)
+	}
+}
+
+// attestWithResetCount returns a TPMS_ATTEST (of a non-quote type, so that
+// nothing follows the fixed fields) carrying resetCount.
+func attestWithResetCount(resetCount uint32) []byte {
+	b := binary.BigEndian.AppendUint32(nil, 0xff544347) // TPM_GENERATED_VALUE
+	b = binary.BigEndian.AppendUint16(b, 0x8017)        // TPM_ST_ATTEST_CERTIFY
+	b = append(b, 0, 0, 0, 0)                           // qualifiedSigner, extraData
+	b = binary.BigEndian.AppendUint64(b, 1000)          // clock
+	b = binary.BigEndian.AppendUint32(b, resetCount)
+	b = binary.BigEndian.AppendUint32(b, 0) // restartCount
+	b = append(b, 1)                        // safe
+	return binary.BigEndian.AppendUint64(b, 0)
+}
+
+// An agent restarted after a reboot must notice the new boot from its
+// saved reset count and send the IMA list from the start, not from the
+// offset the verifier kept for the previous boot.
+func TestIMAFromStartAfterRestartAcrossReboot(t *testing.T) {
+	dir := t.TempDir()
+	// A real IMA list of two entries (boot_aggregate and one file), so
+	// that offset 1 exists in it: the stale offset is not caught by the
+	// list being too short.
+	imaPath := filepath.Join("..", "ima", "testdata", "ovmf-shim-sbms.ima.bin")
+	state := filepath.Join(dir, "state")
+	cfg := Config{Server: "https://x", Name: "m1", StateDir: state, TPM: stubTPM{}, IMAPath: imaPath}
+
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.imaEvidence(&api.Challenge{IMAOffset: 0}, attestWithResetCount(7))
+	a.recordResetCount(a.lastResetCount) // the verifier accepted the evidence
+	if a.state.ResetCount == nil || *a.state.ResetCount != 7 {
+		t.Fatalf("saved reset count %v, want 7", a.state.ResetCount)
+	}
+
+	// Same boot, restarted agent: it keeps the verifier's offset.
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.quoted || b.resetCount != 7 {
+		t.Fatalf("restarted agent: quoted %v reset count %d, want true 7", b.quoted, b.resetCount)
+	}
+
+	// New boot: the first quote's reset count differs, so the offset is 0.
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := c.imaEvidence(&api.Challenge{IMAOffset: 1}, attestWithResetCount(8))
+	if ev.Offset != 0 {
+		t.Errorf("after a reboot the agent sent IMA entries from offset %d, want 0", ev.Offset)
+	}
+	c.recordResetCount(c.lastResetCount) // the verifier accepted the evidence
+	if c.state.ResetCount == nil || *c.state.ResetCount != 8 {
+		t.Errorf("saved reset count %v after the reboot, want 8", c.state.ResetCount)
 	}
 }

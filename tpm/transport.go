@@ -82,7 +82,7 @@ func openDevice(path string) (transport.TPMCloser, string, error) {
 	}
 	var first error
 	for _, p := range paths {
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		f, err := openDeviceFile(p)
 		if err != nil {
 			if first == nil {
 				first = err
