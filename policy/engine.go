@@ -78,6 +78,25 @@ func Approve(baseline []byte, by string, at time.Time, comment string) ([]byte, 
 	return json.Marshal(b)
 }
 
+// RequiredPCRs returns the PCRs a quote must cover for Evaluate to trust a
+// machine with the given stored baseline (nil or empty for none): the
+// verifier should request at least these in its challenges, because any
+// it leaves out makes the verdict untrusted.
+func (e *Engine) RequiredPCRs(baseline []byte) ([]int, error) {
+	p := &Policy{}
+	if len(baseline) > 0 {
+		b, err := ParseBaseline(baseline)
+		if err != nil {
+			return nil, fmt.Errorf("stored baseline: %w", err)
+		}
+		p.Baseline = b
+	}
+	e.mu.RLock()
+	p.Bundles, p.Rules = e.bundles, e.rules
+	e.mu.RUnlock()
+	return p.RequiredPCRs(), nil
+}
+
 // Evaluate judges a verified boot against the engine's bundles and rules
 // and the machine's stored baseline (nil or empty when it has none yet).
 func (e *Engine) Evaluate(baseline []byte, ev *Evidence) (*Verdict, error) {
