@@ -162,8 +162,11 @@ type Reason struct {
 	Bank     string   `json:"bank,omitempty"`
 	Digest   string   `json:"digest,omitempty"`
 	Expected []string `json:"expected,omitempty"`
-	// File and Rule name the logged file and the policy rule of an IMA
-	// finding.
+	// Action is "warn" for a finding reported without making the machine
+	// untrusted; empty for one that counts.
+	Action string `json:"action,omitempty"`
+	// File names the logged file of an IMA finding. Rule names the policy
+	// rule of an IMA finding or of a failed boot policy rule.
 	File string `json:"file,omitempty"`
 	Rule string `json:"rule,omitempty"`
 }

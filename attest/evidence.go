@@ -3,9 +3,12 @@ package attest
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // QuoteEvidence is the JSON form of a quote with what a verifier needs to
@@ -24,6 +27,29 @@ type QuoteEvidence struct {
 	Signature []byte `json:"signature"`
 	// PCRs maps a bank name to PCR index to hex digest.
 	PCRs PCRValuesJSON `json:"pcrs"`
+}
+
+// MaxQuoteFileSize bounds a quote file: a quote of every PCR of four banks
+// with its AK and signature takes a few KiB.
+const MaxQuoteFileSize = 1 << 20
+
+// ParseQuoteEvidence decodes a quote file. It rejects files over
+// MaxQuoteFileSize, unknown members, duplicate members (also in another
+// case) and member names in another case than the schema's, so that
+// every JSON reader sees the same quote, and a file without a quote. It
+// verifies nothing: see VerifyQuote.
+func ParseQuoteEvidence(data []byte) (*QuoteEvidence, error) {
+	if len(data) > MaxQuoteFileSize {
+		return nil, fmt.Errorf("quote file is %d bytes, more than the limit of %d", len(data), MaxQuoteFileSize)
+	}
+	var qe QuoteEvidence
+	if err := strictjson.Decode(data, &qe, strictjson.Options{}); err != nil {
+		return nil, fmt.Errorf("not a quote file: %w", err)
+	}
+	if len(qe.Attest) == 0 || len(qe.Signature) == 0 {
+		return nil, errors.New("not a quote file: attest or signature is missing: write quote files with 'vouch tpm quote -o json'")
+	}
+	return &qe, nil
 }
 
 // HexBytes is a byte string written as hex in JSON.
@@ -109,7 +135,7 @@ func (v *PCRValuesJSON) UnmarshalJSON(b []byte) error {
 		for idx, h := range bank {
 			i, err := strconv.Atoi(idx)
 			if err != nil || i < 0 || i >= MaxPCRs {
-				return fmt.Errorf("invalid PCR index %q in bank %s: use 0 to %d", idx, name, MaxPCRs-1)
+				return fmt.Errorf("invalid PCR index %.40q in bank %.40s: use 0 to %d", idx, name, MaxPCRs-1)
 			}
 			d, err := hex.DecodeString(h)
 			if err != nil {

@@ -1,6 +1,8 @@
 package bundle
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 )
 
@@ -29,6 +31,22 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeStdlib decodes the same payload with encoding/json alone,
+// without the strict member checks or validation: the peer that shows what
+// Parse's strictness costs.
+func BenchmarkDecodeStdlib(b *testing.B) {
+	data := readExample(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		var bundle Bundle
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&bundle); err != nil {
 			b.Fatal(err)
 		}
 	}

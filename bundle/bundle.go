@@ -12,7 +12,6 @@
 package bundle
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -196,23 +195,16 @@ func (b *Bundle) Marshal() ([]byte, error) {
 }
 
 // Parse decodes and validates an unsigned bundle's JSON. It rejects unknown
-// members, duplicate member names and values outside the limits above.
+// members, duplicate member names (also in another case), names spelled in
+// another case than the schema's and values outside the limits above.
 // Parse does not check who made the bundle: use [Verify] for that.
 func Parse(data []byte) (*Bundle, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("bundle is %d bytes, more than the limit of %d", len(data), MaxEnvelopeSize)
 	}
-	if err := checkJSON(data); err != nil {
-		return nil, fmt.Errorf("bundle: %w", err)
-	}
 	var b Bundle
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if err := decodeStrict(data, &b, false); err != nil {
 		return nil, fmt.Errorf("decode bundle: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("decode bundle: data after the bundle's JSON object")
 	}
 	if err := b.Validate(); err != nil {
 		return nil, err

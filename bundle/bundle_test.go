@@ -100,6 +100,16 @@ func TestParseRejects(t *testing.T) {
 		{"duplicate member", func(t *testing.T) []byte {
 			return []byte(strings.Replace(string(readExample(t)), `"product": "debian",`, `"product": "debian", "product": "ubuntu",`, 1))
 		}, `duplicate member "product"`},
+		{"components in another case", func(t *testing.T) []byte {
+			// encoding/json would take the second list; jq and Python the first.
+			return mutate(t, func(m map[string]any) { m["Components"] = m["components"] })
+		}, `in another case`},
+		{"publisher in another case", func(t *testing.T) []byte {
+			return mutate(t, func(m map[string]any) { m["Publisher"] = m["publisher"]; delete(m, "publisher") })
+		}, `member "Publisher" must be spelled "publisher"`},
+		{"value member in another case", func(t *testing.T) []byte {
+			return mutate(t, func(m map[string]any) { value0(m)["PCR"] = value0(m)["pcr"]; delete(value0(m), "pcr") })
+		}, `member "PCR" in "components[0].values[0]" must be spelled "pcr"`},
 		{"wrong schema", func(t *testing.T) []byte {
 			return mutate(t, func(m map[string]any) { m["schema"] = "v2" })
 		}, `schema "v2" is not supported`},

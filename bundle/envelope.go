@@ -65,13 +65,8 @@ func ParseEnvelope(data []byte) (*Envelope, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("envelope is %d bytes, more than the limit of %d", len(data), MaxEnvelopeSize)
 	}
-	if err := checkJSON(data); err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
-	}
 	var env Envelope
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
+	if err := decodeStrict(data, &env, false); err != nil {
 		return nil, fmt.Errorf("decode envelope: %w", err)
 	}
 	if env.PayloadType != PayloadType {

@@ -1,8 +1,6 @@
 package bundle
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -38,9 +36,6 @@ func ImportPCRLock(name string, data []byte, kind Kind) (*Component, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("pcrlock %s is %d bytes, more than the limit of %d", name, len(data), MaxEnvelopeSize)
 	}
-	if err := checkJSON(data); err != nil {
-		return nil, fmt.Errorf("pcrlock %s: %w", name, err)
-	}
 	var doc struct {
 		Records []struct {
 			PCR     *int `json:"pcr"`
@@ -50,7 +45,7 @@ func ImportPCRLock(name string, data []byte, kind Kind) (*Component, error) {
 			} `json:"digests"`
 		} `json:"records"`
 	}
-	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
+	if err := decodeStrict(data, &doc, true); err != nil {
 		return nil, fmt.Errorf("pcrlock %s: %w", name, err)
 	}
 	if len(doc.Records) == 0 {

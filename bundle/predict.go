@@ -1,8 +1,6 @@
 package bundle
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 )
 
@@ -44,11 +42,8 @@ func FromPrediction(data []byte) ([]Component, error) {
 	if len(data) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("prediction is %d bytes, more than the limit of %d", len(data), MaxEnvelopeSize)
 	}
-	if err := checkJSON(data); err != nil {
-		return nil, fmt.Errorf("prediction: %w", err)
-	}
 	var p prediction
-	if err := json.NewDecoder(bytes.NewReader(data)).Decode(&p); err != nil {
+	if err := decodeStrict(data, &p, true); err != nil {
 		return nil, fmt.Errorf("decode prediction: %w", err)
 	}
 	if p.Version != 1 {

@@ -278,6 +278,7 @@ func TestParseEnvelopeRejects(t *testing.T) {
 		{"bad base64", []byte(`{"payloadType":"` + PayloadType + `","payload":"!!","signatures":[]}`), "illegal base64"},
 		{"empty signature", []byte(`{"payloadType":"` + PayloadType + `","payload":"e30=","signatures":[{"sig":""}]}`), "signature 0 is empty"},
 		{"unknown member", []byte(`{"payloadType":"` + PayloadType + `","payload":"e30=","signatures":[],"x":1}`), `unknown field "x"`},
+		{"payload in another case", []byte(`{"payloadType":"` + PayloadType + `","payload":"e30=","Payload":"e30=","signatures":[]}`), `repeats member "payload" in another case`},
 		{"duplicate payload", []byte(`{"payloadType":"` + PayloadType + `","payload":"e30=","payload":"e30=","signatures":[]}`), `duplicate member "payload"`},
 		{"not JSON", []byte("-----BEGIN PGP"), "invalid JSON"},
 	}

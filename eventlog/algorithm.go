@@ -120,5 +120,5 @@ func ParseAlgorithm(name string) (Algorithm, error) {
 	if _, err := fmt.Sscanf(n, "0x%x", &id); err == nil && strings.HasPrefix(n, "0x") {
 		return Algorithm(id), nil
 	}
-	return 0, fmt.Errorf("unknown hash algorithm %q: use sha1, sha256, sha384, sha512 or sm3_256", name)
+	return 0, fmt.Errorf("unknown hash algorithm %s: use sha1, sha256, sha384, sha512 or sm3_256", quoteInput(name))
 }

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // PCRValues holds PCR values by bank and PCR index.
@@ -75,6 +77,11 @@ func ParseExpectedPCRs(data []byte) (PCRValues, error) {
 }
 
 func parsePCRJSON(data []byte) (PCRValues, error) {
+	// A repeated member would silently replace the first, as in
+	// {"banks": {...}, "banks": {}}.
+	if err := strictjson.Check(data, 0); err != nil {
+		return nil, fmt.Errorf("invalid PCR values JSON: %w", err)
+	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("invalid PCR values JSON: %w", err)
@@ -95,7 +102,7 @@ func parsePCRJSON(data []byte) (PCRValues, error) {
 				// sit next to the banks and are not banks.
 				continue
 			}
-			return nil, fmt.Errorf("PCR values JSON: bank %q: %w", name, err)
+			return nil, fmt.Errorf("PCR values JSON: bank %s: %w", quoteInput(name), err)
 		}
 		var pcrs map[string]string
 		if err := json.Unmarshal(raw, &pcrs); err != nil {
@@ -137,7 +144,7 @@ func parsePCRYAML(data []byte) (PCRValues, error) {
 		}
 		key, val, ok := strings.Cut(t, ":")
 		if !ok {
-			return nil, fmt.Errorf("PCR values YAML line %d: expected \"bank:\" or \"index : 0xhex\", found %q", line, t)
+			return nil, fmt.Errorf("PCR values YAML line %d: expected \"bank:\" or \"index : 0xhex\", found %s", line, quoteInput(t))
 		}
 		key = strings.Trim(strings.TrimSpace(key), `"'`)
 		val = strings.Trim(strings.TrimSpace(val), `"'`)
@@ -150,7 +157,7 @@ func parsePCRYAML(data []byte) (PCRValues, error) {
 			continue
 		}
 		if !haveBank {
-			return nil, fmt.Errorf("PCR values YAML line %d: PCR %q comes before any bank line such as \"sha256:\"", line, key)
+			return nil, fmt.Errorf("PCR values YAML line %d: PCR %s comes before any bank line such as \"sha256:\"", line, quoteInput(key))
 		}
 		if err := out.set(bank, key, val); err != nil {
 			return nil, fmt.Errorf("PCR values YAML line %d: %w", line, err)
@@ -168,7 +175,7 @@ func parsePCRYAML(data []byte) (PCRValues, error) {
 func (v PCRValues) set(alg Algorithm, index, value string) error {
 	i, err := strconv.Atoi(strings.TrimSpace(index))
 	if err != nil || i < 0 || i > maxPCRIndex {
-		return fmt.Errorf("bank %s: invalid PCR index %q: expected 0 to %d", alg, index, maxPCRIndex)
+		return fmt.Errorf("bank %s: invalid PCR index %s: expected 0 to %d", alg, quoteInput(index), maxPCRIndex)
 	}
 	s := strings.TrimSpace(value)
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
@@ -187,4 +194,15 @@ func (v PCRValues) set(alg Algorithm, index, value string) error {
 	}
 	v[alg][i] = b
 	return nil
+}
+
+// maxQuotedInput bounds how much of an input value an error echoes.
+const maxQuotedInput = 80
+
+// quoteInput quotes s for an error message, cut to its first 80 bytes.
+func quoteInput(s string) string {
+	if len(s) <= maxQuotedInput {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:maxQuotedInput]), len(s))
 }

@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,9 @@ func TestParseExpectedPCRsErrors(t *testing.T) {
 		{"not YAML", "hello world", "line 1: expected"},
 		{"duplicate", "sha1:\n 0: " + sha1Zero + "\n 0: " + sha1Zero, "line 3: bank sha1 PCR 0 is given twice"},
 		{"no bank", `{"provenance": "x"}`, "has no bank"},
+		{"repeated banks", `{"banks": {"sha1": {"0": "` + sha1Zero + `"}}, "banks": {}}`, `duplicate member "banks"`},
+		{"repeated PCR", `{"sha1": {"0": "` + sha1Zero + `", "0": "` + sha1Zero + `"}}`, `duplicate member "0"`},
+		{"bank in another case", `{"sha256": {}, "SHA256": {}}`, "in another case"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +69,17 @@ func TestParseExpectedPCRsErrors(t *testing.T) {
 				t.Errorf("error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseExpectedPCRsErrorsCutInput: an error quotes at most a short
+// prefix of a bad line, not the whole of a huge one.
+func TestParseExpectedPCRsErrorsCutInput(t *testing.T) {
+	for _, in := range []string{strings.Repeat("x", 200000), "sha1:\n" + strings.Repeat("9", 200000) + ": 00", strings.Repeat("m", 200000) + ":"} {
+		_, err := ParseExpectedPCRs([]byte(in))
+		if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "(200000 bytes)") {
+			t.Errorf("error of %d bytes: %.300v", len(fmt.Sprint(err)), err)
+		}
 	}
 }
 

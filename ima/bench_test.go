@@ -137,7 +137,7 @@ func BenchmarkMillion(b *testing.B) {
 	quoted := PCRValues{SHA1: {10: nil}, SHA256: {10: nil}}
 	quoted[SHA1][10] = f.state.Banks[0].PCRs[10]
 	quoted[SHA256][10] = f.state.Banks[1].PCRs[10]
-	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow}}}
+	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow, AllowSHA1: true}}}
 	b.SetBytes(int64(len(f.list)))
 	loop(b, func() {
 		entries, err := ParseBinary(f.list, ParseOptions{})
@@ -158,7 +158,7 @@ func BenchmarkMillion(b *testing.B) {
 func BenchmarkMillionSteps(b *testing.B) {
 	f := millionFixture(b)
 	quoted := PCRValues{SHA1: {10: f.state.Banks[0].PCRs[10]}, SHA256: {10: f.state.Banks[1].PCRs[10]}}
-	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow}}}
+	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow, AllowSHA1: true}}}
 	b.Run("parse", func(b *testing.B) {
 		loop(b, func() {
 			if _, err := ParseBinary(f.list, ParseOptions{}); err != nil {
@@ -196,7 +196,7 @@ func BenchmarkMillionSteps(b *testing.B) {
 func BenchmarkMillionInterleaved(b *testing.B) {
 	f := millionFixture(b)
 	quoted := PCRValues{SHA1: {10: f.state.Banks[0].PCRs[10]}, SHA256: {10: f.state.Banks[1].PCRs[10]}}
-	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow}}}
+	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow, AllowSHA1: true}}}
 	var peer, full time.Duration
 	b.ResetTimer()
 	for b.Loop() {
@@ -227,7 +227,7 @@ func BenchmarkMillionInterleaved(b *testing.B) {
 // 1,000,000: parse them, verify from the stored state, check them.
 func BenchmarkIncrement(b *testing.B) {
 	f := millionFixture(b)
-	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow}}}
+	policy := &Policy{Rules: []Rule{{Name: "distro", Allowlist: f.allow, AllowSHA1: true}}}
 	b.SetBytes(int64(len(f.increment)))
 	loop(b, func() {
 		entries, err := ParseBinary(f.increment, ParseOptions{FirstIndex: f.baseN})

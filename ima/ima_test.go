@@ -327,7 +327,7 @@ func TestReplayViolations(t *testing.T) {
 		t.Error("replay matches although a violation was extended as a measurement")
 	}
 	// Policy reports violations and never accepts them.
-	p := &Policy{Rules: []Rule{{Name: "all", Allowlist: allowAll(t, entries)}}, Violations: Warn}
+	p := &Policy{Rules: []Rule{{Name: "all", Allowlist: allowAll(t, entries), AllowSHA1: true}}, Violations: Warn}
 	rep := p.Check(entries)
 	var got []int
 	for _, vd := range rep.Verdicts {

@@ -62,6 +62,26 @@ type Rule struct {
 	// Keys accepts entries whose IMA signature verifies (ima-sig and
 	// ima-modsig "sig" fields).
 	Keys *Keyring
+	// AllowSHA1 accepts entries whose file digest, and so signature, is
+	// SHA-1. Without it they are rejected, as MD5 always is: collisions
+	// can be computed for both, so one signed or listed benign file could
+	// vouch for a malicious one. The signer of a file chooses the
+	// algorithm in its security.ima header, not the kernel's policy.
+	AllowSHA1 bool
+}
+
+// brokenDigest returns why a file digest algorithm is not accepted, or "".
+func (rule *Rule) brokenDigest(alg string) string {
+	switch alg {
+	case "md4", "md5":
+		return fmt.Sprintf("file digest algorithm %s is broken and never accepted: sign and measure files with sha256 (ima_hash=sha256)", alg)
+	case "sha1":
+		if rule.AllowSHA1 {
+			return ""
+		}
+		return "file digest algorithm sha1 is not accepted because SHA-1 collisions can be computed: sign and measure files with sha256 (ima_hash=sha256), or accept sha1 explicitly (--insecure-allow-sha1)"
+	}
+	return ""
 }
 
 // Policy decides which verified entries are acceptable.
@@ -192,6 +212,9 @@ func (p *Policy) checkEntry(e *Entry, r *Report) {
 
 // accepts reports whether the rule accepts the entry, and why not.
 func (rule *Rule) accepts(f *Fields) (bool, string) {
+	if reason := rule.brokenDigest(f.DigestAlgorithm); reason != "" {
+		return false, reason
+	}
 	var reasons []string
 	if rule.Allowlist != nil {
 		var ok bool

@@ -5,8 +5,10 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	_ "crypto/md5"
 	"crypto/rand"
 	"crypto/rsa"
+	_ "crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
@@ -193,6 +195,7 @@ func mustRSA(t *testing.T) *rsa.PrivateKey {
 }
 
 func TestPolicyRules(t *testing.T) {
+	// The log's file digests are SHA-1, so every rule accepts SHA-1.
 	entries := loadEntries(t, "h12ssl.ima.bin")
 	all := allowAll(t, entries)
 
@@ -231,13 +234,13 @@ func TestPolicyRules(t *testing.T) {
 	}
 
 	t.Run("everything allowed", func(t *testing.T) {
-		rep := (&Policy{Rules: []Rule{{Name: "all", Allowlist: all}}, Violations: Warn}).Check(entries)
+		rep := (&Policy{Rules: []Rule{{AllowSHA1: true, Name: "all", Allowlist: all}}, Violations: Warn}).Check(entries)
 		if rep.Failed() || rep.Accepted != len(entries)-9 {
 			t.Errorf("accepted %d, failed %v", rep.Accepted, rep.Failed())
 		}
 	})
 	t.Run("enforce", func(t *testing.T) {
-		rep := (&Policy{Rules: []Rule{{Name: "distro", Allowlist: partial}}, Violations: Warn}).Check(entries)
+		rep := (&Policy{Rules: []Rule{{AllowSHA1: true, Name: "distro", Allowlist: partial}}, Violations: Warn}).Check(entries)
 		if !rep.Failed() {
 			t.Fatal("missing varlog digests did not fail the report")
 		}
@@ -257,8 +260,8 @@ func TestPolicyRules(t *testing.T) {
 	})
 	t.Run("warn rule", func(t *testing.T) {
 		p := &Policy{Rules: []Rule{
-			{Name: "varlog", Action: Warn, Paths: []string{"/var/log/"}, Allowlist: partial},
-			{Name: "distro", Allowlist: partial},
+			{AllowSHA1: true, Name: "varlog", Action: Warn, Paths: []string{"/var/log/"}, Allowlist: partial},
+			{AllowSHA1: true, Name: "distro", Allowlist: partial},
 		}, Violations: Warn}
 		rep := p.Check(entries)
 		if rep.Failed() {
@@ -269,14 +272,14 @@ func TestPolicyRules(t *testing.T) {
 		}
 	})
 	t.Run("exclusion", func(t *testing.T) {
-		p := &Policy{Exclude: []string{"/var/log/"}, Rules: []Rule{{Name: "distro", Allowlist: partial}}, Violations: Warn}
+		p := &Policy{Exclude: []string{"/var/log/"}, Rules: []Rule{{AllowSHA1: true, Name: "distro", Allowlist: partial}}, Violations: Warn}
 		rep := p.Check(entries)
 		if rep.Failed() || rep.Excluded < varlog {
 			t.Errorf("excluded %d (want at least %d), failed %v", rep.Excluded, varlog, rep.Failed())
 		}
 	})
 	t.Run("match name", func(t *testing.T) {
-		p := &Policy{Exclude: []string{"/var/log/"}, Rules: []Rule{{Name: "by-name", Allowlist: partial, MatchName: true}}, Violations: Warn}
+		p := &Policy{Exclude: []string{"/var/log/"}, Rules: []Rule{{AllowSHA1: true, Name: "by-name", Allowlist: partial, MatchName: true}}, Violations: Warn}
 		rep := p.Check(entries)
 		var found bool
 		for _, v := range rep.Verdicts {
@@ -289,7 +292,7 @@ func TestPolicyRules(t *testing.T) {
 		}
 	})
 	t.Run("uncovered", func(t *testing.T) {
-		p := &Policy{Rules: []Rule{{Name: "etc", Paths: []string{"/etc/*"}, Allowlist: all}}, Uncovered: Warn, Violations: Warn}
+		p := &Policy{Rules: []Rule{{AllowSHA1: true, Name: "etc", Paths: []string{"/etc/*"}, Allowlist: all}}, Uncovered: Warn, Violations: Warn}
 		rep := p.Check(entries)
 		if rep.Failed() {
 			t.Error("uncovered entries with the Warn action failed the report")
@@ -312,6 +315,66 @@ func TestPolicyRules(t *testing.T) {
 			t.Errorf("verdicts = %+v", rep.Verdicts)
 		}
 	})
+}
+
+// TestPolicyRejectsBrokenDigests: a file's signer picks the hash algorithm
+// in its security.ima header, and MD5 or SHA-1 collisions let one signed
+// benign file vouch for a malicious one.
+func TestPolicyRejectsBrokenDigests(t *testing.T) {
+	signer := mustRSA(t)
+	keys, _ := testKey(t, signer, nil)
+	id := keys.Keys[0].IDs[0]
+	entries := loadEntries(t, "sml-ima-sig-sha256.bin")[:3]
+	withAlg := func(name string, kernelAlg byte, h crypto.Hash) []Entry {
+		out := make([]Entry, len(entries))
+		copy(out, entries)
+		for i := 1; i < len(out); i++ {
+			out[i] = withFields(t, out[i], func(f *Fields) {
+				hh := h.New()
+				hh.Write(f.Name)
+				f.DigestAlgorithm, f.Digest = name, hh.Sum(nil)
+				f.Signature = signDigest(t, signer, id, kernelAlg, h, f.Digest)
+			})
+		}
+		return out
+	}
+	md5Entries := withAlg("md5", 1, crypto.MD5)
+	sha1Entries := withAlg("sha1", 2, crypto.SHA1)
+	for _, tt := range []struct {
+		name      string
+		entries   []Entry
+		allowSHA1 bool
+		want      string
+	}{
+		{"md5", md5Entries, false, "file digest algorithm md5 is broken"},
+		{"md5 with sha1 allowed", md5Entries, true, "file digest algorithm md5 is broken"},
+		{"sha1", sha1Entries, false, "file digest algorithm sha1 is not accepted"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// The signatures themselves verify.
+			if _, err := keys.VerifySignature(mustFields(t, tt.entries[1])); err != nil {
+				t.Fatal(err)
+			}
+			p := &Policy{Rules: []Rule{{Name: "signed", Keys: keys, AllowSHA1: tt.allowSHA1}}}
+			rep := p.Check(tt.entries)
+			if !rep.Failed() || len(rep.Verdicts) != len(tt.entries)-1 || !strings.Contains(rep.Verdicts[0].Reason, tt.want) {
+				t.Errorf("verdicts = %+v, want every entry rejected with %q", rep.Verdicts, tt.want)
+			}
+		})
+	}
+	p := &Policy{Rules: []Rule{{Name: "signed", Keys: keys, AllowSHA1: true}}}
+	if rep := p.Check(sha1Entries); rep.Failed() {
+		t.Errorf("sha1 with AllowSHA1 rejected: %+v", rep.Verdicts)
+	}
+}
+
+func mustFields(t *testing.T, e Entry) *Fields {
+	t.Helper()
+	f, err := e.Fields()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &f
 }
 
 func TestAllowlistFile(t *testing.T) {

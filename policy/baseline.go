@@ -1,13 +1,13 @@
 package policy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/vouch-attest/vouch/bundle"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // FirmwarePCRs are the PCRs whose events the platform firmware and its
@@ -163,7 +163,9 @@ type Learned struct {
 }
 
 // ParseBaseline decodes a baseline, either bare or as the "baseline"
-// member of a Learned document, and validates its components.
+// member of a Learned document, and validates its components. Duplicate
+// members and member names in another case than the schema's are
+// rejected; other unknown members are ignored.
 func ParseBaseline(data []byte) (*Baseline, error) {
 	if len(data) > bundle.MaxEnvelopeSize {
 		return nil, fmt.Errorf("baseline is %d bytes, more than the limit of %d", len(data), bundle.MaxEnvelopeSize)
@@ -171,13 +173,14 @@ func ParseBaseline(data []byte) (*Baseline, error) {
 	var doc struct {
 		Baseline *Baseline `json:"baseline"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	lenient := strictjson.Options{AllowUnknown: true}
+	if err := strictjson.Decode(data, &doc, lenient); err != nil {
 		return nil, fmt.Errorf("decode baseline: %w", err)
 	}
 	b := doc.Baseline
 	if b == nil {
 		b = new(Baseline)
-		if err := json.Unmarshal(data, b); err != nil {
+		if err := strictjson.Decode(data, b, lenient); err != nil {
 			return nil, fmt.Errorf("decode baseline: %w", err)
 		}
 	}

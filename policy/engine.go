@@ -78,9 +78,11 @@ func Approve(baseline []byte, by string, at time.Time, comment string) ([]byte, 
 	return json.Marshal(b)
 }
 
-// Evaluate judges a verified boot against the engine's bundles and rules
-// and the machine's stored baseline (nil or empty when it has none yet).
-func (e *Engine) Evaluate(baseline []byte, ev *Evidence) (*Verdict, error) {
+// RequiredPCRs returns the PCRs a quote must cover for Evaluate to trust a
+// machine with the given stored baseline (nil or empty for none): the
+// verifier should request at least these in its challenges, because any
+// it leaves out makes the verdict untrusted.
+func (e *Engine) RequiredPCRs(baseline []byte) ([]int, error) {
 	p := &Policy{}
 	if len(baseline) > 0 {
 		b, err := ParseBaseline(baseline)
@@ -89,6 +91,29 @@ func (e *Engine) Evaluate(baseline []byte, ev *Evidence) (*Verdict, error) {
 		}
 		p.Baseline = b
 	}
+	e.mu.RLock()
+	p.Bundles, p.Rules = e.bundles, e.rules
+	e.mu.RUnlock()
+	return p.RequiredPCRs(), nil
+}
+
+// Evaluate judges a verified boot against the engine's bundles and rules
+// and the machine's stored baseline (nil or empty when it has none yet).
+func (e *Engine) Evaluate(baseline []byte, ev *Evidence) (*Verdict, error) {
+	var b *Baseline
+	if len(baseline) > 0 {
+		var err error
+		if b, err = ParseBaseline(baseline); err != nil {
+			return nil, fmt.Errorf("stored baseline: %w", err)
+		}
+	}
+	return e.EvaluateBaseline(b, ev)
+}
+
+// EvaluateBaseline is Evaluate with the machine's baseline already
+// decoded (nil when it has none yet).
+func (e *Engine) EvaluateBaseline(b *Baseline, ev *Evidence) (*Verdict, error) {
+	p := &Policy{Baseline: b}
 	e.mu.RLock()
 	p.Bundles, p.Rules = e.bundles, e.rules
 	e.mu.RUnlock()

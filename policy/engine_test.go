@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,5 +82,26 @@ func TestEngineLearnApproveEvaluate(t *testing.T) {
 	}
 	if _, err := e.Evaluate([]byte("{"), ev); err == nil {
 		t.Error("Evaluate accepted a corrupt baseline")
+	}
+}
+
+func TestEngineRequiredPCRs(t *testing.T) {
+	e, err := NewEngine(Rules{QuotedPCRs: &QuotedPCRsRule{PCRs: []int{10}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.RequiredPCRs(nil)
+	if err != nil || fmt.Sprint(got) != "[0 1 2 3 4 5 6 7 10]" {
+		t.Errorf("without bundles: %v, %v", got, err)
+	}
+	if err := e.SetBundles([]*bundle.Verified{predictedBundle(t, func(s string) string { return s })}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = e.RequiredPCRs(nil)
+	if err != nil || !slices.Contains(got, 4) || !slices.Contains(got, 9) || !slices.Contains(got, 10) {
+		t.Errorf("with a bundle: %v, %v", got, err)
+	}
+	if _, err := e.RequiredPCRs([]byte("{")); err == nil {
+		t.Error("RequiredPCRs accepted a corrupt baseline")
 	}
 }

@@ -32,7 +32,7 @@ func FromVerifiedLog(log *eventlog.Log, res *eventlog.Result) (*Evidence, error)
 		return nil, errors.New("policy: the log did not verify against the quote: policy judges only a log whose replay matched a verified quote")
 	}
 
-	ev := &Evidence{quoted: make(map[int]bool)}
+	ev := &Evidence{quoted: make(map[int]bool), logged: make(map[int]int)}
 	algs := make(map[eventlog.Algorithm]bundle.Bank)
 	for _, b := range res.Banks {
 		if b.Status != eventlog.BankMatch {
@@ -62,7 +62,11 @@ func FromVerifiedLog(log *eventlog.Log, res *eventlog.Result) (*Evidence, error)
 
 	for i := range log.Events {
 		le := &log.Events[i]
-		if le.Type == eventlog.EV_NO_ACTION || !ev.quoted[int(le.PCR)] {
+		if le.Type == eventlog.EV_NO_ACTION {
+			continue
+		}
+		ev.logged[int(le.PCR)]++
+		if !ev.quoted[int(le.PCR)] {
 			continue
 		}
 		e := Event{

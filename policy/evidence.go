@@ -70,6 +70,8 @@ type Evidence struct {
 	banks []bundle.Bank
 	// quoted lists the PCRs the quote covered in a verified bank.
 	quoted map[int]bool
+	// logged counts the log's measured events per PCR, quoted or not.
+	logged map[int]int
 }
 
 // Events returns the events of the evidence. Callers must not modify them.
@@ -80,6 +82,10 @@ func (e *Evidence) Banks() []bundle.Bank { return e.banks }
 
 // Quoted reports whether the quote covered PCR i in a verified bank.
 func (e *Evidence) Quoted(i int) bool { return e.quoted[i] }
+
+// LoggedEvents returns how many measured events (EV_NO_ACTION excluded)
+// the log holds for PCR i, whether or not the quote covered it.
+func (e *Evidence) LoggedEvents(i int) int { return e.logged[i] }
 
 // QuotedPCRs returns the PCRs the quote covered, sorted.
 func (e *Evidence) QuotedPCRs() []int {

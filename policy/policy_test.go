@@ -669,3 +669,92 @@ func TestCheckConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// evidenceQuoting verifies the shim-sbms log against a quote of the given
+// SHA-256 PCRs only: the log's replayed values for those PCRs, and the
+// reset value (zeros) for PCRs the log has no event for.
+func evidenceQuoting(t *testing.T, pcrs ...int) *Evidence {
+	t.Helper()
+	raw, err := os.ReadFile("testdata/ovmf-swtpm/shim-sbms/eventlog.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayed, err := eventlog.Replay(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := eventlog.PCRValues{eventlog.SHA256: {}}
+	for _, i := range pcrs {
+		v, ok := replayed[eventlog.SHA256][i]
+		if !ok {
+			v = make([]byte, 32)
+		}
+		quoted[eventlog.SHA256][i] = v
+	}
+	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := FromVerifiedLog(log, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// TestCheckRequiresQuotedPCRs is the attack of a machine that quotes only
+// a PCR with no events (PCR 23) so that no event is judged, or leaves out
+// the PCRs where its bundle's values live.
+func TestCheckRequiresQuotedPCRs(t *testing.T) {
+	golden := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(golden, osPCRs))},
+		Baseline: approvedBaseline(t, golden),
+	}
+	if got, want := fmt.Sprint(p.RequiredPCRs()), "[0 1 2 3 4 5 6 7 8 9 14]"; got != want {
+		t.Errorf("required PCRs = %s, want %s", got, want)
+	}
+
+	v, err := p.Check(evidenceQuoting(t, 23))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Fatal("a quote of PCR 23 alone was trusted")
+	}
+	if got := fmt.Sprint(v.UnquotedPCRs); got != "[0 1 2 3 4 5 6 7 8 9 14]" {
+		t.Errorf("unquoted PCRs = %s", got)
+	}
+	codes := map[string]bool{}
+	for _, r := range v.Reasons() {
+		codes[r.Code] = true
+	}
+	if !codes[ReasonPCRNotQuoted] || !codes[ReasonNoEvents] {
+		t.Errorf("reasons = %+v, want %s and %s", v.Reasons(), ReasonPCRNotQuoted, ReasonNoEvents)
+	}
+	if f := strings.Join(v.Failures(), "\n"); !strings.Contains(f, "PCR 0,1,2,3,4,5,6,7,8,9,14 required by the policy") {
+		t.Errorf("failures = %s", f)
+	}
+
+	// Firmware and boot loader PCRs quoted, GRUB's PCRs 8 and 9 left out:
+	// every judged event matches, but the kernel command line was not seen.
+	v, err = p.Check(evidenceQuoting(t, 0, 1, 2, 3, 4, 5, 6, 7, 14))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted || len(v.Unmatched) != 0 || fmt.Sprint(v.UnquotedPCRs) != "[8 9]" {
+		t.Errorf("trusted = %v, unmatched %d, unquoted %v: want untrusted for PCRs 8 and 9 alone", v.Trusted, len(v.Unmatched), v.UnquotedPCRs)
+	}
+
+	v, err = p.Check(evidenceQuoting(t, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Trusted {
+		t.Errorf("full quote not trusted: %v", v.Failures())
+	}
+}

@@ -1,16 +1,15 @@
 package policy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/vouch-attest/vouch/bundle"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // Action says what a failed rule does to the verdict.
@@ -40,7 +39,8 @@ type Rules struct {
 	// ReferenceValues is the action for events that match no reference
 	// value. Default enforce.
 	ReferenceValues Action `json:"reference_values,omitempty"`
-	// QuotedPCRs lists PCRs the quote must cover in a verified bank.
+	// QuotedPCRs lists PCRs the quote must cover in a verified bank, in
+	// addition to those Check always requires (see Policy.RequiredPCRs).
 	QuotedPCRs *QuotedPCRsRule `json:"quoted_pcrs,omitempty"`
 	// SecureBoot requires the SecureBoot variable measured into PCR 7 to
 	// be 1.
@@ -101,15 +101,15 @@ type CmdlineRule struct {
 const MaxRulesSize = 1 << 20
 
 // ParseRules decodes and validates rules from JSON, compiling the command
-// line patterns.
+// line patterns. Unknown members, duplicate members and member names in
+// another case than the schema's are rejected, so that a rule a reviewer
+// sees is the rule vouch applies.
 func ParseRules(data []byte) (*Rules, error) {
 	if len(data) > MaxRulesSize {
 		return nil, fmt.Errorf("rules are %d bytes, more than the limit of %d", len(data), MaxRulesSize)
 	}
 	var r Rules
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Decode(data, &r, strictjson.Options{}); err != nil {
 		return nil, fmt.Errorf("decode rules: %w", err)
 	}
 	if err := r.Validate(); err != nil {
@@ -126,6 +126,9 @@ func (r *Rules) Validate() error {
 	actions := map[string]Action{"reference_values": r.ReferenceValues}
 	if q := r.QuotedPCRs; q != nil {
 		actions["quoted_pcrs"] = q.Action
+		if len(q.PCRs) == 0 {
+			return errors.New("rules: quoted_pcrs: pcrs is empty: list the PCRs the quote must cover, such as [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14], or remove the rule")
+		}
 		for _, i := range q.PCRs {
 			if i < 0 || i > bundle.MaxPCR {
 				return fmt.Errorf("rules: quoted_pcrs: PCR %d is outside 0 to %d", i, bundle.MaxPCR)

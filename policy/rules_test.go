@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -218,6 +219,11 @@ func TestParseRules(t *testing.T) {
 		{"bad pattern", `{"kernel_cmdline": {"allow": ["(("]}}`, `allow pattern "(("`},
 		{"short dbx hash", `{"dbx": {"sha256": ["00"]}}`, "sha256 entry 0 is 1 bytes"},
 		{"pcr out of range", `{"quoted_pcrs": {"pcrs": [24]}}`, "PCR 24 is outside 0 to 23"},
+		{"duplicate rule", `{"quoted_pcrs": {"pcrs": [0, 7]}, "quoted_pcrs": {"pcrs": [23]}}`, `duplicate member "quoted_pcrs"`},
+		{"rule in another case", `{"Secure_Boot": {"action": "warn"}}`, `member "Secure_Boot" must be spelled "secure_boot"`},
+		{"rules member in another case", `{"secure_boot": {"action": "warn", "Action": "enforce"}}`, `in another case`},
+		{"empty quoted pcrs", `{"quoted_pcrs": {"pcrs": []}}`, "quoted_pcrs: pcrs is empty"},
+		{"missing quoted pcrs", `{"quoted_pcrs": {"action": "warn"}}`, "quoted_pcrs: pcrs is empty"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,5 +232,29 @@ func TestParseRules(t *testing.T) {
 				t.Errorf("error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseBaselineRejectsCaseVariants: a stored or reviewed baseline must
+// read the same in vouch as in case-sensitive JSON tools.
+func TestParseBaselineRejectsCaseVariants(t *testing.T) {
+	b, err := LearnBaseline("vm1", loadCorpus(t, "shim-sbms"), nil, testTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseBaseline(data); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, data, want string }{
+		{"wrapper in another case", `{"Baseline": ` + string(data) + `}`, `must be spelled "baseline"`},
+		{"machine twice", strings.Replace(string(data), `"machine":"vm1"`, `"machine":"vm1","Machine":"vm2"`, 1), "in another case"},
+	} {
+		if _, err := ParseBaseline([]byte(tt.data)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error = %v, want it to contain %q", tt.name, err, tt.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/vouch-attest/vouch/bundle"
@@ -27,6 +28,12 @@ type Verdict struct {
 	Trusted bool `json:"trusted"`
 	// Banks are the verified banks events were compared in.
 	Banks []bundle.Bank `json:"banks"`
+	// RequiredPCRs are the PCRs the verified quote had to cover (see
+	// [Policy.RequiredPCRs]).
+	RequiredPCRs []int `json:"required_pcrs"`
+	// UnquotedPCRs lists the required PCRs the verified quote did not
+	// cover: their events were not judged, so the verdict is untrusted.
+	UnquotedPCRs []int `json:"unquoted_pcrs,omitempty"`
 	// Matched counts the events that matched a reference value.
 	Matched int `json:"matched"`
 	// Unmatched lists every event that matched no reference value.
@@ -112,10 +119,32 @@ func (u *Unmatched) String() string {
 	return b.String()
 }
 
+// unquotedDetail explains the required PCRs the quote did not cover.
+func (v *Verdict) unquotedDetail() string {
+	return fmt.Sprintf("PCR %s required by the policy but not covered by the verified quote, so their events were not judged: quote PCRs %s",
+		joinInts(v.UnquotedPCRs), joinInts(v.RequiredPCRs))
+}
+
+const noEventsDetail = "no measured event of a quoted PCR was judged: the quote proves nothing about the boot"
+
+func joinInts(list []int) string {
+	s := make([]string, len(list))
+	for i, n := range list {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ",")
+}
+
 // Failures returns one line per reason the verdict is not trusted, and
 // per warning, prefixed with the action.
 func (v *Verdict) Failures() []string {
 	var out []string
+	if len(v.UnquotedPCRs) > 0 {
+		out = append(out, string(Enforce)+": "+v.unquotedDetail())
+	}
+	if v.Matched == 0 && len(v.Unmatched) == 0 {
+		out = append(out, string(Enforce)+": "+noEventsDetail)
+	}
 	for i := range v.Unmatched {
 		out = append(out, string(v.UnmatchedAction)+": "+v.Unmatched[i].String())
 	}
@@ -127,17 +156,56 @@ func (v *Verdict) Failures() []string {
 	return out
 }
 
+// RequiredPCRs returns the PCRs a verified quote must cover for Check to
+// trust a boot: PCRs 0 to 7, every PCR a bundle's or the approved
+// baseline's reference values are for, and the PCRs of the quoted_pcrs
+// rule. A verifier should request at least these in its quotes.
+func (p *Policy) RequiredPCRs() []int {
+	need := make(map[int]bool)
+	for i := 0; i <= 7; i++ {
+		need[i] = true
+	}
+	addComponents := func(comps []bundle.Component) {
+		for i := range comps {
+			for j := range comps[i].Values {
+				need[comps[i].Values[j].PCR] = true
+			}
+		}
+	}
+	for _, b := range p.Bundles {
+		if b != nil && b.Bundle() != nil {
+			addComponents(b.Bundle().Components)
+		}
+	}
+	if p.Baseline != nil && p.Baseline.Approved() {
+		addComponents(p.Baseline.Components)
+	}
+	if p.Rules.QuotedPCRs != nil && p.Rules.QuotedPCRs.Action.orEnforce() == Enforce {
+		for _, i := range p.Rules.QuotedPCRs.PCRs {
+			need[i] = true
+		}
+	}
+	out := make([]int, 0, len(need))
+	for i := range need {
+		out = append(out, i)
+	}
+	sort.Ints(out)
+	return out
+}
+
 // Check judges the evidence. It checks:
 //
-//  1. every event of a quoted PCR matches a reference value of a bundle
+//  1. the verified quote covers every PCR of [Policy.RequiredPCRs], so
+//     that a machine cannot escape judgement by quoting fewer PCRs;
+//  2. at least one measured event was judged;
+//  3. every event of a quoted PCR matches a reference value of a bundle
 //     or of the approved baseline, in the verified banks (see
 //     referenceSet.match for what a match is);
-//  2. each configured rule passes.
+//  4. each configured rule passes.
 //
 // Events of PCRs the quote did not cover are not in the evidence and are
-// not judged; use the quoted_pcrs rule to require PCRs. Check returns an
-// error only when its inputs are unusable; a machine that fails policy
-// gets a Verdict with Trusted false.
+// not judged. Check returns an error only when its inputs are unusable; a
+// machine that fails policy gets a Verdict with Trusted false.
 func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
 	if ev == nil || ev.quoted == nil {
 		return nil, errNoEvidence
@@ -146,7 +214,12 @@ func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
 		return nil, err
 	}
 	refs := newReferenceSet()
-	v := &Verdict{Banks: ev.banks, UnmatchedAction: p.Rules.ReferenceValues.orEnforce()}
+	v := &Verdict{Banks: ev.banks, UnmatchedAction: p.Rules.ReferenceValues.orEnforce(), RequiredPCRs: p.RequiredPCRs()}
+	for _, i := range v.RequiredPCRs {
+		if !ev.Quoted(i) {
+			v.UnquotedPCRs = append(v.UnquotedPCRs, i)
+		}
+	}
 	for i, b := range p.Bundles {
 		if b == nil || b.Bundle() == nil {
 			return nil, fmt.Errorf("policy: bundle %d was not verified: load bundles with bundle.Verify or a bundle.Loader", i)
@@ -173,6 +246,9 @@ func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
 	v.BootAuthorities = BootAuthorities(ev)
 
 	v.Trusted = len(v.Unmatched) == 0 || v.UnmatchedAction == Warn
+	if len(v.UnquotedPCRs) > 0 || v.Matched+len(v.Unmatched) == 0 {
+		v.Trusted = false
+	}
 	for _, r := range v.Rules {
 		if !r.Passed && r.Action == Enforce {
 			v.Trusted = false
@@ -202,6 +278,11 @@ const (
 	ReasonEventUnmatched = "event_unmatched"
 	// ReasonRuleFailed: a rule failed; Reason.Rule names it.
 	ReasonRuleFailed = "rule_failed"
+	// ReasonPCRNotQuoted: PCRs the policy requires were not covered by
+	// the verified quote.
+	ReasonPCRNotQuoted = "pcr_not_quoted"
+	// ReasonNoEvents: the quote covered no PCR with a measured event.
+	ReasonNoEvents = "no_events"
 )
 
 // Reason is one finding of a verdict in flat form, for APIs, logs and
@@ -228,6 +309,12 @@ type Reason struct {
 // warnings included, in the order of Failures.
 func (v *Verdict) Reasons() []Reason {
 	var out []Reason
+	if len(v.UnquotedPCRs) > 0 {
+		out = append(out, Reason{Code: ReasonPCRNotQuoted, Action: Enforce, Message: v.unquotedDetail()})
+	}
+	if v.Matched == 0 && len(v.Unmatched) == 0 {
+		out = append(out, Reason{Code: ReasonNoEvents, Action: Enforce, Message: noEventsDetail})
+	}
 	for i := range v.Unmatched {
 		u := &v.Unmatched[i]
 		pcr, event := u.PCR, u.Event

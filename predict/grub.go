@@ -139,6 +139,9 @@ type GrubSimulation struct {
 	refs    []Reference
 	entries []grubEntry
 	depth   int
+	// work counts the bytes of scripts parsed and of command lines run,
+	// bounded by maxGrubWork.
+	work int64
 }
 
 type grubEntry struct {
@@ -150,6 +153,36 @@ type grubEntry struct {
 // maxGrubDepth bounds nested source and configfile commands.
 const maxGrubDepth = 16
 
+// Bounds on the work of one simulation, so that a small hostile script
+// (set a="$a$a" repeated, or files that source each other twice) fails
+// with an error instead of exhausting memory or time. Generated
+// configurations stay far below them: grub-mkconfig output for a few
+// kernels is tens of KiB (an estimate).
+const (
+	// maxGrubWord bounds an expanded word, and so a variable's value.
+	// Kernel command lines are at most a few KiB (2 KiB on x86 by
+	// default).
+	maxGrubWord = 64 << 10
+	// maxGrubWork bounds the bytes of scripts parsed plus command lines
+	// run by one simulation.
+	maxGrubWork = 64 << 20
+	// grubCommandCost is the work counted per command besides its bytes.
+	grubCommandCost = 64
+)
+
+// errGrubWork is wrapped by the error of a simulation over maxGrubWork.
+var errGrubWork = fmt.Errorf("grub script: the simulation exceeds its work limit of %d bytes of scripts and commands: look for source or configfile commands that repeat", maxGrubWork)
+
+// spend counts n bytes of work and fails once the total passes
+// maxGrubWork.
+func (g *GrubSimulation) spend(n int) error {
+	g.work += int64(n)
+	if g.work > maxGrubWork {
+		return errGrubWork
+	}
+	return nil
+}
+
 // References returns the measurements predicted so far.
 func (g *GrubSimulation) References() []Reference { return g.refs }
 
@@ -158,6 +191,9 @@ func (g *GrubSimulation) References() []Reference { return g.refs }
 func (g *GrubSimulation) Run(script string) error {
 	if g.Vars == nil {
 		g.Vars = map[string]string{}
+	}
+	if err := g.spend(len(script)); err != nil {
+		return err
 	}
 	stmts, err := parseGrubScript(script)
 	if err != nil {
@@ -251,7 +287,17 @@ func (g *GrubSimulation) runCommands(stmts []grubStmt) (bool, error) {
 		if s.ifs != nil {
 			return false, errors.New("grub script: if inside a condition is not supported")
 		}
-		argv := g.expand(s.words)
+		argv, err := g.expand(s.words)
+		if err != nil {
+			return false, fmt.Errorf("grub script line %d: %w", s.line, err)
+		}
+		cost := grubCommandCost + len(s.block)
+		for _, a := range argv {
+			cost += len(a)
+		}
+		if err := g.spend(cost); err != nil {
+			return false, fmt.Errorf("grub script line %d: %w", s.line, err)
+		}
 		if len(argv) == 0 {
 			continue
 		}
@@ -344,6 +390,9 @@ func (g *GrubSimulation) source(path string) error {
 	}
 	if err := g.measureFile(path); err != nil {
 		return err
+	}
+	if err := g.spend(len(data)); err != nil {
+		return fmt.Errorf("grub source %s: %w", path, err)
 	}
 	stmts, err := parseGrubScript(string(data))
 	if err != nil {
@@ -447,13 +496,21 @@ func (g *GrubSimulation) primary(t []string) (bool, error) {
 }
 
 // expand turns parsed words into arguments: it substitutes variables and
-// drops a word that was only unquoted, empty expansions.
-func (g *GrubSimulation) expand(words []grubWord) []string {
+// drops a word that was only unquoted, empty expansions. A word longer
+// than maxGrubWord is an error.
+func (g *GrubSimulation) expand(words []grubWord) ([]string, error) {
 	var argv []string
-	for _, w := range words {
+	for i, w := range words {
 		var b strings.Builder
 		keep := false
 		for _, p := range w {
+			n := len(p.text)
+			if p.variable {
+				n = len(g.Vars[p.text])
+			}
+			if b.Len()+n > maxGrubWord {
+				return nil, fmt.Errorf("word %d expands to more than %d bytes, more than GRUB takes on a command line (a variable that keeps doubling?)", i+1, maxGrubWord)
+			}
 			if p.variable {
 				b.WriteString(g.Vars[p.text])
 				if p.quoted {
@@ -468,5 +525,5 @@ func (g *GrubSimulation) expand(words []grubWord) []string {
 			argv = append(argv, b.String())
 		}
 	}
-	return argv
+	return argv, nil
 }

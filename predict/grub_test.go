@@ -2,6 +2,9 @@ package predict
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -204,4 +207,35 @@ func FuzzGrubScript(f *testing.F) {
 		}
 		_ = sim.Boot()
 	})
+}
+
+// TestGrubScriptBoundsWork runs scripts that double a variable and files
+// that source the next one twice: both would take gigabytes or hours
+// without the simulation's limits.
+func TestGrubScriptBoundsWork(t *testing.T) {
+	doubling := "set a=xxxxxxxxxxxxxxxx\n" + strings.Repeat("set a=\"$a$a\"\n", 40) + "menuentry a {\n linux /vmlinuz $a\n}\n"
+	sim := &GrubSimulation{Files: &GrubFileMap{}, Banks: []Bank{SHA256}}
+	err := sim.Run(doubling)
+	if err == nil || !strings.Contains(err.Error(), "grub script line 13: word 2 expands to more than 65536 bytes") {
+		t.Errorf("doubling: error %v", err)
+	}
+
+	// f0 sources f1 twice, f1 sources f2 twice, ... f15 is empty: 2^16
+	// runs of 64 KiB scripts.
+	dir := t.TempDir()
+	pad := "#" + strings.Repeat("x", 64<<10) + "\n"
+	for i := 0; i < 16; i++ {
+		body := pad
+		if i < 15 {
+			body += fmt.Sprintf("source /f%d\nsource /f%d\n", i+1, i+1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sim = &GrubSimulation{Files: &GrubFileMap{Dir: dir}, Banks: []Bank{SHA256}}
+	err = sim.Run("source /f0")
+	if !errors.Is(err, errGrubWork) {
+		t.Errorf("fan-out: error %v, want the work limit", err)
+	}
 }

@@ -27,6 +27,7 @@ func (w grubWord) literal() string {
 // grubStmt is a simple command (words and an optional block argument) or an
 // if statement (ifs).
 type grubStmt struct {
+	line  int // of the statement's first token, in its script
 	words []grubWord
 	block string
 	ifs   []grubBranch
@@ -329,7 +330,7 @@ func (p *grubParser) list(stop []string) ([]grubStmt, string, error) {
 }
 
 func (p *grubParser) simple() grubStmt {
-	var s grubStmt
+	s := grubStmt{line: p.line()}
 	for p.pos < len(p.toks) {
 		t := p.toks[p.pos]
 		if t.kind == tokSep {

@@ -35,6 +35,9 @@ const (
 	// maxImageSize bounds SizeOfImage, so that zero-filling a section's
 	// virtual size cannot run for long on a forged header.
 	maxImageSize = 1 << 30
+	// minZeroFillAllowance is the zero fill a section may declare beyond
+	// its raw data however small the file: see SectionData.
+	minZeroFillAllowance = 1 << 20
 )
 
 // ErrNotPE reports input that does not start with a PE/COFF image.
@@ -303,13 +306,19 @@ func (pe *PEFile) AuthenticodeDigests(banks []Bank) (Digests, error) {
 
 // SectionData returns a reader over the section as a loader maps it: the
 // first VirtualSize bytes, which are the raw data followed by zeros when
-// VirtualSize exceeds SizeOfRawData.
+// VirtualSize exceeds SizeOfRawData. The zero fill may not exceed the
+// file's size (or 1 MiB for smaller files), so that a forged header in a
+// small file cannot make callers hash gigabytes of zeros; the sections
+// systemd-stub measures carry their data in the file.
 func (pe *PEFile) SectionData(s *PESection) (io.Reader, int64, error) {
 	if int64(s.VirtualAddress)+int64(s.VirtualSize) > int64(pe.SizeOfImage) {
 		return nil, 0, fmt.Errorf("invalid PE image: section %q at RVA 0x%x+0x%x lies outside SizeOfImage 0x%x", s.Name, s.VirtualAddress, s.VirtualSize, pe.SizeOfImage)
 	}
 	n := int64(s.VirtualSize)
 	raw := min(n, int64(s.SizeOfRawData))
+	if fill := n - raw; fill > max(pe.size, minZeroFillAllowance) {
+		return nil, 0, fmt.Errorf("invalid PE image: section %q declares VirtualSize 0x%x, %d bytes beyond its raw data and more than the %d-byte file: a forged section header?", s.Name, s.VirtualSize, fill, pe.size)
+	}
 	r := io.NewSectionReader(pe.r, int64(s.PointerToRawData), raw)
 	if n == raw {
 		return r, n, nil

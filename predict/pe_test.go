@@ -306,6 +306,23 @@ func TestAddPathRejectsUnknownFile(t *testing.T) {
 	}
 }
 
+// TestSectionDataBoundsZeroFill: a 1.5 KB image whose section declares a
+// VirtualSize of about 1 GiB made predict hash a GiB of zeros per section.
+func TestSectionDataBoundsZeroFill(t *testing.T) {
+	img := buildPE(t, peSpec{sections: []testSection{{".osrel", 0x3fff0000, []byte("ID=debian\n")}}})
+	pe, err := ParsePE(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = pe.SectionData(pe.Section(".osrel"))
+	if err == nil || !strings.Contains(err.Error(), `section ".osrel" declares VirtualSize 0x3fff0000`) {
+		t.Errorf("error = %v, want the zero fill rejected", err)
+	}
+	if _, err := UKIReferences(pe, "uki", []Bank{SHA256}); err == nil {
+		t.Error("UKIReferences hashed the forged section")
+	}
+}
+
 func TestAddPathRejectsTreeWithoutArtifacts(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "README.md"), []byte("# notes"), 0o644); err != nil {

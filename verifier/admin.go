@@ -115,8 +115,15 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 		m.ReferenceApproved = true
 		detail = "machine approved, with the reference values its first verified boot will give"
 	case !m.ReferenceApproved:
-		m.ReferenceApproved = true
 		detail = fmt.Sprintf("machine and the reference values of boot %d approved", m.BootCount)
+		note, err := s.approveReference(&m, s.now())
+		if err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+		if note != "" {
+			detail += "; " + note
+		}
 	}
 	if err := s.store.UpdateMachine(ctx, m, store.Event{Machine: m.Name, Kind: "approved", From: m.State, To: m.State, Detail: detail}); err != nil {
 		s.storeError(w, r, err)

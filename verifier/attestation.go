@@ -332,6 +332,9 @@ type judgement struct {
 	rejected string
 	newBoot  bool
 	learned  bool
+	// revised describes a new revision of the reference values, such as
+	// after a firmware update.
+	revised string
 	// ima is the IMA part of the verdict (checkIMA, in ima.go).
 	ima *api.IMAReport
 }
@@ -420,21 +423,23 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	s.logCache[m.Name] = cachedLog{sha256: logSHA256, log: logBytes, valuesSHA256: q.ValuesSHA256, events: events}
 	s.mu.Unlock()
 
+	boot := s.newBoot(j.machine, events, logBytes, q, now)
 	if j.machine.Reference == nil {
-		ref, err := s.policy.Learn(events)
-		if err != nil {
-			return untrusted(j, api.Reason{Code: "reference_unlearnable", Message: err.Error()}), nil
-		}
-		j.machine.Reference = ref
 		// ReferenceApproved may already be set: an administrator approved
 		// the machine before this first verified boot.
-		j.machine.ReferenceApproved = j.machine.ReferenceApproved || s.cfg.AutoApproveReference
+		if err := s.learnReference(&j.machine, boot); err != nil {
+			return untrusted(j, api.Reason{Code: "reference_unlearnable", Message: err.Error()}), nil
+		}
 		j.learned = true
 	}
-	reasons, err := s.policy.Evaluate(j.machine.Reference, events)
+	out, err := s.policy.Evaluate(j.machine.Reference, boot)
 	if err != nil {
 		return nil, err
 	}
+	if out.Revised != nil {
+		j.machine.Reference, j.machine.ReferenceApproved, j.revised = out.Revised, out.RevisedApproved, out.RevisionNote
+	}
+	reasons := out.Reasons
 	if !slices.Contains(ch.pcrs, imaPCR) {
 		s.noteIMA(m.Name, ev)
 	} else {
@@ -445,8 +450,9 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 		reasons = append(reasons, imaReasons...)
 	}
 	if len(reasons) > 0 {
-		return untrusted(j, reasons...), nil
+		return untrusted(j, append(reasons, out.Warnings...)...), nil
 	}
+	j.reasons = append(j.reasons, out.Warnings...)
 	switch {
 	case !j.machine.Approved:
 		j.machine.State = store.StatePending
@@ -514,6 +520,8 @@ func (s *Server) record(r *http.Request, old store.Machine, j *judgement, now ti
 	case j.newBoot && old.BootCount > 0:
 		ev.Kind, ev.From, ev.To = "reboot", old.State, m.State
 		ev.Detail = fmt.Sprintf("reboot detected: TPM resetCount %d -> %d (boot %d)", old.ResetCount, m.ResetCount, m.BootCount)
+	case j.revised != "":
+		ev.Kind, ev.From, ev.To, ev.Detail = "reference-revised", old.State, m.State, j.revised
 	case j.learned:
 		ev.Kind, ev.To = "reference-learned", m.State
 		ev.Detail = fmt.Sprintf("reference values learned from boot %d", m.BootCount)

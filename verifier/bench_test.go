@@ -159,7 +159,7 @@ func newBenchFleet(b *testing.B, n int) *benchFleet {
 		events = append(events, MeasuredEvent{Index: e.Number, PCR: int(e.PCR), Type: e.Type.String(),
 			Digests: map[string]string{"sha256": fmt.Sprintf("%x", e.Digest(eventlog.SHA256))}})
 	}
-	ref, err := FirstBootPolicy{}.Learn(events)
+	ref, err := FirstBootPolicy{}.Learn(&Boot{Events: events})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -373,3 +373,33 @@ func TestVerifyIMABundleAllowlist(t *testing.T) {
 		t.Errorf("failures %+v, report %+v; want entry 7 alone rejected", res.Failures, res.Report)
 	}
 }
+
+// TestVerifyIMASHA1Digests uses a real list measured with ima_hash=sha1:
+// its allowlisted files fail unless SHA-1 is accepted explicitly.
+func TestVerifyIMASHA1Digests(t *testing.T) {
+	m := loadIMAMachine(t, "h12ssl")
+	const n = 200
+	allow := allowlistFile(t, m.entries[:n], -1)
+
+	for _, tc := range []struct {
+		allowSHA1 bool
+		wantFail  bool
+	}{
+		{allowSHA1: false, wantFail: true},
+		{allowSHA1: true, wantFail: false},
+	} {
+		pol, err := IMAPolicyConfig{Allowlists: []string{allow}, InsecureAllowSHA1: tc.allowSHA1}.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &AttestBackend{IMA: IMAOptions{Policy: pol}}
+		res := mustVerifyIMA(t, b, nil, 0, m.entries[:n], m.quote(t, n, 1))
+
+		if got := len(res.Failures) > 0; got != tc.wantFail {
+			t.Errorf("InsecureAllowSHA1 %v: failures %+v", tc.allowSHA1, res.Failures)
+		}
+		if tc.wantFail && len(res.Failures) > 0 && !strings.Contains(res.Failures[0].Message, "sha1") {
+			t.Errorf("failure %q does not name the sha1 algorithm", res.Failures[0].Message)
+		}
+	}
+}

@@ -30,6 +30,9 @@ type IMAPolicyConfig struct {
 	// MatchName requires an allowlist to list a digest for the logged
 	// file name, not for any name.
 	MatchName bool
+	// InsecureAllowSHA1 accepts SHA-1 file digests and signatures, which
+	// the policy otherwise rejects (MD5 is rejected always).
+	InsecureAllowSHA1 bool
 	// Bundles are verified reference bundles whose ima-file components
 	// join the allowlist.
 	Bundles []*bundle.Bundle
@@ -40,7 +43,7 @@ type IMAPolicyConfig struct {
 // only.
 func (c IMAPolicyConfig) Load() (*ima.Policy, error) {
 	if len(c.Allowlists) == 0 && len(c.Keys) == 0 && len(c.Bundles) == 0 && c.Violations == "" {
-		if len(c.Exclude) > 0 || c.Action != "" || c.MatchName {
+		if len(c.Exclude) > 0 || c.Action != "" || c.MatchName || c.InsecureAllowSHA1 {
 			return nil, errors.New("IMA policy options need an allowlist, a key or a violations action: give --ima-allowlist, --ima-key or --ima-violations")
 		}
 		return nil, nil
@@ -59,7 +62,7 @@ func (c IMAPolicyConfig) Load() (*ima.Policy, error) {
 	} else {
 		p.Violations = action
 	}
-	rule := ima.Rule{Action: action, MatchName: c.MatchName}
+	rule := ima.Rule{Action: action, MatchName: c.MatchName, AllowSHA1: c.InsecureAllowSHA1}
 	var names []string
 	if len(c.Allowlists) > 0 || len(c.Bundles) > 0 {
 		names = append(names, "allowlist")

@@ -8,15 +8,15 @@ import (
 	"github.com/vouch-attest/vouch/api"
 )
 
-// Policy judges the events of a verified boot against reference values.
-// The verifier stores each machine's reference values as the opaque bytes
-// Learn returns and passes them back to Evaluate.
+// Policy judges a verified boot against reference values. The verifier
+// stores each machine's reference values as the opaque bytes Learn returns
+// and passes them back to Evaluate.
 type Policy interface {
-	// Learn derives reference values from the events of a verified boot.
-	Learn(events []MeasuredEvent) ([]byte, error)
-	// Evaluate returns one reason for each difference between events and
-	// reference, or none when the boot matches.
-	Evaluate(reference []byte, events []MeasuredEvent) ([]api.Reason, error)
+	// Learn derives a machine's reference values from a verified boot.
+	Learn(boot *Boot) ([]byte, error)
+	// Evaluate judges the boot against reference. An outcome without
+	// reasons is a match.
+	Evaluate(reference []byte, boot *Boot) (*Outcome, error)
 }
 
 // Reason codes of the first-boot policy.
@@ -64,7 +64,8 @@ func referenceBank(events []MeasuredEvent) string {
 }
 
 // Learn implements Policy.
-func (FirstBootPolicy) Learn(events []MeasuredEvent) ([]byte, error) {
+func (FirstBootPolicy) Learn(boot *Boot) ([]byte, error) {
+	events := boot.Events
 	ref := firstBootReference{Bank: referenceBank(events), PCRs: map[int][]referenceEvent{}}
 	if ref.Bank == "" {
 		return nil, fmt.Errorf("learn reference values: the event log has no events in a known bank")
@@ -80,7 +81,8 @@ func (FirstBootPolicy) Learn(events []MeasuredEvent) ([]byte, error) {
 }
 
 // Evaluate implements Policy.
-func (FirstBootPolicy) Evaluate(reference []byte, events []MeasuredEvent) ([]api.Reason, error) {
+func (FirstBootPolicy) Evaluate(reference []byte, boot *Boot) (*Outcome, error) {
+	events := boot.Events
 	var ref firstBootReference
 	if err := json.Unmarshal(reference, &ref); err != nil {
 		return nil, fmt.Errorf("read reference values: %w", err)
@@ -106,7 +108,7 @@ func (FirstBootPolicy) Evaluate(reference []byte, events []MeasuredEvent) ([]api
 	for _, pcr := range order {
 		reasons = append(reasons, comparePCR(pcr, ref.Bank, ref.PCRs[pcr], byPCR[pcr])...)
 	}
-	return reasons, nil
+	return &Outcome{Reasons: reasons}, nil
 }
 
 // comparePCR matches one PCR's events against its reference events as

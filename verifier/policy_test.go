@@ -11,26 +11,27 @@ func ev(index, pcr int, typ, sha256 string) MeasuredEvent {
 
 func TestFirstBootPolicyMatches(t *testing.T) {
 	boot := []MeasuredEvent{ev(1, 0, "EV_S_CRTM_VERSION", "aa"), ev(2, 4, "EV_EFI_BOOT_SERVICES_APPLICATION", "bb"), ev(3, 4, "EV_EFI_BOOT_SERVICES_APPLICATION", "cc")}
-	ref, err := FirstBootPolicy{}.Learn(boot)
+	ref, err := FirstBootPolicy{}.Learn(&Boot{Events: boot})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(ref), `"bank":"sha256"`) {
 		t.Errorf("reference %s is not kept in sha256", ref)
 	}
-	reasons, err := FirstBootPolicy{}.Evaluate(ref, boot)
+	out, err := FirstBootPolicy{}.Evaluate(ref, &Boot{Events: boot})
+	reasons := out.Reasons
 	if err != nil || len(reasons) != 0 {
 		t.Errorf("same boot: %v %v", reasons, err)
 	}
 }
 
 func TestFirstBootPolicyReportsEachDifference(t *testing.T) {
-	ref, _ := FirstBootPolicy{}.Learn([]MeasuredEvent{
+	ref, _ := FirstBootPolicy{}.Learn(&Boot{Events: []MeasuredEvent{
 		ev(1, 0, "EV_S_CRTM_VERSION", "aa"),
 		ev(2, 4, "EV_EFI_BOOT_SERVICES_APPLICATION", "bb"),
 		ev(3, 4, "EV_EFI_BOOT_SERVICES_APPLICATION", "cc"),
 		ev(4, 7, "EV_EFI_VARIABLE_DRIVER_CONFIG", "dd"),
-	})
+	}})
 	later := []MeasuredEvent{
 		ev(1, 0, "EV_S_CRTM_VERSION", "aa"),
 		ev(2, 4, "EV_EFI_BOOT_SERVICES_APPLICATION", "bb"),
@@ -38,10 +39,11 @@ func TestFirstBootPolicyReportsEachDifference(t *testing.T) {
 		ev(5, 4, "EV_EFI_BOOT_SERVICES_APPLICATION", "ff"), // extra
 		// PCR 7's event is missing
 	}
-	reasons, err := FirstBootPolicy{}.Evaluate(ref, later)
+	out, err := FirstBootPolicy{}.Evaluate(ref, &Boot{Events: later})
 	if err != nil {
 		t.Fatal(err)
 	}
+	reasons := out.Reasons
 	if len(reasons) != 3 {
 		t.Fatalf("reasons = %+v, want 3", reasons)
 	}
@@ -60,18 +62,19 @@ func TestFirstBootPolicyReportsEachDifference(t *testing.T) {
 }
 
 func TestFirstBootPolicyReportsOrder(t *testing.T) {
-	ref, _ := FirstBootPolicy{}.Learn([]MeasuredEvent{ev(1, 4, "A", "bb"), ev(2, 4, "B", "cc")})
-	reasons, _ := FirstBootPolicy{}.Evaluate(ref, []MeasuredEvent{ev(1, 4, "B", "cc"), ev(2, 4, "A", "bb")})
+	ref, _ := FirstBootPolicy{}.Learn(&Boot{Events: []MeasuredEvent{ev(1, 4, "A", "bb"), ev(2, 4, "B", "cc")}})
+	out, _ := FirstBootPolicy{}.Evaluate(ref, &Boot{Events: []MeasuredEvent{ev(1, 4, "B", "cc"), ev(2, 4, "A", "bb")}})
+	reasons := out.Reasons
 	if len(reasons) != 1 || !strings.Contains(reasons[0].Message, "out of order") {
 		t.Errorf("reordered events: %+v", reasons)
 	}
 }
 
 func TestFirstBootPolicyRejectsEmptyBoot(t *testing.T) {
-	if _, err := (FirstBootPolicy{}).Learn(nil); err == nil {
+	if _, err := (FirstBootPolicy{}).Learn(&Boot{}); err == nil {
 		t.Error("learned reference values from no events")
 	}
-	if _, err := (FirstBootPolicy{}).Evaluate([]byte("{"), nil); err == nil {
+	if _, err := (FirstBootPolicy{}).Evaluate([]byte("{"), &Boot{}); err == nil {
 		t.Error("evaluated against unreadable reference values")
 	}
 }

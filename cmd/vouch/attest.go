@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,13 +61,13 @@ Exit status: 0 verified, 1 did not verify, 2 usage error, 3 unreadable input.`,
 			if in == "" {
 				return withExitCode(exitUsage, errors.New("--in is required: the quote file to verify"))
 			}
-			b, err := os.ReadFile(in)
+			b, err := readLimited(in, nil, attest.MaxQuoteFileSize)
 			if err != nil {
 				return withExitCode(exitUnreadable, err)
 			}
-			var ev attest.QuoteEvidence
-			if err := json.Unmarshal(b, &ev); err != nil {
-				return withExitCode(exitUnreadable, fmt.Errorf("%s: not a quote file: %w", in, err))
+			ev, err := attest.ParseQuoteEvidence(b)
+			if err != nil {
+				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", in, err))
 			}
 			res := verifyQuoteResult{}
 			nonce := []byte(ev.Nonce)
@@ -150,7 +149,7 @@ Exit status: 0 verified, 1 did not verify, 2 usage error, 3 unreadable input.`,
 // readAKPublic reads an AK public area: a binary TPMT_PUBLIC, or the
 // "public" field of an AK file written by 'vouch tpm quote --ak'.
 func readAKPublic(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := readLimited(path, nil, maxSmallFileSize)
 	if err != nil {
 		return nil, err
 	}

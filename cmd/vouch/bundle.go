@@ -388,20 +388,26 @@ func (t *trustFlags) loader() (*bundle.Loader, error) {
 }
 
 // loadBundles loads every source and splits the failures into rejections
-// (exit code 1) and operational errors (exit code 3).
+// (exit code 1) and operational errors (exit code 3). A source that holds
+// no bundle is an operational error.
 func loadBundles(ctx context.Context, l *bundle.Loader, sources []string, w io.Writer) ([]*bundle.Verified, error) {
 	var all []*bundle.Verified
 	rejected, broken := 0, 0
 	for _, src := range sources {
 		got, errs := l.Load(ctx, src)
 		all = append(all, got...)
+		if len(got) == 0 && len(errs) == 0 {
+			// An empty directory must not read as "all verified".
+			broken++
+			fmt.Fprintf(w, "rejected %s: no bundle found: a directory source needs *.json envelopes\n", termText(src))
+		}
 		for _, err := range errs {
 			if bundle.RejectionReason(err) != 0 {
 				rejected++
 			} else {
 				broken++
 			}
-			fmt.Fprintf(w, "rejected %v\n", err)
+			fmt.Fprintf(w, "rejected %s\n", termText(err.Error()))
 		}
 	}
 	switch {
@@ -420,7 +426,8 @@ func newBundleVerifyCmd() *cobra.Command {
 		Short: "Verify bundles against trusted publisher keys",
 		Long: `Verifies each SOURCE (an envelope file, a directory of *.json envelopes, or an
 http(s) URL) and prints each accepted bundle and each rejection with its
-reason. Exits 1 when a bundle is rejected and 3 when a source cannot be read.`,
+reason. Exits 1 when a bundle is rejected and 3 when a source cannot be read
+or holds no bundle.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := trust.loader()
@@ -495,11 +502,11 @@ verify for that.`,
 }
 
 func printBundle(w io.Writer, b *bundle.Bundle, env *bundle.Envelope) {
-	fmt.Fprintf(w, "bundle     %s (unverified)\n", b.ID())
-	fmt.Fprintf(w, "publisher  %s\n", b.Publisher)
+	fmt.Fprintf(w, "bundle     %s (unverified)\n", termText(b.ID()))
+	fmt.Fprintf(w, "publisher  %s\n", termText(b.Publisher))
 	fmt.Fprintf(w, "valid      %s to %s\n", b.NotBefore.UTC().Format(time.RFC3339), b.NotAfter.UTC().Format(time.RFC3339))
 	if b.Description != "" {
-		fmt.Fprintf(w, "about      %s\n", b.Description)
+		fmt.Fprintf(w, "about      %s\n", termText(b.Description))
 	}
 	switch {
 	case env == nil:
@@ -513,7 +520,7 @@ func printBundle(w io.Writer, b *bundle.Bundle, env *bundle.Envelope) {
 			if id == "" {
 				id = "(no key id)"
 			}
-			ids = append(ids, id)
+			ids = append(ids, termText(id))
 		}
 		fmt.Fprintf(w, "signatures %s\n", strings.Join(ids, ", "))
 	}
@@ -533,7 +540,7 @@ func printBundle(w io.Writer, b *bundle.Bundle, env *bundle.Envelope) {
 				note = strconv.Quote(v.Data)
 			}
 			for _, bank := range banks {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", c.Name, c.Kind, v.PCR, bank, v.Digests[bundle.Bank(bank)], note)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", termText(c.Name), termText(string(c.Kind)), v.PCR, termText(bank), v.Digests[bundle.Bank(bank)], termText(note))
 			}
 		}
 	}

@@ -374,11 +374,7 @@ func writeShowTable(w io.Writer, out showLog) error {
 		if e.PCR == 0xFFFFFFFF {
 			pcr = "-1"
 		}
-		summary := strings.NewReplacer("\n", `\n`, "\t", " ").Replace(e.Summary)
-		if len(summary) > 100 {
-			summary = summary[:97] + "..."
-		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Number, e.Offset, pcr, e.Type, summary)
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Number, e.Offset, pcr, e.Type, cutText(e.Summary, 100))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -386,7 +382,7 @@ func writeShowTable(w io.Writer, out showLog) error {
 	if len(out.Findings) > 0 {
 		fmt.Fprintf(w, "\nfindings:\n")
 		for _, f := range out.Findings {
-			fmt.Fprintf(w, "  %s\n", f)
+			fmt.Fprintf(w, "  %s\n", termText(fmt.Sprint(f)))
 		}
 	}
 	return nil
@@ -450,7 +446,7 @@ func writeVerify(w io.Writer, format string, res *eventlog.Result) error {
 		fmt.Fprintln(w, line)
 	}
 	for _, f := range res.Findings {
-		fmt.Fprintf(w, "finding: %s\n", f)
+		fmt.Fprintf(w, "finding: %s\n", termText(fmt.Sprint(f)))
 	}
 	return nil
 }

@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 )
 
+// maxSmallFileSize bounds small inputs such as PCR value files and AK
+// public areas.
+const maxSmallFileSize = 1 << 20
+
 // readLimited reads path ("-" for standard input) and fails when it holds
 // more than limit bytes, so a wrong file is not loaded whole.
 func readLimited(path string, stdin io.Reader, limit int64) ([]byte, error) {

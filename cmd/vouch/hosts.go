@@ -136,7 +136,7 @@ the client config file.`,
 		},
 	}
 	cmd.AddCommand(list, show, interval,
-		action("approve", "Approve a pending machine and the reference values learned from its first boot", http.MethodPost, "/approve"),
+		action("approve", "Approve a pending machine and its learned reference values (with --bundles: its firmware values, or their new revision after a firmware change)", http.MethodPost, "/approve"),
 		action("revoke", "Revoke a machine: its TPM can never enroll again, under any name", http.MethodPost, "/revoke"),
 		action("forget", "Delete a machine and its verdicts (history is kept; a revoked EK stays revoked)", http.MethodDelete, ""),
 		action("attest", "Ask a machine for evidence now", http.MethodPost, "/attest"),
@@ -354,7 +354,11 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	} else {
 		fmt.Fprintf(w, "Verdict:   %s at %s (boot %d)\n", d.Verdict.State, d.Verdict.At.Local().Format(time.DateTime), d.Verdict.BootCount)
 		for _, r := range d.Verdict.Reasons {
-			fmt.Fprintf(w, "  - [%s] %s\n", r.Code, r.Message)
+			code := r.Code
+			if r.Action != "" {
+				code += ", " + r.Action // a warning: the machine stays trusted
+			}
+			fmt.Fprintf(w, "  - [%s] %s\n", code, r.Message)
 		}
 		printIMAReport(w, d.Verdict.IMA)
 	}

@@ -133,7 +133,7 @@ are marked. Nothing is verified against a TPM.`,
 					if s.Problem != "" {
 						note = "ERROR: " + s.Problem
 					}
-					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, s.Template, s.Digest, note, s.Name)
+					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, termText(s.Template), termText(s.Digest), termText(note), termText(s.Name))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d entries (%s list)\n", len(entries), listFormat)
@@ -158,7 +158,7 @@ func parsePCRSpec(spec string) (ima.PCRValues, error) {
 			bankPCR, value, ok := strings.Cut(strings.TrimSpace(item), "=")
 			bank, pcrText, ok2 := strings.Cut(bankPCR, ":")
 			if !ok || !ok2 {
-				return nil, fmt.Errorf("invalid PCR value %q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item)
+				return nil, fmt.Errorf("invalid PCR value %.80q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item)
 			}
 			if err := addPCR(out, bank, pcrText, value); err != nil {
 				return nil, err
@@ -166,7 +166,7 @@ func parsePCRSpec(spec string) (ima.PCRValues, error) {
 		}
 		return out, nil
 	}
-	raw, err := os.ReadFile(spec)
+	raw, err := readLimited(spec, nil, maxSmallFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -184,14 +184,17 @@ func addPCR(out ima.PCRValues, bank, pcrText, value string) error {
 	}
 	pcr, err := strconv.Atoi(pcrText)
 	if err != nil || pcr < 0 || pcr > 31 {
-		return fmt.Errorf("invalid PCR index %q: want 0-31", pcrText)
+		return fmt.Errorf("invalid PCR index %.40q: want 0-31", pcrText)
 	}
 	v, err := hex.DecodeString(strings.TrimPrefix(value, "0x"))
 	if err != nil || (alg.Size() != 0 && len(v) != alg.Size()) {
-		return fmt.Errorf("invalid %s PCR %d value %q: want %d hex bytes", alg, pcr, value, alg.Size())
+		return fmt.Errorf("invalid %s PCR %d value %.140q: want %d hex bytes", alg, pcr, value, alg.Size())
 	}
 	if out[alg] == nil {
 		out[alg] = map[int][]byte{}
+	}
+	if _, dup := out[alg][pcr]; dup {
+		return fmt.Errorf("%s PCR %d is given twice: give each PCR once", alg, pcr)
 	}
 	out[alg][pcr] = v
 	return nil
@@ -329,7 +332,7 @@ func newIMACheckCmd() *cobra.Command {
 	var (
 		allowlists, excludes, keys []string
 		expect, violations, format string
-		warn, matchName            bool
+		warn, matchName, allowSHA1 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check LOG --allowlist FILE",
@@ -339,6 +342,10 @@ func newIMACheckCmd() *cobra.Command {
 certificates or public keys, PEM or DER). An entry passes when its digest is
 listed or its signature verifies. Each entry that does not pass gets a
 verdict naming the file, its digest and the rule.
+
+Entries whose file digest (and so signature) is MD5 are always rejected,
+and SHA-1 ones unless --insecure-allow-sha1 is given: collisions let one
+signed or listed benign file vouch for a malicious one.
 
 Without --expect the entries are only parsed, not verified against a TPM.
 Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
@@ -361,7 +368,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 			if format == "json" {
 				status = cmd.ErrOrStderr()
 			}
-			rule := ima.Rule{MatchName: matchName}
+			rule := ima.Rule{MatchName: matchName, AllowSHA1: allowSHA1}
 			if warn {
 				rule.Action = ima.Warn
 			}
@@ -421,7 +428,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tREASON\tFILE")
 				for _, v := range report.Verdicts {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, v.Reason, printableName([]byte(v.File)))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, termText(v.Reason), printableName([]byte(v.File)))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d checked, %d accepted, %d excluded, %d verdicts\n", report.Checked, report.Accepted, report.Excluded, len(report.Verdicts))
@@ -440,6 +447,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 	f.StringVar(&violations, "violations", "enforce", "action for violation entries: enforce or warn")
 	f.BoolVar(&warn, "warn", false, "report rejected entries without failing")
 	f.BoolVar(&matchName, "match-name", false, "require the allowlist to list the digest for the entry's own file name")
+	f.BoolVar(&allowSHA1, "insecure-allow-sha1", false, "accept SHA-1 file digests and signatures, as logged by kernels with ima_hash=sha1 and the ima template; SHA-1 collisions can be computed")
 	addOutputFormatFlag(f, &format, "table", "json")
 	return cmd
 }

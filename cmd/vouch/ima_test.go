@@ -93,18 +93,24 @@ func TestIMACheck(t *testing.T) {
 	}
 	expect := filepath.Join(imaTestdata, "h12ssl.boot.pcrs.json")
 
-	out, code := runVouch(t, nil, "ima", "check", list, "--allowlist", allow, "--expect", expect)
+	// The log's file digests are SHA-1: rejected unless asked for.
+	out, code := runVouch(t, nil, "ima", "check", list, "--allowlist", allow, "--expect", expect, "--exclude", "/var/log/", "--violations", "warn")
+	if code != exitMismatch || !strings.Contains(out, "file digest algorithm sha1 is not accepted") {
+		t.Errorf("without --insecure-allow-sha1: exit %d:\n%.2000s", code, out)
+	}
+
+	out, code = runVouch(t, nil, "ima", "check", list, "--insecure-allow-sha1", "--allowlist", allow, "--expect", expect)
 	if code != exitMismatch || !strings.Contains(out, "/var/log/") || !strings.Contains(out, "digest is not in the allowlist") {
 		t.Errorf("exit %d:\n%.2000s", code, out)
 	}
 	if !strings.Contains(out, "boot_aggregate: matches sha1 PCRs 0-7") {
 		t.Errorf("boot_aggregate not checked:\n%.500s", out)
 	}
-	out, code = runVouch(t, nil, "ima", "check", list, "--allowlist", allow, "--expect", expect, "--exclude", "/var/log/", "--violations", "warn")
+	out, code = runVouch(t, nil, "ima", "check", list, "--insecure-allow-sha1", "--allowlist", allow, "--expect", expect, "--exclude", "/var/log/", "--violations", "warn")
 	if code != exitOK {
 		t.Errorf("with /var/log/ excluded: exit %d:\n%.2000s", code, out)
 	}
-	out, code = runVouch(t, nil, "ima", "check", list, "--allowlist", allow, "--warn", "--violations", "warn")
+	out, code = runVouch(t, nil, "ima", "check", list, "--insecure-allow-sha1", "--allowlist", allow, "--warn", "--violations", "warn")
 	if code != exitOK || !strings.Contains(out, "entries not verified against PCR values") {
 		t.Errorf("--warn: exit %d:\n%.500s", code, out)
 	}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -112,6 +115,51 @@ func yamlKey(k string) string {
 		return `""`
 	}
 	return k
+}
+
+// termText escapes the runes of untrusted text that a terminal would act
+// on: control characters (ESC, CR, newline, tab), other non-printable runes
+// such as bidirectional overrides, and invalid UTF-8, each written as a Go
+// escape (\x1b, \r, \u202e). Table output passes every string read from a
+// log, bundle or list through it, so input cannot clear the screen,
+// overwrite a line or add rows. Printable text is returned unchanged.
+func termText(s string) string {
+	plain := true
+	for _, r := range s {
+		if r == utf8.RuneError || r != ' ' && !unicode.IsPrint(r) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == ' ' || r != utf8.RuneError && unicode.IsPrint(r):
+			b.WriteString(s[i : i+size])
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// cutText escapes s with termText and cuts the result to at most n runes,
+// marking a cut with "...".
+func cutText(s string, n int) string {
+	s = termText(s)
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-3]) + "..."
 }
 
 // addOutputFormatFlag registers -o/--output, which selects the output

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -38,13 +37,18 @@ type logFlags struct {
 	quote         string
 	nonceHex      string
 	akPath        string
+	unpinnedAK    bool
+	// insecure lists the checks the command skipped on request, printed
+	// with the verdict.
+	insecure []string
 }
 
 func (f *logFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.pcrs, "pcrs", "", "PCR values to replay the log against: JSON or tpm2_pcrread YAML, read from the TPM or from a verified quote")
 	cmd.Flags().StringVar(&f.quote, "quote", "", "quote file from 'vouch tpm quote -o json': the log is replayed against the PCR values it signs")
 	cmd.Flags().StringVar(&f.nonceHex, "nonce", "", "with --quote: the nonce you issued, in hex (default: the file's, which proves no freshness)")
-	cmd.Flags().StringVar(&f.akPath, "ak", "", "with --quote: the enrolled AK public area, TPMT_PUBLIC binary (default: the file's, which proves no identity)")
+	cmd.Flags().StringVar(&f.akPath, "ak", "", "with --quote: the enrolled AK public area, TPMT_PUBLIC binary or an AK file from 'vouch tpm quote --ak' (required unless --insecure-unpinned-ak)")
+	cmd.Flags().BoolVar(&f.unpinnedAK, "insecure-unpinned-ak", false, "with --quote and no --ak: check the signature with the AK in the quote file, which proves nothing about which machine signed")
 	cmd.Flags().StringVar(&f.ignore, "ignore-pcrs", "10", "PCRs of --pcrs to leave out, such as PCR 10, which IMA extends outside the boot log; \"none\" keeps all")
 	cmd.Flags().BoolVar(&f.replayAsQuote, "insecure-replay-as-quote", false, "take the log's own replay as the quoted PCR values; proves nothing about the machine")
 }
@@ -62,7 +66,7 @@ func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, 
 	if sources != 1 {
 		return nil, withExitCode(exitUsage, errors.New("pass one of --quote FILE, --pcrs FILE or --insecure-replay-as-quote to give the PCR values the log must reproduce"))
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := readLimited(path, nil, maxEventLogSize)
 	if err != nil {
 		return nil, withExitCode(exitUnreadable, err)
 	}
@@ -80,7 +84,7 @@ func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, 
 			return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", path, err))
 		}
 	} else {
-		data, err := os.ReadFile(f.pcrs)
+		data, err := readLimited(f.pcrs, nil, maxSmallFileSize)
 		if err != nil {
 			return nil, withExitCode(exitUnreadable, err)
 		}
@@ -114,13 +118,13 @@ func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, 
 // quoteEvidence verifies the quote file and replays the log against the
 // PCR values it signs.
 func (f *logFlags) quoteEvidence(cmd *cobra.Command, path string, log *eventlog.Log) (*policy.Evidence, error) {
-	data, err := os.ReadFile(f.quote)
+	data, err := readLimited(f.quote, nil, attest.MaxQuoteFileSize)
 	if err != nil {
 		return nil, withExitCode(exitUnreadable, err)
 	}
-	var qe attest.QuoteEvidence
-	if err := json.Unmarshal(data, &qe); err != nil {
-		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: not a quote file: %w", f.quote, err))
+	qe, err := attest.ParseQuoteEvidence(data)
+	if err != nil {
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("%s: %w", f.quote, err))
 	}
 	nonce := []byte(qe.Nonce)
 	if f.nonceHex != "" {
@@ -131,12 +135,15 @@ func (f *logFlags) quoteEvidence(cmd *cobra.Command, path string, log *eventlog.
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning: no --nonce given: the nonce in the quote file was used, so freshness is not checked")
 	}
 	akPub := qe.AKPublic
-	if f.akPath != "" {
-		if akPub, err = os.ReadFile(f.akPath); err != nil {
+	switch {
+	case f.akPath != "":
+		if akPub, err = readAKPublic(f.akPath); err != nil {
 			return nil, withExitCode(exitUnreadable, err)
 		}
-	} else {
-		fmt.Fprintln(cmd.ErrOrStderr(), "warning: no --ak given: the AK in the quote file was used, so the signer is not checked against an enrolled key")
+	case f.unpinnedAK:
+		f.insecure = append(f.insecure, "--insecure-unpinned-ak: the quote was checked with the AK in its own file, so any key could have signed it")
+	default:
+		return nil, withExitCode(exitUsage, fmt.Errorf("%s: pass --ak FILE with the machine's enrolled AK public area: without it the quote's signature proves nothing (--insecure-unpinned-ak to accept the file's own AK)", f.quote))
 	}
 	ak, err := attest.ParseAKPublic(akPub)
 	if err != nil {
@@ -303,13 +310,14 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 				return withExitCode(exitUnreadable, err)
 			}
 			if format == "json" {
+				v.Notes = append(v.Notes, lf.insecure...)
 				data, err := json.MarshalIndent(v, "", "  ")
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
 				}
 				cmd.OutOrStdout().Write(append(data, '\n'))
 			} else {
-				printVerdict(cmd.OutOrStdout(), ev, v, p)
+				printVerdict(cmd.OutOrStdout(), ev, v, p, lf.insecure)
 			}
 			if !v.Trusted {
 				return withExitCode(exitMismatch, errors.New("boot is not trusted by the policy"))
@@ -328,7 +336,7 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 	return cmd
 }
 
-func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy.Policy) {
+func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy.Policy, insecure []string) {
 	state := "trusted"
 	if !v.Trusted {
 		state = "NOT trusted"
@@ -338,7 +346,16 @@ func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy
 		banks[i] = string(b)
 	}
 	fmt.Fprintf(w, "verdict   %s\n", state)
+	for _, s := range insecure {
+		fmt.Fprintf(w, "insecure  %s\n", s)
+	}
 	fmt.Fprintf(w, "evidence  banks %s, quoted PCRs %s, %d events\n", strings.Join(banks, ", "), attest.FormatPCRList(ev.QuotedPCRs()), len(ev.Events()))
+	if len(v.UnquotedPCRs) > 0 {
+		fmt.Fprintf(w, "coverage  FAILED: PCRs %s are required (PCRs 0-7 and those of the reference values) but not quoted\n", attest.FormatPCRList(v.UnquotedPCRs))
+	}
+	if v.Matched == 0 && len(v.Unmatched) == 0 {
+		fmt.Fprintln(w, "coverage  FAILED: no measured event of a quoted PCR was judged")
+	}
 	var sources []string
 	for _, b := range p.Bundles {
 		sources = append(sources, "bundle "+b.Bundle().ID())
@@ -352,26 +369,26 @@ func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy
 	fmt.Fprintf(w, "reference %s\n", strings.Join(sources, ", "))
 	fmt.Fprintf(w, "events    %d matched, %d matched nothing (%s)\n", v.Matched, len(v.Unmatched), v.UnmatchedAction)
 	for i := range v.Unmatched {
-		fmt.Fprintf(w, "  %s\n", v.Unmatched[i].String())
+		fmt.Fprintf(w, "  %s\n", termText(v.Unmatched[i].String()))
 	}
 	for _, r := range v.Rules {
 		result := "passed"
 		if !r.Passed {
 			result = "FAILED (" + string(r.Action) + ")"
 		}
-		fmt.Fprintf(w, "rule      %s %s: %s\n", r.Rule, result, r.Detail)
+		fmt.Fprintf(w, "rule      %s %s: %s\n", r.Rule, result, termText(r.Detail))
 	}
 	for _, a := range v.BootAuthorities {
 		switch {
 		case a.Authority < 0:
-			fmt.Fprintf(w, "authority %s (event %d): no new authority logged\n", a.Name, a.Application)
+			fmt.Fprintf(w, "authority %s (event %d): no new authority logged\n", termText(a.Name), a.Application)
 		case a.Certificate != "":
-			fmt.Fprintf(w, "authority %s (event %d): %s (event %d)\n", a.Name, a.Application, a.Certificate, a.Authority)
+			fmt.Fprintf(w, "authority %s (event %d): %s (event %d)\n", termText(a.Name), a.Application, termText(a.Certificate), a.Authority)
 		default:
-			fmt.Fprintf(w, "authority %s (event %d): event %d\n", a.Name, a.Application, a.Authority)
+			fmt.Fprintf(w, "authority %s (event %d): event %d\n", termText(a.Name), a.Application, a.Authority)
 		}
 	}
 	for _, n := range v.Notes {
-		fmt.Fprintf(w, "note      %s\n", n)
+		fmt.Fprintf(w, "note      %s\n", termText(n))
 	}
 }

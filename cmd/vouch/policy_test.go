@@ -79,6 +79,17 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 		t.Errorf("check with rules: exit %d:\n%s", code, out)
 	}
 
+	// A PCR file listing only an unused PCR: no event is judged.
+	pcr23 := filepath.Join(dir, "pcr23.json")
+	if err := os.WriteFile(pcr23, []byte(`{"sha256":{"23":"`+strings.Repeat("0", 64)+`"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--pcrs", pcr23, "--bundle", signed,
+		"--trust", "lab="+key+".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned)
+	if code != exitMismatch || !strings.Contains(out, "coverage  FAILED: PCRs 0-9,14 are required") {
+		t.Errorf("check of a PCR 23 quote: exit %d:\n%s", code, out)
+	}
+
 	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin")
 	if code != exitUsage || !strings.Contains(out, "--pcrs") {
 		t.Errorf("check without PCR values: exit %d: %s", code, out)
@@ -122,7 +133,7 @@ func TestBundleCreateFromLog(t *testing.T) {
 
 // writeCorpusQuote extends a corpus log's events into the TPM simulator's
 // PCRs, quotes them and writes the quote file that 'vouch tpm quote -o
-// json' would write.
+// json' would write, and the AK's public area to out + ".ak".
 func writeCorpusQuote(t *testing.T, logPath, out string, nonce []byte) {
 	t.Helper()
 	if !tpm.SimulatorAvailable {
@@ -175,6 +186,9 @@ func writeCorpusQuote(t *testing.T, logPath, out string, nonce []byte) {
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(out+".ak", ak.Public, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestPolicyCheckWithQuote(t *testing.T) {
@@ -184,7 +198,7 @@ func TestPolicyCheckWithQuote(t *testing.T) {
 	writeCorpusQuote(t, sbms+"eventlog.bin", quote, []byte{1, 2, 3, 4})
 
 	learned := filepath.Join(dir, "learned.json")
-	if out, code := runVouch(t, nil, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--approve-by", "alice", "--out", learned); code != exitOK {
+	if out, code := runVouch(t, nil, "policy", "learn", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--ak", quote+".ak", "--approve-by", "alice", "--out", learned); code != exitOK {
 		t.Fatalf("learn: exit %d: %s", code, out)
 	}
 	// The baseline alone covers the firmware PCRs; warn about the rest.
@@ -192,18 +206,30 @@ func TestPolicyCheckWithQuote(t *testing.T) {
 	if err := os.WriteFile(rules, []byte(`{"reference_values": "warn", "secure_boot": {}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
+	out, code := runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304", "--ak", quote+".ak",
 		"--baseline", learned, "--rules", rules, "--expect", "0-9,14")
 	if code != exitOK || !strings.Contains(out, "quoted PCRs 0-9,14,") || !strings.Contains(out, "rule      secure_boot passed") {
 		t.Errorf("check with the quote: exit %d:\n%s", code, out)
 	}
 
-	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "05060708", "--baseline", learned)
+	// Without --ak the signature proves nothing: refuse, or say so.
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
+		"--baseline", learned, "--rules", rules)
+	if code != exitUsage || !strings.Contains(out, "pass --ak FILE") {
+		t.Errorf("check without --ak: exit %d:\n%s", code, out)
+	}
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
+		"--insecure-unpinned-ak", "--baseline", learned, "--rules", rules)
+	if code != exitOK || !strings.Contains(out, "insecure  --insecure-unpinned-ak") {
+		t.Errorf("check with --insecure-unpinned-ak: exit %d:\n%s", code, out)
+	}
+
+	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "05060708", "--ak", quote+".ak", "--baseline", learned)
 	if code != exitMismatch || !strings.Contains(out, "nonce") {
 		t.Errorf("check with another nonce: exit %d:\n%s", code, out)
 	}
 
-	out, code = runVouch(t, nil, "policy", "check", corpusDir+"shim-sboff/eventlog.bin", "--quote", quote, "--nonce", "01020304", "--baseline", learned)
+	out, code = runVouch(t, nil, "policy", "check", corpusDir+"shim-sboff/eventlog.bin", "--quote", quote, "--nonce", "01020304", "--ak", quote+".ak", "--baseline", learned)
 	if code != exitMismatch || !strings.Contains(out, "does not reproduce the PCR values") {
 		t.Errorf("check of another log with the quote: exit %d:\n%s", code, out)
 	}

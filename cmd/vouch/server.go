@@ -115,6 +115,7 @@ func newServerCmd() *cobra.Command {
 		requireApproval, autoApproveRef, insecure bool
 		interval, challengeTTL                    time.Duration
 		unreachableAfter                          int
+		pol                                       serverPolicyFlags
 		imaPolicy                                 imaPolicyFlags
 	)
 	cmd := &cobra.Command{
@@ -125,7 +126,13 @@ func newServerCmd() *cobra.Command {
 On first start it creates, in --data-dir, a SQLite database, a CA and a
 server certificate (unless --tls-cert is given) and an admin token
 (admin-token, mode 0600). It prints the CA fingerprint that agents pin with
---server-fingerprint. SIGINT or SIGTERM stops it gracefully.`,
+--server-fingerprint. SIGINT or SIGTERM stops it gracefully.
+
+By default each machine's first verified boot becomes its reference values
+once approved. With --bundles, machines are judged against signed bundles
+(--trust names the publisher keys), their own firmware values (learned at
+enrollment, approved with 'vouch hosts approve') and --policy-rules. SIGHUP
+reloads the bundles and logs each one accepted or rejected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -161,6 +168,12 @@ server certificate (unless --tls-cert is given) and an admin token
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
+			policy, bundles, err := pol.build(ctx, log)
+			if err != nil {
+				return err
+			}
+			pol.runReloads(ctx, bundles)
+
 			dbPath, tokenPath := verifier.DataDirFiles(dataDir)
 			st, err := store.OpenSQLite(ctx, dbPath, nil)
 			if err != nil {
@@ -170,6 +183,7 @@ server certificate (unless --tls-cert is given) and an admin token
 			srv, err := verifier.New(verifier.Config{
 				Store:                st,
 				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates, IMA: verifier.IMAOptions{Policy: imaPol}},
+				Policy:               policy,
 				Logger:               log,
 				EKMode:               ekMode,
 				RequireApproval:      requireApproval,
@@ -237,6 +251,7 @@ server certificate (unless --tls-cert is given) and an admin token
 	f.StringVar(&tlsCA, "tls-ca", "", "PEM certificate agents pin (the CA of --tls-cert)")
 	f.BoolVar(&insecure, "insecure-http", false, "serve plain HTTP without TLS (tokens and evidence travel in clear)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pol.register(cmd)
 	imaPolicy.register(f)
 	return cmd
 }

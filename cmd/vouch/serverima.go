@@ -28,6 +28,7 @@ func (p *imaPolicyFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&c.Action, "ima-action", "", "what a file no allowlist or key accepts does: enforce (untrusted, the default) or warn (reported only)")
 	f.StringVar(&c.Violations, "ima-violations", "", "action for IMA violation entries: enforce or warn (default: --ima-action when a policy is set, else only counted)")
 	f.BoolVar(&c.MatchName, "ima-match-name", false, "require an allowlist to list each digest for the logged file name")
+	f.BoolVar(&c.InsecureAllowSHA1, "ima-insecure-allow-sha1", false, "accept SHA-1 file digests and signatures (kernels booted with ima_hash=sha1); SHA-1 collisions can be computed, so a listed benign file can vouch for a malicious one")
 }
 
 // load verifies the bundles and builds the policy; nil means off.

@@ -81,7 +81,7 @@ func predictBoot(t *testing.T, m *machine, grub GrubConfig, initrd string) *pred
 		"--grub-file", "/EFI/debian/grub.cfg="+grubCfg,
 		"--grub-file", "/initrd.img="+initrd,
 		"--ovmf-vars", m.fw.VarsTemplate,
-		"--bank", "sha1,sha256", "-o", out)
+		"--bank", "sha1,sha256", "--out", out)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("vouch predict: %v: %s", err, msg)
 	}
