@@ -24,7 +24,7 @@ func newAgentCmd() *cobra.Command {
 	var (
 		server, fingerprint, caFile, name, stateDir string
 		tpmSpec, eventLog, simulateBoot, logLevel   string
-		systemRoots                                 bool
+		systemRoots, insecureHTTP                   bool
 		imaPath                                     string
 		simulateIMA                                 int
 		simulateIMALog                              string
@@ -60,6 +60,9 @@ recording an event.`,
 			}
 			if fingerprint == "" {
 				fingerprint = os.Getenv("VOUCH_SERVER_FINGERPRINT")
+			}
+			if err := checkPlainHTTP(server, insecureHTTP, fingerprint != "" || caFile != ""); err != nil {
+				return withExitCode(exitUsage, err)
 			}
 			if fingerprint == "" && caFile == "" && !systemRoots && strings.HasPrefix(server, "https:") {
 				return withExitCode(exitUsage, errors.New("missing server pin: give --server-fingerprint (or set VOUCH_SERVER_FINGERPRINT) with the fingerprint vouch server prints, --ca with the CA file, or --system-roots to trust the system's CAs"))
@@ -180,6 +183,7 @@ recording an event.`,
 	f.StringVar(&server, "server", "", "verifier URL, such as https://verifier:8443 (env VOUCH_SERVER)")
 	f.StringVar(&fingerprint, "server-fingerprint", "", "SHA-256 fingerprint of the verifier's CA certificate, as vouch server prints it (env VOUCH_SERVER_FINGERPRINT)")
 	f.StringVar(&caFile, "ca", "", "PEM file of the CA that signed the verifier's certificate")
+	f.BoolVar(&insecureHTTP, "insecure-http", false, "allow an http:// verifier URL (a server started with --insecure-http); evidence then travels unauthenticated")
 	f.BoolVar(&systemRoots, "system-roots", false, "verify the verifier's certificate with the system's CAs when neither --server-fingerprint nor --ca is given")
 	f.StringVar(&name, "name", "", "machine name at the verifier (default: the host name)")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/vouch-agent", "directory of the AK and the enrollment state")

@@ -27,6 +27,9 @@ type clientFlags struct {
 	caFile      string
 	config      string
 	output      string
+	// insecureHTTP allows an http:// server URL, over which the admin
+	// token travels in clear.
+	insecureHTTP bool
 }
 
 // clientConfigFile is the JSON config file of the admin commands.
@@ -54,6 +57,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	pf.StringVar(&f.caFile, "ca", "", "PEM file of the CA that signed the verifier's certificate")
 	pf.StringVar(&f.config, "config", "", "client config file (JSON: server, token_file, server_fingerprint, ca_file; default "+defaultClientConfigPath()+")")
 	pf.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	pf.BoolVar(&f.insecureHTTP, "insecure-http", false, "allow an http:// server URL (a server started with --insecure-http); the admin token then travels in clear")
 }
 
 // client builds the API client from flags, environment and config file.
@@ -111,7 +115,11 @@ func (f *clientFlags) client() (*api.Client, error) {
 		return nil, withExitCode(exitUsage, errors.New("no admin token: give --token-file, set VOUCH_TOKEN, or name token_file in the config file (the server writes the token to admin-token in its data directory)"))
 	}
 	fingerprint := first(f.fingerprint, os.Getenv("VOUCH_SERVER_FINGERPRINT"), file.Fingerprint)
-	tlsConfig, err := api.TLSConfig(fingerprint, first(f.caFile, file.CAFile))
+	caFile := first(f.caFile, file.CAFile)
+	if err := checkPlainHTTP(server, f.insecureHTTP, fingerprint != "" || caFile != ""); err != nil {
+		return nil, withExitCode(exitUsage, err)
+	}
+	tlsConfig, err := api.TLSConfig(fingerprint, caFile)
 	if err != nil {
 		return nil, withExitCode(exitUsage, err)
 	}
@@ -131,6 +139,24 @@ func checkServerURL(server string) error {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("invalid --server %q: use https://HOST:PORT", server)
+	}
+	return nil
+}
+
+// checkPlainHTTP rejects an http:// server URL unless insecure is set, and
+// always when a certificate pin is configured, which plain HTTP would
+// silently skip. The admin token must not leave the machine in clear by a
+// typo or an old config file.
+func checkPlainHTTP(server string, insecure, pinned bool) error {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "http" {
+		return nil
+	}
+	if pinned {
+		return fmt.Errorf("--server %q is plain HTTP, so the configured --server-fingerprint or --ca would not be checked: use https://", server)
+	}
+	if !insecure {
+		return fmt.Errorf("--server %q is plain HTTP, so requests would travel in clear and unauthenticated: use https://, or pass --insecure-http for a server started with --insecure-http", server)
 	}
 	return nil
 }

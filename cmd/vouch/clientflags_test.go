@@ -55,3 +55,39 @@ func TestServerPortTakenLeavesNoFiles(t *testing.T) {
 		t.Errorf("the server created %s before it could listen (stat: %v)", dataDir, err)
 	}
 }
+
+func TestAdminClientPlainHTTP(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("vouch_x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VOUCH_CONFIG", "")
+	t.Setenv("VOUCH_SERVER_FINGERPRINT", "")
+	// Port 1 on loopback refuses connections, so a request that got past
+	// the checks fails as unavailable, not as a usage error.
+	base := []string{"hosts", "list", "--server", "http://127.0.0.1:1", "--token-file", token}
+
+	_, err := run(t, base...)
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "travel in clear and unauthenticated") {
+		t.Errorf("http:// without --insecure-http: exit %d, %v", exitCode(err), err)
+	}
+
+	_, err = run(t, append(base, "--server-fingerprint", strings.Repeat("00", 32), "--insecure-http")...)
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "would not be checked") {
+		t.Errorf("http:// with a pin: exit %d, %v", exitCode(err), err)
+	}
+
+	_, err = run(t, append(base, "--insecure-http")...)
+	if exitCode(err) != exitUnavailable {
+		t.Errorf("http:// with --insecure-http: exit %d, %v, want the connection to be tried", exitCode(err), err)
+	}
+}
+
+func TestAgentPlainHTTPNeedsFlag(t *testing.T) {
+	t.Setenv("VOUCH_SERVER_FINGERPRINT", "")
+	_, err := run(t, "agent", "--server", "http://127.0.0.1:1", "--state-dir", t.TempDir(), "--name", "x", "--tpm", "device:/nonexistent")
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--insecure-http") {
+		t.Errorf("agent on http:// without --insecure-http: exit %d, %v", exitCode(err), err)
+	}
+}
