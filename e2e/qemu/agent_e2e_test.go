@@ -95,7 +95,7 @@ var (
 // startVerifier runs `vouch server` trusting EK certificates that chain to
 // the TPM's swtpm-localca root, and waits for it to print its address, CA
 // fingerprint and token file.
-func startVerifier(t *testing.T, bin string, tpm *TPM) *verifierProcess {
+func startVerifier(t *testing.T, bin string, tpm *TPM, policy ...string) *verifierProcess {
 	t.Helper()
 	dir := t.TempDir()
 	v := &verifierProcess{bin: bin, logFile: filepath.Join(dir, "server.log")}
@@ -118,7 +118,7 @@ func startVerifier(t *testing.T, bin string, tpm *TPM) *verifierProcess {
 		// The agent dials the verifier at VerifierAddr.
 		"--host", "127.0.0.1,10.0.2.100",
 		"--interval", "3s",
-		"--log-level", "debug"}, ekArgs...)...)
+		"--log-level", "debug"}, append(ekArgs, policy...)...)...)
 	v.cmd.Stderr = logf
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := v.cmd.StdoutPipe()
@@ -203,6 +203,7 @@ type hostDetail struct {
 		BootCount int64  `json:"boot_count"`
 		Reasons   []struct {
 			Code    string `json:"code"`
+			Action  string `json:"action"`
 			Message string `json:"message"`
 			PCR     *int   `json:"pcr"`
 			Event   *int   `json:"event"`
@@ -216,12 +217,13 @@ func (d *hostDetail) String() string {
 	return string(b)
 }
 
-// reasonPCRs returns the PCRs named by the last verdict's reasons.
-func (d *hostDetail) reasonPCRs() map[int]bool {
+// reasonPCRs returns the PCRs named by the last verdict's reasons with
+// the code.
+func (d *hostDetail) reasonPCRs(code string) map[int]bool {
 	pcrs := map[int]bool{}
 	if d.Verdict != nil {
 		for _, r := range d.Verdict.Reasons {
-			if r.PCR != nil {
+			if r.Code == code && r.PCR != nil && r.Event != nil {
 				pcrs[*r.PCR] = true
 			}
 		}
@@ -377,16 +379,31 @@ func TestAgentScenarios(t *testing.T) {
 	caDir := filepath.Join(t.TempDir(), "ca")
 
 	sbOff := newMachine(t, FirmwareSecureBootOff, caDir)
-	v := startVerifier(t, vouch, sbOff.tpm)
-	sbOff.verifier = v.addr
-	sbOff.server.setMachine("sb-off", "VOUCH_SERVER_FINGERPRINT="+v.fingerprint)
+	sbOn := newMachine(t, FirmwareSecureBootMicrosoft, caDir)
 	guest := agentGuest(vouch)
 	good := GrubConfig{Title: corpusTitle, CmdLine: cmdline}
+	sbOff.installAgent(good, guest)
+	sbOn.installAgent(good, guest)
 
-	// first is what the guest of sb-off's first boot reported, and
-	// predicted is what `vouch predict` computed for that boot's files.
+	// predicted is what `vouch predict` computed for sb-off's first boot
+	// files, predictedOn the same for sb-ms, whose variable store holds
+	// the Microsoft keys. The verifier judges both machines with bundles
+	// built from them.
+	predicted, predictedFile := predictBoot(t, sbOff, good, filepath.Join(sbOff.dir, "initrd.img"))
+	predictedOn, predictedOnFile := predictBoot(t, sbOn, good, filepath.Join(sbOn.dir, "initrd.img"))
+	bundles, trust := signBundles(t, vouch, map[string]string{"sb-off": predictedFile, "sb-ms": predictedOnFile})
+	// The secure_boot rule only warns, so that the verdict of sb-off shows
+	// Secure Boot off without making the machine untrusted.
+	rules := filepath.Join(t.TempDir(), "rules.json")
+	if err := os.WriteFile(rules, []byte(`{"secure_boot": {"action": "warn"}}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v := startVerifier(t, vouch, sbOff.tpm, "--bundles", bundles, "--trust", trust, "--policy-rules", rules)
+	sbOff.verifier = v.addr
+	sbOff.server.setMachine("sb-off", "VOUCH_SERVER_FINGERPRINT="+v.fingerprint)
+
+	// first is what the guest of sb-off's first boot reported.
 	var first *guestproto.Report
-	var predicted *prediction
 	// bootCount is the verifier's count of sb-off's boots so far: each
 	// scenario waits for a verdict on a later boot, not the last one's.
 	var bootCount int64
@@ -400,7 +417,6 @@ func TestAgentScenarios(t *testing.T) {
 		}
 	}
 	t.Run("SecureBootOffTrusted", func(t *testing.T) {
-		sbOff.installAgent(good, guest)
 		vm, stop := sbOff.power(t)
 		defer stop()
 		d := v.waitFor(t, vm, "sb-off", "enrollment", func(d *hostDetail) bool { return d.BootCount > 0 })
@@ -421,8 +437,9 @@ func TestAgentScenarios(t *testing.T) {
 		}
 		d = v.waitFor(t, vm, "sb-off", "trusted", func(d *hostDetail) bool { return d.State == "trusted" })
 		bootCount = d.BootCount
-		if d.Verdict == nil || d.Verdict.State != "trusted" || len(d.Verdict.Reasons) != 0 {
-			t.Errorf("trusted machine's last verdict:\n%s", d)
+		t.Logf("verdict:\n%s", d)
+		if d.Verdict == nil || d.Verdict.State != "trusted" || !secureBootWarning(d) || len(d.Verdict.Reasons) != 1 {
+			t.Errorf("trusted machine's last verdict, want only the secure_boot warning:\n%s", d)
 		}
 
 		first = report(t, sbOff)
@@ -434,7 +451,6 @@ func TestAgentScenarios(t *testing.T) {
 			n := compareWithCorpus(t, events, "testdata/shim-sboff.eventlog.bin")
 			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
 		}
-		predicted = predictBoot(t, sbOff, good, filepath.Join(sbOff.dir, "initrd.img"))
 		checkPredicted(t, predicted, events)
 	})
 	if t.Failed() {
@@ -460,8 +476,18 @@ func TestAgentScenarios(t *testing.T) {
 		defer stop()
 		d := v.waitFor(t, vm, "sb-off", "an untrusted new boot", newBoot("untrusted"))
 		t.Logf("verdict:\n%s", d)
-		if pcrs := d.reasonPCRs(); !pcrs[8] {
-			t.Errorf("no reason names PCR 8; PCRs named: %v", pcrs)
+		// GRUB's command events (PCR 8) and grub.cfg's digest (PCR 9).
+		if pcrs := d.reasonPCRs("event_unmatched"); !pcrs[8] || !pcrs[9] || len(pcrs) != 2 {
+			t.Errorf("event_unmatched reasons name PCRs %v, want PCRs 8 and 9", pcrs)
+		}
+		named := false
+		for _, r := range d.Verdict.Reasons {
+			if r.Code == "event_unmatched" && r.PCR != nil && *r.PCR == 8 && strings.Contains(r.Message, "kernel_cmdline: /vmlinuz") && strings.Contains(r.Message, "vouch.e2e=changed") {
+				named = true
+			}
+		}
+		if !named {
+			t.Error("no event_unmatched reason names PCR 8's kernel_cmdline event with the changed command line")
 		}
 		rep := report(t, sbOff)
 		if !strings.HasSuffix(rep.CmdLine, " vouch.e2e=changed") {
@@ -493,8 +519,17 @@ func TestAgentScenarios(t *testing.T) {
 		defer stop()
 		d := v.waitFor(t, vm, "sb-off", "an untrusted new boot", newBoot("untrusted"))
 		t.Logf("verdict:\n%s", d)
-		if pcrs := d.reasonPCRs(); !pcrs[9] || len(pcrs) != 1 {
-			t.Errorf("reasons name PCRs %v, want only PCR 9", pcrs)
+		if pcrs := d.reasonPCRs("event_unmatched"); !pcrs[9] || len(pcrs) != 1 {
+			t.Errorf("event_unmatched reasons name PCRs %v, want only PCR 9", pcrs)
+		}
+		var unmatched []string
+		for _, r := range d.Verdict.Reasons {
+			if r.Code == "event_unmatched" {
+				unmatched = append(unmatched, r.Message)
+			}
+		}
+		if len(unmatched) != 1 || !strings.Contains(unmatched[0], "initrd.img") {
+			t.Errorf("event_unmatched reasons %q, want one naming initrd.img", unmatched)
 		}
 		rep := report(t, sbOff)
 		samePCRs(t, first, rep, 0, 1, 2, 3, 4, 5, 6, 7, 8)
@@ -521,17 +556,20 @@ func TestAgentScenarios(t *testing.T) {
 		}
 	})
 	t.Run("SecureBootMicrosoftTrusted", func(t *testing.T) {
-		sbOn := newMachine(t, FirmwareSecureBootMicrosoft, caDir)
 		sbOn.verifier = v.addr
 		sbOn.server.setMachine("sb-ms", "VOUCH_SERVER_FINGERPRINT="+v.fingerprint)
-		sbOn.installAgent(good, guest)
 		vm, stop := sbOn.power(t)
 		defer stop()
 		v.waitFor(t, vm, "sb-ms", "enrollment", func(d *hostDetail) bool { return d.BootCount > 0 })
 		if _, err := v.admin("hosts", "approve", "sb-ms"); err != nil {
 			t.Fatal(err)
 		}
-		v.waitFor(t, vm, "sb-ms", "trusted", func(d *hostDetail) bool { return d.State == "trusted" })
+		d := v.waitFor(t, vm, "sb-ms", "trusted", func(d *hostDetail) bool { return d.State == "trusted" })
+		t.Logf("verdict:\n%s", d)
+		// With Secure Boot on, the secure_boot rule passes: no reason at all.
+		if d.Verdict == nil || d.Verdict.State != "trusted" || len(d.Verdict.Reasons) != 0 {
+			t.Errorf("trusted machine's last verdict, want no reasons:\n%s", d)
+		}
 
 		rep := report(t, sbOn)
 		events := checkReplay(t, rep)
@@ -542,8 +580,50 @@ func TestAgentScenarios(t *testing.T) {
 			n := compareWithCorpus(t, events, "testdata/shim-sbms.eventlog.bin")
 			t.Logf("%d of %d events equal to the corpus recording", n, len(events))
 		}
-		checkPredicted(t, predictBoot(t, sbOn, good, filepath.Join(sbOn.dir, "initrd.img")), events)
+		checkPredicted(t, predictedOn, events)
 	})
+}
+
+// secureBootWarning reports whether the verdict carries the warning of
+// the secure_boot rule, which fails when Secure Boot is off.
+func secureBootWarning(d *hostDetail) bool {
+	if d.Verdict == nil {
+		return false
+	}
+	for _, r := range d.Verdict.Reasons {
+		if r.Code == "rule_failed" && r.Action == "warn" && strings.Contains(r.Message, "secure_boot") {
+			return true
+		}
+	}
+	return false
+}
+
+// signBundles makes a publisher key and, for each name, a signed bundle of
+// that `vouch predict` output, the way a distribution would publish its
+// packages' reference values. It returns the bundle directory and the
+// --trust value.
+func signBundles(t *testing.T, vouch string, predictions map[string]string) (dir, trust string) {
+	t.Helper()
+	work := t.TempDir()
+	dir = filepath.Join(work, "bundles")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(work, "e2e")
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(vouch, args...).CombinedOutput(); err != nil {
+			t.Fatalf("vouch %s: %v: %s", strings.Join(args[:2], " "), err, out)
+		}
+	}
+	run("bundle", "keygen", "--out", key)
+	for name, p := range predictions {
+		unsigned := filepath.Join(work, name+".json")
+		run("bundle", "create", "--publisher", "e2e", "--product", "debian-"+name, "--version", "12",
+			"--from-predict", p, "--out", unsigned)
+		run("bundle", "sign", "--key", key+".key", unsigned, "--out", filepath.Join(dir, name+".dsse.json"))
+	}
+	return dir, "e2e=" + key + ".pub"
 }
 
 // report returns the probe report the machine's guest posted during this

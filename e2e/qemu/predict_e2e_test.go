@@ -58,10 +58,14 @@ type prediction struct {
 // way a publisher would on the Debian packages: shim, GRUB, the kernel,
 // the initrd, GRUB's embedded configuration and grub.cfg, and the
 // firmware's variable store template for the Secure Boot variables.
-func predictBoot(t *testing.T, m *machine, grub GrubConfig, initrd string) *prediction {
+// It returns the decoded prediction and the file holding it.
+func predictBoot(t *testing.T, m *machine, grub GrubConfig, initrd string) (*prediction, string) {
 	t.Helper()
 	bin := predictBinary(t)
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp(m.dir, "predict")
+	if err != nil {
+		t.Fatal(err)
+	}
 	grubCfg := filepath.Join(dir, "grub.cfg")
 	if err := os.WriteFile(grubCfg, []byte(grub.Text()), 0o644); err != nil {
 		t.Fatal(err)
@@ -93,7 +97,7 @@ func predictBoot(t *testing.T, m *machine, grub GrubConfig, initrd string) *pred
 	if err := json.Unmarshal(raw, &p); err != nil {
 		t.Fatalf("decode vouch predict output: %v", err)
 	}
-	return &p
+	return &p, out
 }
 
 // unpredicted returns the events of the boot applications (PCR 4), GRUB
