@@ -1,8 +1,8 @@
-// Package attest verifies TPM 2.0 evidence without a TPM: it parses and
-// checks quotes (TPMS_ATTEST and TPMT_SIGNATURE), checks attestation key
-// public areas, creates credential-activation challenges for an endorsement
-// key in software, and validates endorsement key certificates against
-// explicitly configured vendor roots.
+// Package attest verifies TPM 2.0 evidence without a TPM. It parses and
+// checks quotes (TPMS_ATTEST and TPMT_SIGNATURE) and checks attestation key
+// public areas. It creates credential-activation challenges for an
+// endorsement key in software, and validates endorsement key certificates
+// against explicitly configured vendor roots.
 //
 // The package never opens a TPM device: the verifier imports only this
 // package, and a test asserts that it does not depend on the device side

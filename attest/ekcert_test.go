@@ -38,8 +38,8 @@ func ekTestDER(t *testing.T, name string) []byte {
 }
 
 // surveyDate is the date at which the vendor chains in testdata were
-// checked; every certificate used below is valid then unless a test says
-// otherwise.
+// checked. Every certificate used below is valid on that date unless a test
+// states otherwise.
 var surveyDate = time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
 
 func TestVerifyEKCertificateVendors(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 // template hash can be checked. A name that contains spaces is kept whole
 // because the fields after it have a fixed count.
 //
-// NOTE: a file name that contains a newline cannot be told apart from two
-// lines in the ascii list; use the binary list for such names.
+// NOTE: a file name that contains a newline cannot be distinguished from
+// two lines in the ascii list. Use the binary list for such names.
 //
 // On error ParseASCII also returns the entries before the failing line.
 func ParseASCII(data []byte, opts ParseOptions) ([]Entry, error) {
@@ -112,7 +112,7 @@ func rebuildTemplateData(name string, text []byte) ([]byte, error) {
 	if !ok || name == TemplateEVMSig {
 		return nil, errors.New("ascii lines of this template cannot be rebuilt into template data: use the binary list")
 	}
-	// The first field is the digest and the second the name; the fields
+	// The first field is the digest and the second the name. The fields
 	// after the name never contain spaces, so they are split off the end.
 	digestText, rest, ok := bytes.Cut(text, []byte(" "))
 	if !ok {
@@ -224,9 +224,10 @@ func (f Format) String() string {
 	return "unknown"
 }
 
-// DetectFormat tells a binary list from an ascii one by its first byte: an
-// ascii list starts with a digit or a space (the PCR index), a binary one
-// with a little-endian PCR index below 32, which is neither.
+// DetectFormat distinguishes a binary list from an ascii one by its first
+// byte. An ascii list starts with a digit or a space (the PCR index). A
+// binary one starts with a little-endian PCR index below 32, which is
+// neither.
 func DetectFormat(data []byte) Format {
 	if len(data) > 0 && (data[0] == ' ' || data[0] >= '0' && data[0] <= '9') {
 		return FormatASCII

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Action is what a policy rule does with an entry it does not accept.
+// Action is the response of a policy rule to an entry it does not accept.
 type Action int
 
 const (

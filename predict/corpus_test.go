@@ -278,9 +278,9 @@ func TestGrubMeasurementsMatchCorpus(t *testing.T) {
 
 // TestWholeBootMatchesCorpus predicts a whole boot the way a publisher
 // would, from packages, the firmware's variable store and the GRUB
-// configuration, and requires every event that these decide (PCRs 4, 7, 8,
-// 9 and 14, the separators and the fixed EFI actions) to match a reference
-// of the same PCR and event type.
+// configuration. Every event that these inputs decide (PCRs 4, 7, 8, 9 and
+// 14, the separators and the fixed EFI actions) must match a reference of
+// the same PCR and event type.
 func TestWholeBootMatchesCorpus(t *testing.T) {
 	chain := predictDebianChain(t)
 	initrd := filepath.Join(corpusDir(t), "ovmf-swtpm", "initrd.img")

@@ -26,12 +26,12 @@ const maxControlSize = 16 << 20
 // with its path (without the leading "./") and contents.
 type debMember func(path string, size int64, r io.Reader) error
 
-// readDeb reads a Debian binary package (an ar archive holding
-// debian-binary, control.tar.* and data.tar.*), fills pkg with the name,
-// version and architecture from its control file and the package file's
-// SHA-256, and calls visit for each regular file of the data archive. The
-// control member must come before the data member, as dpkg-deb writes them,
-// so that pkg is filled in (except SHA256) when visit runs.
+// readDeb reads a Debian binary package, which is an ar archive containing
+// debian-binary, control.tar.* and data.tar.*. It fills pkg with the name,
+// version and architecture from the control file and with the package
+// file's SHA-256, and calls visit for each regular file of the data
+// archive. The control member must come before the data member, as dpkg-deb
+// writes them, so that pkg is filled in (except SHA256) when visit runs.
 func readDeb(r io.Reader, pkg *Package, visit debMember) error {
 	sum := sha256.New()
 	br := bufio.NewReader(io.TeeReader(r, sum))

@@ -107,8 +107,8 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// GrubFiles resolves the files a GRUB script reads. Paths are as GRUB sees
-// them, possibly with a "(device)" prefix.
+// GrubFiles resolves the files a GRUB script reads. Paths are in GRUB's
+// form, possibly with a "(device)" prefix.
 type GrubFiles interface {
 	// Exists reports whether path names a file or directory.
 	Exists(path string) bool

@@ -308,8 +308,8 @@ func (pe *PEFile) AuthenticodeDigests(banks []Bank) (Digests, error) {
 // first VirtualSize bytes, which are the raw data followed by zeros when
 // VirtualSize exceeds SizeOfRawData. The zero fill may not exceed the
 // file's size (or 1 MiB for smaller files), so that a forged header in a
-// small file cannot make callers hash gigabytes of zeros; the sections
-// systemd-stub measures carry their data in the file.
+// small file cannot make callers hash gigabytes of zeros. The sections
+// that systemd-stub measures carry their data in the file.
 func (pe *PEFile) SectionData(s *PESection) (io.Reader, int64, error) {
 	if int64(s.VirtualAddress)+int64(s.VirtualSize) > int64(pe.SizeOfImage) {
 		return nil, 0, fmt.Errorf("invalid PE image: section %q at RVA 0x%x+0x%x lies outside SizeOfImage 0x%x", s.Name, s.VirtualAddress, s.VirtualSize, pe.SizeOfImage)

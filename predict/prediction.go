@@ -5,7 +5,7 @@
 //
 // The result is a Prediction: a list of reference values, each naming the
 // event kind, the PCR, the component it came from and its digest in every
-// bank. A Prediction says what a boot would measure if it used these
+// bank. A Prediction states what a boot would measure if it used these
 // artifacts, and nothing about whether they should be trusted. Signing
 // and policy are the bundle and policy packages' concern.
 //
@@ -169,7 +169,7 @@ func (p *Package) String() string {
 
 // Reference is one predicted measurement.
 type Reference struct {
-	// Kind is what is measured.
+	// Kind is the kind of measurement.
 	Kind Kind `json:"kind"`
 	// PCR is the PCR index the event extends.
 	PCR int `json:"pcr"`

@@ -25,9 +25,9 @@ func IsUKI(pe *PEFile) bool { return pe.Section(".linux") != nil }
 // the section name with its NUL and one for the section contents as loaded
 // (VirtualSize bytes).
 //
-// NOTE: a UKI with several .profile sections (systemd 257 and later)
-// measures only the sections of the booted profile; this function measures
-// the image as one profile.
+// NOTE: systemd-stub (257 and later) measures only the sections of the
+// booted profile of a UKI with several .profile sections. This function
+// measures the image as one profile.
 func UKIReferences(pe *PEFile, component string, banks []Bank) ([]Reference, error) {
 	var refs []Reference
 	for _, name := range ukiSections {

@@ -62,9 +62,10 @@ const (
 	MaxDigits     = 10
 )
 
-// Secret is the shared key of a TOTP generator. It refuses to be printed or
-// marshalled so that it does not end up in logs or JSON by accident; use
-// Bytes or Key.URI where the secret is meant to leave the process.
+// Secret is the shared key of a TOTP generator. String and GoString return
+// a placeholder and MarshalText fails, so that the key does not end up in
+// logs or JSON by accident. Use Bytes or Key.URI where the secret is meant
+// to leave the process.
 type Secret struct {
 	b []byte
 }

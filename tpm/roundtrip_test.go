@@ -76,7 +76,7 @@ func roundTrip(t *testing.T, tp *TPM, akType, ekType KeyType) {
 	if err != nil {
 		t.Fatalf("ParseEKPublic: %v", err)
 	}
-	// A verifier that knows only the EK's key (from its certificate)
+	// A verifier that has only the EK's public key (from its certificate)
 	// rebuilds the same public area from the default template.
 	fromKey, err := attest.EKPublicFromKey(ek.Key)
 	if err != nil {

@@ -55,7 +55,7 @@ func provisionSwtpm(t *testing.T, stateDir string) (root, issuer string) {
 // TestSwtpmEKCertificate reads the EK certificates a provisioned swtpm
 // stores in NV, checks them against the local CA, and activates a
 // credential made from the certificate's key alone, as a verifier that
-// knows only the certificate does.
+// has only the certificate does.
 func TestSwtpmEKCertificate(t *testing.T) {
 	if _, err := exec.LookPath("swtpm"); err != nil && os.Getenv("CI") != "true" {
 		t.Skip("swtpm is not installed: apt-get install swtpm swtpm-tools to run this test")

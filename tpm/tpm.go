@@ -22,8 +22,8 @@ type Config struct {
 	Transport string
 	// Logger receives debug records of TPM operations; nil discards them.
 	Logger *slog.Logger
-	// SwtpmTimeout is how long Open waits for a swtpm socket to answer
-	// its first command before it returns ErrSwtpmBusy. Zero means
+	// SwtpmTimeout is how long Open waits for a swtpm socket to respond
+	// to its first command before it returns ErrSwtpmBusy. Zero means
 	// DefaultSwtpmTimeout (10 s). Other transports ignore it.
 	SwtpmTimeout time.Duration
 }

@@ -35,7 +35,7 @@ const (
 	// no resource manager. "device:/path" opens the given device.
 	TransportDevice = "device"
 	// TransportSimulator runs the reference simulator in this process. It
-	// starts from a fresh, random state and forgets it on Close.
+	// starts from a fresh, random state and discards it on Close.
 	TransportSimulator = "simulator"
 	// TransportSwtpm connects to a swtpm data socket: "swtpm:tcp:HOST:PORT"
 	// or "swtpm:unix:/path".
