@@ -107,7 +107,7 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
-// New returns an agent; it reads its state from cfg.StateDir.
+// New returns an agent loaded with the state stored in cfg.StateDir.
 func New(cfg Config) (*Agent, error) {
 	if cfg.TPM == nil || cfg.Server == "" || cfg.StateDir == "" {
 		return nil, errors.New("agent: TPM, Server and StateDir are required")

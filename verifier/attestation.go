@@ -666,7 +666,7 @@ func latest(times ...time.Time) time.Time {
 // within this server and returns the unlock function.
 //
 // NOTE: this does not serialize several verifier replicas sharing one
-// database; that needs row versions in the store.
+// database, which would need row versions in the store.
 func (s *Server) lockMachine(name string) func() {
 	s.mu.Lock()
 	l, ok := s.machineLocks[name]

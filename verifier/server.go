@@ -102,7 +102,7 @@ type Server struct {
 
 // New returns a Server using the admin token in dataDir (created on
 // first use). It starts the background loop that marks silent machines
-// unreachable; Close stops it.
+// unreachable, and Close stops it.
 func New(cfg Config, dataDir string) (*Server, error) {
 	if cfg.Store == nil || cfg.Backend == nil {
 		return nil, errors.New("verifier: Store and Backend are required")
