@@ -107,7 +107,7 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
-// New returns an agent; it reads its state from cfg.StateDir.
+// New returns an agent loaded with the state stored in cfg.StateDir.
 func New(cfg Config) (*Agent, error) {
 	if cfg.TPM == nil || cfg.Server == "" || cfg.StateDir == "" {
 		return nil, errors.New("agent: TPM, Server and StateDir are required")
@@ -277,7 +277,8 @@ func classify(err error) error {
 	return err
 }
 
-// AttestOnce waits for one challenge (or the end of the wait) and answers it.
+// AttestOnce waits for one challenge (or the end of the wait) and sends
+// evidence for it.
 func (a *Agent) AttestOnce(ctx context.Context) error {
 	path := fmt.Sprintf("/v1/agents/%s/challenge?wait=%g", url.PathEscape(a.state.Name), a.cfg.Wait.Seconds())
 	reqCtx, cancel := context.WithTimeout(ctx, a.cfg.Wait+30*time.Second)
@@ -308,8 +309,9 @@ func (a *Agent) AttestOnce(ctx context.Context) error {
 	return nil
 }
 
-// Evidence answers ch: a quote over its nonce, the PCR values and the
-// event log (omitted when the verifier has this boot's log already).
+// Evidence builds the evidence for ch: a quote over its nonce, the PCR
+// values and the event log (omitted when the verifier has this boot's log
+// already).
 func (a *Agent) Evidence(ch *api.Challenge) (*api.Evidence, error) {
 	if len(ch.Nonce) != api.NonceSize {
 		return nil, fmt.Errorf("challenge nonce has %d bytes, want %d", len(ch.Nonce), api.NonceSize)

@@ -145,7 +145,7 @@ func (d *DeviceTPM) Quote(nonce []byte, pcrs []int) ([]byte, []byte, []api.PCRBa
 }
 
 // Extend extends one PCR in every bank named in digests that the TPM has
-// active; it returns the banks it extended.
+// active, and returns the banks it extended.
 func (d *DeviceTPM) Extend(index int, digests map[attest.Algorithm][]byte) ([]attest.Algorithm, error) {
 	active, err := d.t.ActiveBanks()
 	if err != nil {

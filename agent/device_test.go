@@ -18,7 +18,7 @@ import (
 	"github.com/vouch-attest/vouch/tpm"
 )
 
-// fakeVerifier answers enrollments: it rejects the EK while reject is set,
+// fakeVerifier serves enrollments. It rejects the EK while reject is set,
 // else runs a real MakeCredential and checks the activated secret.
 type fakeVerifier struct {
 	reject bool

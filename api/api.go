@@ -218,7 +218,7 @@ type HistoryEvent struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
-// EnrollResult answers a successful activation.
+// EnrollResult is the response to a successful activation.
 type EnrollResult struct {
 	Machine Machine `json:"machine"`
 }

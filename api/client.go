@@ -96,7 +96,7 @@ func ErrorCode(err error) string {
 // TLSConfig returns a client TLS configuration for the vouch server.
 // With a fingerprint (hex SHA-256 of a certificate's DER, as vouch server
 // prints it), the server's chain must contain that certificate and the
-// leaf must chain to it; host names are not checked, because the pin
+// leaf must chain to it. Host names are not checked, because the pin
 // identifies the server. With caFile, the chain must verify against that
 // CA as usual. With neither, the system roots are used.
 func TLSConfig(fingerprint, caFile string) (*tls.Config, error) {

@@ -94,7 +94,8 @@ func NewTrustStore() *TrustStore {
 }
 
 // Add trusts pub to sign bundles whose "publisher" member is publisher. A
-// key may belong to one publisher only; a publisher may have several keys.
+// key may belong to one publisher only, but a publisher may have several
+// keys.
 func (t *TrustStore) Add(publisher string, pub crypto.PublicKey) error {
 	if err := checkName(publisher); err != nil {
 		return fmt.Errorf("publisher name: %w", err)

@@ -49,8 +49,8 @@ func firmwareParts(ev *Evidence) []bool {
 
 // Baseline is a machine's firmware values: the events of the firmware
 // PCRs recorded from one boot. It is used only once approved. A firmware
-// update yields a new revision that needs a new approval; the verifier
-// keeps earlier revisions as history.
+// update yields a new revision that needs a new approval, and the
+// verifier keeps earlier revisions as history.
 type Baseline struct {
 	Machine    string             `json:"machine"`
 	Revision   int                `json:"revision"`

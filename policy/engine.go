@@ -79,7 +79,7 @@ func Approve(baseline []byte, by string, at time.Time, comment string) ([]byte, 
 }
 
 // RequiredPCRs returns the PCRs a quote must cover for Evaluate to trust a
-// machine with the given stored baseline (nil or empty for none): the
+// machine with the given stored baseline (nil or empty for none). The
 // verifier should request at least these in its challenges, because any
 // it leaves out makes the verdict untrusted.
 func (e *Engine) RequiredPCRs(baseline []byte) ([]int, error) {

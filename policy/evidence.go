@@ -2,9 +2,9 @@
 // and local rules, and explains each event it could not accept.
 //
 // Policy accepts only evidence that a quote verified. Its input, [Evidence],
-// holds the events of a log whose replay reproduced PCR values covered by a
-// verified quote, restricted to the banks that matched; a caller obtains it
-// with [FromVerifiedLog] after eventlog.Verify succeeded. Reference values
+// contains the events of a log whose replay reproduced PCR values covered
+// by a verified quote, restricted to the banks that matched. A caller
+// obtains it with [FromVerifiedLog] after eventlog.Verify succeeded. Reference values
 // come from signed bundles ([bundle.Verified]) and from per-machine firmware
 // values that an administrator approved ([Baseline]). Rules ([Rules]) check
 // decoded state such as Secure Boot and the kernel command line.
@@ -16,7 +16,7 @@ import (
 	"github.com/vouch-attest/vouch/bundle"
 )
 
-// Event is one event of a verified log, as policy sees it.
+// Event is one event of a verified log, as passed to a policy.
 type Event struct {
 	// Number is the event's position in the log, counting from 0.
 	Number int

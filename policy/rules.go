@@ -12,7 +12,7 @@ import (
 	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
-// Action says what a failed rule does to the verdict.
+// Action is the effect of a failed rule on the verdict.
 type Action string
 
 // Rule actions.

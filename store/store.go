@@ -138,7 +138,7 @@ type Store interface {
 
 	// Verdicts returns up to limit verdicts of a machine, newest first.
 	Verdicts(ctx context.Context, machine string, limit int) ([]Verdict, error)
-	// History returns up to limit events, newest first; an empty machine
+	// History returns up to limit events, newest first. An empty machine
 	// means every machine.
 	History(ctx context.Context, machine string, limit int) ([]Event, error)
 

@@ -178,7 +178,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleForget deletes a machine and its verdicts. Its EK may enroll again
-// unless it was revoked; the history keeps every entry.
+// unless it was revoked. The history keeps every entry.
 func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := s.store.DeleteMachine(r.Context(), name, store.Event{Machine: name, Kind: "forgotten", Detail: "removed by an administrator"}); err != nil {

@@ -53,9 +53,10 @@ type challenge struct {
 type session struct {
 	wake    chan struct{}
 	nextDue time.Time
-	// waiting counts the agent's challenge requests held open, and busy
-	// is when the agent's answer to its last challenge is due: until
-	// then the agent is connected though no request of it waits.
+	// waiting counts the agent's challenge requests held open. busy is
+	// the time by which the agent's next request is due: the evidence for
+	// its last challenge, or its next challenge request after evidence.
+	// Until then the agent counts as connected, even with no request open.
 	waiting int
 	busy    time.Time
 	// hasIMA is set when the agent sent an IMA list (imaSelection).
@@ -63,7 +64,7 @@ type session struct {
 }
 
 // agentConnected reports whether the machine's agent holds a challenge
-// request open or is answering a challenge.
+// request open or is expected to send a request before sess.busy.
 func (s *Server) agentConnected(name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,8 +292,8 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if result.rejected == rejectedQuote {
-		// Evidence the machine's AK did not sign says nothing about the
-		// machine, and anyone holding a challenge ID can send it: the
+		// Evidence the machine's AK did not sign proves nothing about the
+		// machine, and anyone holding a challenge ID can send it, so the
 		// machine's state stays as it is. A machine whose agent keeps
 		// failing this check becomes unreachable.
 		log.Warn("evidence rejected: quote does not verify with the machine's AK", "remote", r.RemoteAddr, "reason", result.reasons[0].Message)
@@ -304,7 +305,7 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	// The agent asks for its next challenge right after this answer.
+	// The agent requests its next challenge right after this response.
 	s.sessionLocked(name).busy = s.now().Add(agentReconnectGrace)
 	s.mu.Unlock()
 	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount, IMA: result.ima}
@@ -347,16 +348,16 @@ func untrusted(j *judgement, reasons ...api.Reason) *judgement {
 
 // judge checks the evidence, in order:
 //  1. the quote is signed by the machine's AK over the challenge's nonce
-//     and covers the reported PCR values (Backend.VerifyQuote); evidence
+//     and covers the reported PCR values (Backend.VerifyQuote). Evidence
 //     that fails this is rejected without changing the machine's state;
 //  2. the nonce was not used before (a replay of signed evidence makes
 //     the machine untrusted);
 //  3. the TPM's resetCount did not go backwards, and its clock did not go
-//     backwards within one boot; a higher resetCount starts a new boot;
+//     backwards within one boot. A higher resetCount starts a new boot;
 //  4. the event log is present, matches its digest and replays to the
 //     quoted PCRs (Backend.ReplayEventLog);
-//  5. the replayed events match the machine's reference values (Policy);
-//     the first verified boot becomes the reference values, pending an
+//  5. the replayed events match the machine's reference values (Policy).
+//     The first verified boot becomes the reference values, pending an
 //     administrator's approval.
 //
 // It returns an operational error only when it could not judge.
@@ -665,7 +666,7 @@ func latest(times ...time.Time) time.Time {
 // within this server and returns the unlock function.
 //
 // NOTE: this does not serialize several verifier replicas sharing one
-// database; that needs row versions in the store.
+// database, which would need row versions in the store.
 func (s *Server) lockMachine(name string) func() {
 	s.mu.Lock()
 	l, ok := s.machineLocks[name]

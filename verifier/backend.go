@@ -101,7 +101,7 @@ type MeasuredEvent struct {
 
 // Failure is a verification failure: the evidence was read and does not
 // prove what it claims. Backends return it (or wrap it) for every check
-// that fails; any other error is operational.
+// that fails. Any other error is operational.
 type Failure struct {
 	Reasons []api.Reason
 }

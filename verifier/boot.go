@@ -11,7 +11,7 @@ import (
 	"github.com/vouch-attest/vouch/store"
 )
 
-// Boot is one verified boot as a Policy sees it: the events whose replay
+// Boot is one verified boot as passed to a Policy: the events whose replay
 // reproduced the quoted PCRs and, on request, the evidence of the policy
 // package built from the same log and quote.
 type Boot struct {

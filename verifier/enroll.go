@@ -60,7 +60,7 @@ func (s *Server) randomID() (string, error) {
 //     root (vendor-roots mode) or first seen (tofu mode);
 //  6. the AK is a restricted signing key bound to its TPM.
 //
-// It then answers with a MakeCredential challenge that only the TPM
+// It then responds with a MakeCredential challenge that only the TPM
 // holding both the EK and the AK can open.
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	var req api.EnrollRequest
@@ -206,7 +206,8 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	e, ok := s.enrollments[id]
 	if ok {
-		// One try per challenge: a wrong answer needs a new enrollment.
+		// One try per challenge: a wrong activated secret needs a new
+		// enrollment.
 		delete(s.enrollments, id)
 	}
 	s.mu.Unlock()

@@ -49,7 +49,7 @@ func (s *Server) acquireEvidenceSlot(ctx context.Context) (func(), bool) {
 
 // admitEvidence runs the checks that come before reading an evidence body.
 // It writes the error response and returns nil when the request must not be
-// read; otherwise it returns the function that frees the decoding slot.
+// read. Otherwise it returns the function that frees the decoding slot.
 func (s *Server) admitEvidence(w http.ResponseWriter, r *http.Request, name string) func() {
 	if !s.hasChallenge(name) {
 		s.log.Warn("evidence rejected before reading: no challenge issued", "machine", name)

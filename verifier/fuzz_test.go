@@ -52,7 +52,7 @@ func FuzzReplayEventLog(f *testing.F) {
 }
 
 // FuzzEnrollRequest posts arbitrary bodies to the enrollment endpoint: the
-// server must answer with a JSON error or a challenge, never a 500.
+// server must respond with a JSON error or a challenge, never a 500.
 func FuzzEnrollRequest(f *testing.F) {
 	f.Add([]byte(`{"name":"m1","ek_public_area":"AAEACwADALIAIINxl2dEhLEXvCJ/ogCoPnTvgQ==","ak_public":"AAA="}`))
 	f.Add([]byte(`{}`))
@@ -72,8 +72,8 @@ func FuzzEnrollRequest(f *testing.F) {
 	})
 }
 
-// FuzzEvidence answers real challenges with arbitrary quote, signature
-// and event log bytes for a machine whose AK is a software key: the
+// FuzzEvidence sends evidence for real challenges with arbitrary quote,
+// signature and event log bytes for a machine whose AK is a software key: the
 // verdict is untrusted or the request is rejected, never a 500 or a panic.
 func FuzzEvidence(f *testing.F) {
 	h := newHarness(f, Config{AutoApproveReference: true, Logger: slog.New(slog.DiscardHandler)})

@@ -102,7 +102,7 @@ type Server struct {
 
 // New returns a Server using the admin token in dataDir (created on
 // first use). It starts the background loop that marks silent machines
-// unreachable; Close stops it.
+// unreachable, and Close stops it.
 func New(cfg Config, dataDir string) (*Server, error) {
 	if cfg.Store == nil || cfg.Backend == nil {
 		return nil, errors.New("verifier: Store and Backend are required")
@@ -199,8 +199,8 @@ func (s *Server) ListenAndServe(ctx context.Context, ln net.Listener, cert *tls.
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		// ReadTimeout covers the request body, so a client that trickles
-		// bytes cannot hold a connection; long polls wait in the handler,
-		// which it does not cover.
+		// bytes cannot hold a connection. It does not cover long polls,
+		// because they wait in the handler.
 		ReadTimeout: 60 * time.Second,
 		IdleTimeout: 120 * time.Second,
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),

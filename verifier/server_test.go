@@ -260,7 +260,8 @@ func TestEvidenceFromAnotherAKRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.attest(t, victim)
-	// Another machine's agent (its own AK) answers the victim's challenge.
+	// Another machine's agent (its own AK) sends evidence for the victim's
+	// challenge.
 	other := h.newAgent(t, "other", "")
 	ch := h.challenge(t, "victim")
 	ev, err := other.Evidence(ch)
@@ -274,7 +275,8 @@ func TestEvidenceFromAnotherAKRejected(t *testing.T) {
 	if !strings.Contains(err.Error(), "signature") {
 		t.Errorf("error %q does not mention the signature", err)
 	}
-	// Unsigned evidence says nothing about the victim: its state stays.
+	// Evidence not signed by the victim's AK proves nothing about the
+	// victim, so its state stays.
 	m := h.machine(t, "victim")
 	if m.State != store.StateTrusted {
 		t.Errorf("victim after forged evidence: %s %v, want trusted", m.State, m.Reasons)
@@ -292,7 +294,7 @@ func TestUnknownAndForeignChallenges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The challenge of c1 answered at another machine's endpoint.
+	// Evidence for c1's challenge sent to another machine's endpoint.
 	if _, status, err := h.send("c2", ev); status != http.StatusBadRequest || api.ErrorCode(err) != api.CodeChallenge {
 		t.Errorf("foreign challenge: %d %v", status, err)
 	}
@@ -364,8 +366,8 @@ func TestNewBootDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.attest(t, a)
-	// The simulator cannot be reset from here; a lower stored resetCount
-	// is what the verifier sees after the machine rebooted.
+	// The simulator cannot be reset from here. A lower stored resetCount
+	// is what the verifier observes after the machine rebooted.
 	m := h.machine(t, "boot")
 	m.ResetCount--
 	if m.ResetCount > 1<<31 {

@@ -42,7 +42,7 @@ func LoadOrCreateTLS(dataDir string, hosts []string, now time.Time) (tls.Certifi
 	return LoadTLS(filepath.Join(dataDir, serverCertFile), filepath.Join(dataDir, serverKeyFile), caPath)
 }
 
-// LoadTLS loads a server certificate chain and key; caPath names the
+// LoadTLS loads a server certificate chain and key. caPath names the
 // certificate whose fingerprint agents pin (the chain's root or the leaf
 // itself).
 func LoadTLS(certPath, keyPath, caPath string) (tls.Certificate, string, error) {

@@ -13,9 +13,9 @@ import (
 	"sync"
 )
 
-// tokenStore holds the admin bearer token. Only its SHA-256 is kept in
-// memory; the file in the data directory (mode 0600) holds the token itself
-// so an administrator on the server machine can read it.
+// tokenStore stores the admin bearer token. Only its SHA-256 is kept in
+// memory. The file in the data directory (mode 0600) contains the token
+// itself, so an administrator on the server machine can read it.
 type tokenStore struct {
 	path string
 	mu   sync.RWMutex
