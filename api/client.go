@@ -121,7 +121,7 @@ func TLSConfig(fingerprint, caFile string) (*tls.Config, error) {
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(data) {
-			return nil, fmt.Errorf("server CA file %s holds no PEM certificate", caFile)
+			return nil, fmt.Errorf("server CA file %s contains no PEM certificate: give the ca.pem that vouch server wrote", caFile)
 		}
 		return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 	default:

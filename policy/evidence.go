@@ -27,9 +27,9 @@ type Event struct {
 	Digests map[bundle.Bank][]byte
 	// DataTrusted is true when the event type defines the digest as the
 	// hash of the event data and the data matched it, so the decoded
-	// fields below describe what was measured. Otherwise they are claims
-	// by whoever wrote the log, good for naming an event in a verdict and
-	// for nothing else.
+	// fields below describe what was measured. Otherwise they are
+	// unverified claims of the log's writer: usable to name an event in a
+	// verdict, and for nothing else.
 	DataTrusted bool
 	// Text is the decoded string of EV_IPL, EV_ACTION, EV_EFI_ACTION and
 	// similar string events.

@@ -102,8 +102,8 @@ const MaxRulesSize = 1 << 20
 
 // ParseRules decodes and validates rules from JSON, compiling the command
 // line patterns. Unknown members, duplicate members and member names in
-// another case than the schema's are rejected, so that a rule a reviewer
-// sees is the rule vouch applies.
+// another case than the schema's are rejected, so that the rule a reviewer
+// reads is the rule vouch applies.
 func ParseRules(data []byte) (*Rules, error) {
 	if len(data) > MaxRulesSize {
 		return nil, fmt.Errorf("rules are %d bytes, more than the limit of %d", len(data), MaxRulesSize)

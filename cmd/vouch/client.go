@@ -86,7 +86,7 @@ func (f *clientFlags) client() (*api.Client, error) {
 			}
 			if file.Token != "" {
 				if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-					return nil, withExitCode(exitUsage, fmt.Errorf("client config %s holds a token but is readable by others: chmod 600 it", path))
+					return nil, withExitCode(exitUsage, fmt.Errorf("client config %s contains a token but is readable by others: chmod 600 it", path))
 				}
 			}
 		}

@@ -770,8 +770,8 @@ func TestReplayAndForeignEvidence(t *testing.T) {
 
 	// Bob's evidence for a fresh challenge of Alice's: Bob's AK signed it.
 	var ch api.Challenge
-	// Alice's agent is stopped: the server says so, and still makes her
-	// next challenge due now.
+	// Alice's agent is stopped: the server reports that no agent is
+	// connected, and still makes her next challenge due now.
 	if _, err := s.client.Do(context.Background(), http.MethodPost, "/v1/machines/alice/attest", nil, nil); err != nil && api.ErrorCode(err) != api.CodeNoAgent {
 		t.Fatalf("attest alice: %v", err)
 	}
@@ -792,7 +792,7 @@ func TestReplayAndForeignEvidence(t *testing.T) {
 		t.Errorf("alice after forged evidence: %s", d.State)
 	}
 
-	// Alice's last evidence again: its nonce was answered already.
+	// Alice's last evidence again: its nonce was used already.
 	status, err = post("alice", proxy.last("alice"))
 	if status != http.StatusConflict || api.ErrorCode(err) != api.CodeChallenge {
 		t.Errorf("replayed evidence: status %d, %v; want 409 %s", status, err, api.CodeChallenge)

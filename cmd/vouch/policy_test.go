@@ -212,7 +212,8 @@ func TestPolicyCheckWithQuote(t *testing.T) {
 		t.Errorf("check with the quote: exit %d:\n%s", code, out)
 	}
 
-	// Without --ak the signature proves nothing: refuse, or say so.
+	// Without --ak the signature proves nothing, so the check is rejected
+	// unless an --insecure- flag states it in the verdict.
 	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin", "--quote", quote, "--nonce", "01020304",
 		"--baseline", learned, "--rules", rules)
 	if code != exitUsage || !strings.Contains(out, "pass --ak FILE") {
