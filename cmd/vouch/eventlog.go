@@ -241,18 +241,19 @@ func showOutput(log *eventlog.Log) showLog {
 	if out.Findings == nil {
 		out.Findings = []eventlog.Finding{}
 	}
+	decoded := log.DecodeAll()
 	for i := range log.Events {
-		e := &log.Events[i]
+		e, d := &log.Events[i], decoded[i]
 		se := showEvent{Number: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Size: len(e.Data),
-			Digests: map[string]string{}, Kind: e.Decoded.Kind(), Summary: summarize(e)}
+			Digests: map[string]string{}, Kind: d.Kind(), Summary: summarize(e, d)}
 		for _, d := range e.Digests {
 			se.Digests[d.Alg.String()] = hex.EncodeToString(d.Value)
 		}
 		if len(e.Data) <= maxShownData {
 			se.Data = hex.EncodeToString(e.Data)
 		}
-		if _, opaque := e.Decoded.(*eventlog.Opaque); !opaque {
-			se.Decoded = e.Decoded
+		if _, opaque := d.(*eventlog.Opaque); !opaque {
+			se.Decoded = d
 		}
 		out.Events = append(out.Events, se)
 	}
@@ -261,15 +262,15 @@ func showOutput(log *eventlog.Log) showLog {
 
 // summarize returns a one-line description of an event for the table,
 // or the data size when the decoded data has nothing to show.
-func summarize(e *eventlog.Event) string {
-	if s := summarizeDecoded(e); s != "" {
+func summarize(e *eventlog.Event, decoded eventlog.EventData) string {
+	if s := summarizeDecoded(decoded); s != "" {
 		return s
 	}
 	return fmt.Sprintf("%d bytes", len(e.Data))
 }
 
-func summarizeDecoded(e *eventlog.Event) string {
-	switch d := e.Decoded.(type) {
+func summarizeDecoded(decoded eventlog.EventData) string {
+	switch d := decoded.(type) {
 	case *eventlog.SpecIDEvent:
 		var algs []string
 		for _, a := range d.Algorithms {
