@@ -430,3 +430,24 @@ func TestCheckSeparators(t *testing.T) {
 		}
 	}
 }
+
+// TestParseDamagedSpecIDHint checks that a crypto-agile log whose header
+// signature was damaged fails with an error that names the signature.
+func TestParseDamagedSpecIDHint(t *testing.T) {
+	sep := []byte{0, 0, 0, 0}
+	raw := append(agileHeader(sha256Only), agileEvent(7, EV_SEPARATOR, sep, sha256Of(sep))...)
+	i := bytes.Index(raw, []byte("Spec ID Event03"))
+	raw[i+len("Spec ID Event0")] = '2'
+
+	_, err := Parse(raw)
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Parse error %v, want a *ParseError", err)
+	}
+	if !strings.Contains(err.Error(), `signature "Spec ID Event02", not "Spec ID Event03"`) {
+		t.Errorf("error %q does not name the damaged signature", err)
+	}
+	if !errors.Is(err, ErrMalformed) {
+		t.Errorf("error %q does not wrap ErrMalformed", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Format is the record layout of a log.
@@ -214,12 +215,29 @@ func Parse(raw []byte) (*Log, error) {
 			err = p.agileEvent(ev, len(p.events)-1, off)
 		}
 		if err != nil {
-			return nil, err
+			return nil, withHeaderHint(err, &first, log.Format)
 		}
 		off = p.off
 	}
 	log.Events = p.events
 	return log, nil
+}
+
+// withHeaderHint adds the header's signature to a parse error of a SHA-1
+// format log whose first event has a Spec ID signature other than "Spec
+// ID Event03". TPM 1.2 logs may start with "Spec ID Event00" or "Spec ID
+// Event02", so those signatures are no error. A crypto-agile log with a
+// damaged signature, though, fails later at an event that looks
+// unrelated.
+func withHeaderHint(err error, first *Event, format Format) error {
+	const prefix = "Spec ID Event"
+	var pe *ParseError
+	if format != FormatSHA1 || first.Type != EV_NO_ACTION || !bytes.HasPrefix(first.Data, []byte(prefix)) || !errors.As(err, &pe) {
+		return err
+	}
+	sig := first.Data[:min(len(first.Data), len(specIDSignature))]
+	pe.Err = fmt.Errorf("%w (event 0 has the signature %q, not %q, so the log was read in the SHA-1 format: if it is a crypto-agile log, its header is damaged)", pe.Err, bytes.TrimRight(sig, "\x00"), strings.TrimRight(specIDSignature, "\x00"))
+	return pe
 }
 
 type parser struct {
