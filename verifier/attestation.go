@@ -309,6 +309,14 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	s.sessionLocked(name).busy = s.now().Add(agentReconnectGrace)
 	s.mu.Unlock()
 	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount, IMA: result.ima}
+	// The machine as record stored it.
+	stored := result.machine
+	stored.LastVerdictAt, stored.Reasons = now, reasonCodes(result.reasons)
+	if signed, err := s.signedResult(stored); err != nil {
+		log.Error("signing the attestation result failed: the agent gets the verdict without it", "err", err)
+	} else {
+		verdict.Result = signed
+	}
 	switch {
 	case result.rejected == ReasonNonceReused:
 		writeJSON(w, http.StatusConflict, api.Error{Code: api.CodeChallenge, Message: "nonce already used: this evidence is a replay"})
