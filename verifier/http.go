@@ -33,6 +33,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.Handle(rt.pattern, s.observe(rt.pattern, h))
 	}
+	s.dashboardRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/openapi.json)")
 	})
