@@ -136,6 +136,34 @@ type shard struct {
 	lastDropLog     time.Time
 }
 
+func (c *Config) setDefaults() {
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(60*time.Second, c.MinBackoff)
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1024
+	}
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	c.Workers = min(c.Workers, c.QueueSize)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Rand == nil {
+		c.Rand = cryptorand.Reader
+	}
+}
+
 // New validates cfg and starts the workers.
 func New(cfg Config) (*Dispatcher, error) {
 	if len(cfg.URLs) == 0 {
@@ -144,35 +172,13 @@ func New(cfg Config) (*Dispatcher, error) {
 	if len(cfg.Secret) < MinSecretBytes {
 		return nil, fmt.Errorf("notify: webhook secret of %d bytes is too short: give at least %d random bytes", len(cfg.Secret), MinSecretBytes)
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 8
-	}
-	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = time.Second
-	}
-	if cfg.MaxBackoff < cfg.MinBackoff {
-		cfg.MaxBackoff = max(60*time.Second, cfg.MinBackoff)
-	}
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 1024
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
-	}
-	cfg.Workers = min(cfg.Workers, cfg.QueueSize)
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Rand == nil {
-		cfg.Rand = cryptorand.Reader
-	}
+	cfg.setDefaults()
+
 	d := &Dispatcher{cfg: cfg, client: cfg.Client, log: cfg.Logger, abort: make(chan struct{})}
 	if d.client == nil {
 		d.client = defaultClient(cfg)
 	}
+
 	perShard := (cfg.QueueSize + cfg.Workers - 1) / cfg.Workers
 	for i, raw := range cfg.URLs {
 		shown, err := checkURL(raw, cfg.AllowInsecureHTTP)
@@ -185,6 +191,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		}
 		d.endpoints = append(d.endpoints, ep)
 	}
+
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -260,6 +267,7 @@ func (d *Dispatcher) Notify(change api.StateChange) {
 		return
 	}
 	change.DeliveryID = hex.EncodeToString(id[:])
+
 	if change.Type == "" {
 		change.Type = api.StateChangeType
 	}
@@ -268,16 +276,19 @@ func (d *Dispatcher) Notify(change api.StateChange) {
 		d.log.Error("webhook change dropped: cannot encode it", "machine", change.Machine, "err", err)
 		return
 	}
+
+	// The lock keeps Close from finishing between the check and the push,
+	// which would leave the change in a queue that no worker reads.
 	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
+	defer d.mu.Unlock()
+	if d.closed {
 		d.log.Warn("webhook change dropped: the dispatcher is closed", "machine", change.Machine, "delivery", change.DeliveryID)
 		for _, ep := range d.endpoints {
 			d.metrics.dropped.WithLabelValues(ep.index).Inc()
 		}
 		return
 	}
+
 	h := fnv.New32a()
 	h.Write([]byte(change.Machine))
 	for _, ep := range d.endpoints {
@@ -411,8 +422,8 @@ func (d *Dispatcher) aborted() bool {
 	}
 }
 
-// post makes one attempt. It returns the response status, the wait the
-// response's Retry-After asks for, and an error when no response came.
+// post makes one attempt. It returns the response status, the wait that
+// the response's Retry-After header requests, and an error when no response came.
 func (d *Dispatcher) post(ep *endpoint, it item, attempt int) (int, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(d.abortCtx, d.cfg.Timeout)
 	defer cancel()
@@ -487,6 +498,7 @@ func (d *Dispatcher) close(ctx context.Context) error {
 	d.mu.Lock()
 	d.closed = true
 	d.mu.Unlock()
+
 	for _, ep := range d.endpoints {
 		for _, sh := range ep.shards {
 			sh.mu.Lock()
@@ -498,6 +510,7 @@ func (d *Dispatcher) close(ctx context.Context) error {
 			}
 		}
 	}
+
 	done := make(chan struct{})
 	go func() {
 		d.wg.Wait()
@@ -509,10 +522,11 @@ func (d *Dispatcher) close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+
+	// The abort ends the attempts and retry waits in progress, and what is
+	// still queued is abandoned.
 	close(d.abort)
 	d.cancel()
-	// Workers stop after their current attempt; what is still queued
-	// is abandoned.
 	var queued int
 	for _, ep := range d.endpoints {
 		for _, sh := range ep.shards {

@@ -32,7 +32,7 @@ type received struct {
 }
 
 // receiver is a webhook endpoint on 127.0.0.1 that records each request
-// and answers with the status respond returns.
+// and responds with the status that respond returns.
 type receiver struct {
 	srv     *httptest.Server
 	mu      sync.Mutex

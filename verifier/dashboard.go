@@ -344,6 +344,7 @@ func (s *Server) handleDashboardMachine(w http.ResponseWriter, r *http.Request) 
 		s.dashboardError(w, r, err)
 		return
 	}
+
 	verdicts, err := s.store.Verdicts(ctx, m.Name, dashboardHistory)
 	if err != nil {
 		s.dashboardError(w, r, err)
@@ -354,6 +355,7 @@ func (s *Server) handleDashboardMachine(w http.ResponseWriter, r *http.Request) 
 		s.dashboardError(w, r, err)
 		return
 	}
+
 	now := s.now()
 	page := machinePage{
 		Now:      formatTime(now, now),
@@ -367,6 +369,7 @@ func (s *Server) handleDashboardMachine(w http.ResponseWriter, r *http.Request) 
 		LastVerdict: formatTime(m.LastVerdictAt, now), BootCount: m.BootCount,
 		Reasons: m.Reasons, Hostname: page.Facts.Hostname, Approved: m.Approved,
 	}
+
 	for i, v := range verdicts {
 		view := verdictView{At: formatTime(v.At, now), State: v.State, BootCount: v.BootCount, Codes: v.Reasons}
 		if i == 0 {
@@ -384,6 +387,7 @@ func (s *Server) handleDashboardMachine(w http.ResponseWriter, r *http.Request) 
 		}
 		page.Verdicts = append(page.Verdicts, view)
 	}
+
 	for _, e := range hist {
 		page.History = append(page.History, historyView{At: formatTime(e.At, now), Kind: e.Kind, From: e.From, To: e.To, Detail: e.Detail})
 	}

@@ -243,7 +243,7 @@ func (s *Server) sweepForMetrics() (pendingEnrollments, outstandingChallenges, w
 }
 
 // countExpiredLocked counts ch as expired once. The caller holds s.mu and
-// has checked that ch expired without being answered.
+// has checked that ch expired without accepted evidence.
 func (s *Server) countExpiredLocked(ch *challenge) {
 	if !ch.expiryCounted {
 		ch.expiryCounted = true

@@ -128,7 +128,7 @@ func TestMetricsCountRejections(t *testing.T) {
 		t.Fatalf("enrollment with an invalid name: %v", err)
 	}
 
-	// Evidence for an unknown challenge, then a replay of answered evidence.
+	// Evidence for an unknown challenge, then a replay of accepted evidence.
 	ch := h.challenge(t, "rejects")
 	ev, err := a.Evidence(ch)
 	if err != nil {

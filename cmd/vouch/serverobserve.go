@@ -124,7 +124,7 @@ func readSecretFile(path string) ([]byte, error) {
 	}
 	secret := []byte(strings.TrimSpace(string(data)))
 	if len(secret) < notify.MinSecretBytes {
-		return nil, fmt.Errorf("--webhook-secret-file %s holds %d bytes: give at least %d, such as the output of 'openssl rand -hex 32'", path, len(secret), notify.MinSecretBytes)
+		return nil, fmt.Errorf("--webhook-secret-file %s contains %d bytes: give at least %d, such as the output of 'openssl rand -hex 32'", path, len(secret), notify.MinSecretBytes)
 	}
 	return secret, nil
 }

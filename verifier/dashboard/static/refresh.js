@@ -1,5 +1,5 @@
 // Reloads the page every 15 seconds while the box is ticked. The choice
-// is kept in localStorage, so it holds across pages.
+// is kept in localStorage, so it applies across pages.
 (function () {
   "use strict";
   var key = "vouch-auto-refresh";
