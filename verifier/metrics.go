@@ -189,18 +189,27 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
+	counter, canCount := s.store.(store.StateCounter)
+	if canCount && !s.cfg.MetricsPerMachine {
+		counts, err := counter.CountByState(ctx)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(descMachines, fmt.Errorf("count machines in the store: %w", err))
+			return
+		}
+		collectStateCounts(ch, counts)
+		return
+	}
+
 	machines, err := s.store.Machines(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descMachines, fmt.Errorf("read machines from the store: %w", err))
 		return
 	}
-	counts := map[string]int{store.StatePending: 0, store.StateTrusted: 0, store.StateUntrusted: 0, store.StateUnreachable: 0}
+	counts := map[string]int{}
 	for _, m := range machines {
 		counts[m.State]++
 	}
-	for state, n := range counts {
-		ch <- prometheus.MustNewConstMetric(descMachines, prometheus.GaugeValue, float64(n), state)
-	}
+	collectStateCounts(ch, counts)
 	if !s.cfg.MetricsPerMachine {
 		return
 	}
@@ -210,6 +219,14 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		if !m.LastVerdictAt.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descMachineVerdict, prometheus.GaugeValue, float64(m.LastVerdictAt.UnixNano())/1e9, m.Name)
 		}
+	}
+}
+
+// collectStateCounts sends vouch_machines for every state, zero included,
+// so that an alert on a state never finds the series missing.
+func collectStateCounts(ch chan<- prometheus.Metric, counts map[string]int) {
+	for _, state := range []string{store.StatePending, store.StateTrusted, store.StateUntrusted, store.StateUnreachable} {
+		ch <- prometheus.MustNewConstMetric(descMachines, prometheus.GaugeValue, float64(counts[state]), state)
 	}
 }
 
