@@ -129,7 +129,7 @@ func (s *Server) validSession(value string) bool {
 	if !ok || version != sessionVersion {
 		return false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil {
 		return false
 	}
