@@ -8,9 +8,10 @@ import (
 )
 
 // Notifier receives the changes of machines' states. The server calls
-// Notify with the machine's lock held, so the changes of one machine
-// arrive in order. Notify must not block: it queues the change and
-// returns.
+// Notify after it stored each change. It makes one machine's changes one
+// at a time (under the machine's lock, or at enrollment before the agent
+// can attest), so they reach Notify in order. Notify must not block: it
+// queues the change and returns.
 type Notifier interface {
 	Notify(api.StateChange)
 }

@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
@@ -101,5 +102,50 @@ func TestUnreachableNotified(t *testing.T) {
 	}
 	if c := got[1]; c.OldState != "pending" || c.NewState != "unreachable" || c.Kind != "state" || c.ReasonCodes[0] != ReasonUnreachable {
 		t.Errorf("second change = %+v, want pending -> unreachable", c)
+	}
+}
+
+func TestStateChangeSchemaMatchesType(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Required   []string                   `json:"required"`
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+		Webhooks map[string]json.RawMessage `json:"webhooks"`
+	}
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := doc.Webhooks["machineStateChanged"]; !ok {
+		t.Error("openapi.json documents no machineStateChanged webhook")
+	}
+	schema, ok := doc.Components.Schemas["StateChange"]
+	if !ok {
+		t.Fatal("openapi.json has no StateChange schema")
+	}
+	encoded, err := json.Marshal(api.StateChange{Detail: "set so that omitempty keeps it"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(encoded, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for name := range fields {
+		if _, ok := schema.Properties[name]; !ok {
+			t.Errorf("field %s of api.StateChange is not in the schema", name)
+		}
+	}
+	for name := range schema.Properties {
+		if _, ok := fields[name]; !ok {
+			t.Errorf("schema property %s is not a field of api.StateChange", name)
+		}
+	}
+	for _, name := range schema.Required {
+		if _, ok := fields[name]; !ok {
+			t.Errorf("required property %s is not a field of api.StateChange", name)
+		}
 	}
 }
