@@ -306,6 +306,7 @@ func TestOrderPerMachine(t *testing.T) {
 		return http.StatusOK
 	})
 	d, reg, _ := newTestDispatcher(t, Config{URLs: []string{rc.srv.URL}, Workers: 3})
+
 	const machines, perMachine = 6, 15
 	for seq := range perMachine {
 		for m := range machines {
@@ -315,6 +316,7 @@ func TestOrderPerMachine(t *testing.T) {
 	waitFor(t, "every delivery", func() bool {
 		return metricValue(t, reg, "vouch_webhook_deliveries_total", map[string]string{"result": "delivered"}) == machines*perMachine
 	})
+
 	last := map[string]int{}
 	for _, r := range rc.requests() {
 		if r.header.Get(HeaderAttempt) != "1" && r.header.Get(HeaderAttempt) != "2" {
@@ -328,6 +330,7 @@ func TestOrderPerMachine(t *testing.T) {
 		}
 		last[r.change.Machine] = seq
 	}
+
 	for m := range machines {
 		if got := last[fmt.Sprintf("m%d", m)]; got != perMachine-1 {
 			t.Errorf("machine m%d: last change %d, want %d", m, got, perMachine-1)
@@ -344,6 +347,7 @@ func TestFullQueueDropsOldest(t *testing.T) {
 		return http.StatusOK
 	})
 	d, reg, logs := newTestDispatcher(t, Config{URLs: []string{rc.srv.URL}, Workers: 1, QueueSize: 2})
+
 	d.Notify(change("m1", "a", "b", 0))
 	waitFor(t, "the first attempt", func() bool { return len(rc.requests()) == 1 })
 	// The worker is held in the first attempt: of changes 1-4, the queue
@@ -351,6 +355,7 @@ func TestFullQueueDropsOldest(t *testing.T) {
 	for seq := 1; seq <= 4; seq++ {
 		d.Notify(change("m1", "a", "b", seq))
 	}
+
 	if got := metricValue(t, reg, "vouch_webhook_dropped_total", map[string]string{"webhook": "0"}); got != 2 {
 		t.Errorf("dropped = %v, want 2", got)
 	}
@@ -360,6 +365,7 @@ func TestFullQueueDropsOldest(t *testing.T) {
 	if !strings.Contains(logs.String(), "webhook queue full: dropped the oldest change") {
 		t.Errorf("drop not logged:\n%s", logs)
 	}
+
 	close(release)
 	waitFor(t, "the queued deliveries", func() bool { return len(rc.requests()) == 3 })
 	var seqs []string

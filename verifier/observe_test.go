@@ -125,6 +125,7 @@ func TestStateChangeSchemaMatchesType(t *testing.T) {
 	if !ok {
 		t.Fatal("openapi.json has no StateChange schema")
 	}
+
 	encoded, err := json.Marshal(api.StateChange{Detail: "set so that omitempty keeps it"})
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +134,7 @@ func TestStateChangeSchemaMatchesType(t *testing.T) {
 	if err := json.Unmarshal(encoded, &fields); err != nil {
 		t.Fatal(err)
 	}
+
 	for name := range fields {
 		if _, ok := schema.Properties[name]; !ok {
 			t.Errorf("field %s of api.StateChange is not in the schema", name)

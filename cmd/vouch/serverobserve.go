@@ -65,7 +65,7 @@ func (o *observeFlags) setup(log *slog.Logger) (*observability, error) {
 		ln, err := net.Listen("tcp", o.metricsListen)
 		if err != nil {
 			ob.close()
-			return nil, withExitCode(exitUnavailable, fmt.Errorf("listen on --metrics-listen %s: %w: stop the process that holds it or give another address", o.metricsListen, err))
+			return nil, withExitCode(exitUnavailable, fmt.Errorf("listen on --metrics-listen %s: %w: stop the process that uses it or give another address", o.metricsListen, err))
 		}
 		ob.metricsLn = ln
 		if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
