@@ -133,7 +133,11 @@ By default each machine's first verified boot becomes its reference values
 once approved. With --bundles, machines are judged against signed bundles
 (--trust names the publisher keys), their own firmware values (learned at
 enrollment, approved with 'vouch hosts approve') and --policy-rules. SIGHUP
-reloads the bundles and logs each one accepted or rejected.`,
+reloads the bundles and logs each one accepted or rejected.
+
+A read-only dashboard is served at /dashboard. --metrics-listen serves
+Prometheus metrics on a separate address, and --webhook sends each change
+of a machine's state to a URL, signed with --webhook-secret-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -235,6 +239,7 @@ reloads the bundles and logs each one accepted or rejected.`,
 				fmt.Fprintf(out, "server CA fingerprint (agents pin it with --server-fingerprint): %s\n", fingerprint)
 			}
 			fmt.Fprintf(out, "admin token file: %s\n", tokenPath)
+			fmt.Fprintf(out, "dashboard (log in with the admin token): %s://%s/dashboard\n", scheme, ln.Addr())
 			log.Info("verifier configured", "ek_mode", ekMode, "ek_roots", len(roots), "require_approval", requireApproval,
 				"interval", interval, "pcrs", pcrs, "data_dir", dataDir)
 			obs.serveMetrics(ctx, srv)
