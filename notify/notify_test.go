@@ -485,3 +485,30 @@ func TestSignatureVectors(t *testing.T) {
 		}
 	}
 }
+
+func TestSlowReceiverTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	rc := newReceiver(t, false, func(n int, r *http.Request) int {
+		if n == 1 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		return http.StatusOK
+	})
+	d, reg, logs := newTestDispatcher(t, Config{URLs: []string{rc.srv.URL}, Timeout: 100 * time.Millisecond})
+
+	d.Notify(change("m1", "a", "b", 1))
+	waitFor(t, "the delivery after a timeout", func() bool {
+		return metricValue(t, reg, "vouch_webhook_deliveries_total", map[string]string{"result": "delivered"}) == 1
+	})
+
+	if got := metricValue(t, reg, "vouch_webhook_attempts_total", map[string]string{"status": "error"}); got != 1 {
+		t.Errorf("attempts without a response = %v, want 1", got)
+	}
+	if !strings.Contains(logs.String(), "deadline exceeded") {
+		t.Errorf("timeout not logged:\n%s", logs)
+	}
+}
