@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vouch-attest/vouch/bundle"
 	"github.com/vouch-attest/vouch/store"
 )
 
@@ -93,6 +94,8 @@ type Server struct {
 	policy Policy
 	log    *slog.Logger
 	tokens *tokenStore
+	// resultKey signs attestation results.
+	resultKey *bundle.PrivateKey
 	// metrics is set by New and never nil.
 	metrics *metrics
 	now     func() time.Time
@@ -168,6 +171,13 @@ func New(cfg Config, dataDir string) (*Server, error) {
 	if created {
 		cfg.Logger.Info("created admin token", "file", filepath.Join(dataDir, tokenFile))
 	}
+	resultKey, created, err := loadOrCreateResultKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		cfg.Logger.Info("created attestation result signing key", "public_key", filepath.Join(dataDir, resultPubKeyFile), "key_id", resultKey.KeyID())
+	}
 	s := &Server{
 		cfg:           cfg,
 		store:         cfg.Store,
@@ -175,6 +185,7 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		policy:        cfg.Policy,
 		log:           cfg.Logger,
 		tokens:        tokens,
+		resultKey:     resultKey,
 		now:           cfg.Now,
 		rand:          cfg.Rand,
 		enrollments:   map[string]*enrollment{},
