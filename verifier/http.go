@@ -27,12 +27,13 @@ func (s *Server) Handler() http.Handler {
 	})
 
 	for _, rt := range s.routes() {
+		var h http.Handler = rt.handler
 		if rt.admin {
-			mux.Handle(rt.pattern, s.admin(rt.handler))
-		} else {
-			mux.HandleFunc(rt.pattern, rt.handler)
+			h = s.admin(rt.handler)
 		}
+		mux.Handle(rt.pattern, s.observe(rt.pattern, h))
 	}
+	s.dashboardRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/openapi.json)")
 	})
@@ -95,6 +96,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {
+	setErrorCode(w, code)
 	writeJSON(w, status, api.Error{Code: code, Message: message})
 }
 
