@@ -24,6 +24,8 @@ const (
 	MaxIMAEntriesBytes = 16 << 20
 	// MaxEventLogBytes bounds the raw event log of one evidence request.
 	MaxEventLogBytes = 8 << 20
+	// MaxFactBytes bounds each value of Facts.
+	MaxFactBytes = 256
 	// NonceSize is the size of every challenge nonce.
 	NonceSize = 32
 )
@@ -62,10 +64,13 @@ const (
 	CodeNotEnrolled   = "not_enrolled"
 	CodePendingEnroll = "enrollment_pending"
 	CodeNoAgent       = "agent_not_connected"
+	CodeRateLimited   = "rate_limited"
 )
 
 // Facts are what the agent reports about its host. They are shown to
-// administrators and never used for a trust decision.
+// administrators and never used for a trust decision. The server rejects
+// an enrollment whose facts hold a value longer than MaxFactBytes, invalid
+// UTF-8 or a character that is not printable, such as a terminal escape.
 type Facts struct {
 	Hostname     string `json:"hostname,omitempty"`
 	OS           string `json:"os,omitempty"`

@@ -76,7 +76,7 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 		auth := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		if !ok || !s.tokens.check(tok) {
-			s.log.Warn("rejected admin request without a valid token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			s.logRejected(s.log, "rejected admin request without a valid token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid admin token: send Authorization: Bearer <token> (the token is in the server's data directory)")
 			return
 		}
