@@ -16,7 +16,7 @@ func TestChallengePollerCannotStarveAgent(t *testing.T) {
 	// evidence the AK did not sign, outnumbering the agent four to one.
 	// Every poller gets the outstanding challenge and garbage does not use
 	// it, so the agent still attests every interval.
-	h := newHarness(t, Config{Interval: 200 * time.Millisecond, UnreachableAfter: 3, ChallengeTTL: 5 * time.Second, AutoApproveReference: true})
+	h := newHarness(t, Config{Interval: 300 * time.Millisecond, UnreachableAfter: 10, ChallengeTTL: 5 * time.Second, AutoApproveReference: true})
 	a := h.newAgent(t, "busy", "")
 	if err := a.Enroll(context.Background()); err != nil {
 		t.Fatal(err)
@@ -42,6 +42,7 @@ func TestChallengePollerCannotStarveAgent(t *testing.T) {
 				mu.Unlock()
 				garbage := api.Evidence{ChallengeID: ch.ID, Quote: []byte("AAAA"), Signature: []byte("AAAA"), EventLogMissing: "x"}
 				h.anon.Do(ctx, http.MethodPost, "/v1/agents/busy/evidence", garbage, nil)
+				time.Sleep(5 * time.Millisecond)
 			}
 		}()
 	}
@@ -57,9 +58,15 @@ func TestChallengePollerCannotStarveAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 3 s at 200 ms (±10%) gives about 14 attestations.
-	if len(verdicts) < 8 {
-		t.Errorf("agent attested %d times in 3 s at a 200 ms interval, want at least 8", len(verdicts))
+	// 3 s at 300 ms (±10%) gives about 9 attestations on an idle machine.
+	// Whatever the load, the agent answers every challenge but the one
+	// outstanding at the end, where strangers that took challenges
+	// leave it fewer.
+	if len(verdicts) < 4 {
+		t.Errorf("agent attested %d times in 3 s at a 300 ms interval, want at least 4", len(verdicts))
+	}
+	if len(verdicts) < len(seen)-1 {
+		t.Errorf("agent attested %d times but strangers received %d distinct challenges: they took its turns", len(verdicts), len(seen))
 	}
 	for _, v := range verdicts {
 		if v.State != store.StateTrusted {

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/internal/strictjson"
@@ -369,17 +368,15 @@ func toAPIMachine(m store.Machine) api.Machine {
 }
 
 // checkFacts rejects a fact that a terminal or a log reader could
-// misread: longer than api.MaxFactBytes, invalid UTF-8, or holding a
-// character that is not printable (ESC, CR, a bidirectional override).
+// misread: longer than api.MaxFactBytes or holding a character that is not
+// printable (ESC, CR, a bidirectional override). Invalid UTF-8 cannot
+// arrive, because the JSON decoder replaces it with U+FFFD.
 func checkFacts(f api.Facts) error {
 	for _, fact := range []struct{ name, value string }{
 		{"hostname", f.Hostname}, {"os", f.OS}, {"agent_version", f.AgentVersion}, {"tpm", f.TPM},
 	} {
 		if len(fact.value) > api.MaxFactBytes {
 			return fmt.Errorf("invalid facts.%s: %d bytes, the limit is %d", fact.name, len(fact.value), api.MaxFactBytes)
-		}
-		if !utf8.ValidString(fact.value) {
-			return fmt.Errorf("invalid facts.%s %s: not valid UTF-8", fact.name, strictjson.Quote(fact.value))
 		}
 		for i, r := range fact.value {
 			if r != ' ' && !unicode.IsPrint(r) {

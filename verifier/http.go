@@ -99,7 +99,7 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 // decode reads a JSON request body of at most limit bytes, writing the
 // error response itself when it fails.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	err := api.Decode(r.Body, limit, v)
+	err := api.DecodeBody(r.Body, r.ContentLength, limit, v)
 	if errors.Is(err, api.ErrTooLarge) {
 		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body exceeds the limit of "+itoa(limit)+" bytes")
 		return false
