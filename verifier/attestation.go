@@ -375,6 +375,18 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 // counts as connected before its next challenge request arrives.
 const agentReconnectGrace = 5 * time.Second
 
+// maxQuotedAgentText bounds the agent-supplied text a reason quotes.
+const maxQuotedAgentText = 512
+
+// quoteAgentText returns text sent by an agent as a Go string literal, so
+// control characters are escaped, cut to maxQuotedAgentText bytes.
+func quoteAgentText(text string) string {
+	if len(text) <= maxQuotedAgentText {
+		return strconv.Quote(text)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", text[:maxQuotedAgentText], len(text))
+}
+
 // rejectedQuote marks a judgement whose quote did not verify.
 const rejectedQuote = "quote"
 
@@ -528,7 +540,9 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, now tim
 // omitted an unchanged log, the cached copy.
 func (s *Server) eventLogOf(m store.Machine, ev *api.Evidence) ([]byte, *api.Reason) {
 	if ev.EventLogMissing != "" {
-		return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent has no event log: " + ev.EventLogMissing + "; without it no quoted PCR can be explained"}
+		// The agent's text is quoted and cut, because it is stored with
+		// every verdict and shown to administrators.
+		return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent has no event log: " + quoteAgentText(ev.EventLogMissing) + "; without it no quoted PCR can be explained"}
 	}
 	if len(ev.EventLog) == 0 {
 		// The cache is keyed by content: a log with the same SHA-256 is
