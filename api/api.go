@@ -265,19 +265,20 @@ type TokenResponse struct {
 }
 
 // Decode reads one JSON value of at most limit bytes from r into v. It
-// rejects unknown fields, trailing data, a member repeated in the same
-// object (exactly or in another case) and a member spelled in another case
-// than its field, which encoding/json alone would accept, so that every
-// JSON reader sees the same request (strictjson.DecodeLarge, which checks
-// without copying the large base64 members of an evidence request).
+// rejects unknown fields and trailing data. It also rejects a member
+// repeated in the same object (exactly or in another case) and a member
+// spelled in another case than its field, which encoding/json alone would
+// accept, so that every JSON reader sees the same request. The checks are
+// strictjson.DecodeLarge's, which do not copy the large base64 members of
+// an evidence request.
 func Decode(r io.Reader, limit int64, v any) error {
 	return DecodeBody(r, -1, limit, v)
 }
 
 // DecodeBody is Decode for a request body whose Content-Length is size (-1
-// when unknown). A size within limit sets the buffer the body is read into,
-// so that a large body is not copied as the buffer grows; a body longer
-// than size is still read up to limit.
+// when unknown). A size within limit sets the size of the buffer the body
+// is read into, so that a large body is not copied as the buffer grows. A
+// body longer than size is still read up to limit.
 func DecodeBody(r io.Reader, size, limit int64, v any) error {
 	var buf bytes.Buffer
 	if size > 0 && size <= limit {

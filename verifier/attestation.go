@@ -79,14 +79,13 @@ func (sess *session) outstanding(now time.Time) *challenge {
 	return nil
 }
 
-// agentConnected reports whether the machine's agent is likely to answer a
-// challenge soon: a challenge request is held open for it, a challenge is
-// outstanding, or it sent verified evidence within agentReconnectGrace; and
-// the machine's last authenticated activity (enrollment or verified
-// evidence) is recent enough that it is not due to become unreachable.
-// Challenge requests are not authenticated, so the second condition keeps
-// a stranger's polling from passing for the agent of a machine that went
-// silent.
+// agentConnected reports whether the machine's agent is likely to send
+// evidence soon. That needs a challenge request held open for it, an
+// outstanding challenge, or verified evidence within agentReconnectGrace.
+// It also needs authenticated activity (enrollment or verified evidence)
+// recent enough that the machine is not due to become unreachable: because
+// challenge requests are not authenticated, a stranger's polling must not
+// pass for the agent of a machine that went silent.
 func (s *Server) agentConnected(m store.Machine) bool {
 	now := s.now()
 	if now.Sub(m.LastSeenAt) > s.unreachableLimit(m) {
@@ -154,12 +153,12 @@ func (s *Server) interval(m store.Machine) time.Duration {
 //
 // NOTE: challenge requests are not authenticated (evidence is, by the AK's
 // signature), so anyone who can reach the server may poll a machine's
-// challenges. A poll cannot take the machine's turn: a due challenge stays
-// outstanding, and is handed to every poller, until evidence that verifies
-// with the machine's AK uses it or it expires, and only then is the next
-// one made (a nonce is not secret, because only the AK can sign it). What a
-// poller still learns is when the machine is due, its challenge's PCR
-// selection, event log digest and IMA offset.
+// challenges. A poll cannot take the machine's turn, because a due
+// challenge stays outstanding until evidence that verifies with the
+// machine's AK uses it or it expires. Every poller gets it, and only then
+// is the next one made. The nonce need not be secret, because only the AK
+// can sign it. A poller still learns when the machine is due and its
+// challenge's PCR selection, event log digest and IMA offset.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	ctx := r.Context()
@@ -441,9 +440,9 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, now tim
 	if err != nil {
 		return nil, err
 	}
-	// Only evidence signed by the AK uses the challenge: anyone may send
-	// evidence for it, and an unsigned answer must not spend the machine's
-	// nonce.
+	// Only evidence signed by the AK uses the challenge. Anyone may send
+	// evidence for it, and evidence the AK did not sign must not spend the
+	// machine's nonce.
 	if s.useChallenge(m, ch, now) {
 		j.rejected = ReasonNonceReused
 		return untrusted(j, api.Reason{Code: ReasonNonceReused, Message: "the challenge's nonce was already answered: this evidence is a replay"}), nil

@@ -12,8 +12,8 @@ import (
 )
 
 func TestChallengePollerCannotStarveAgent(t *testing.T) {
-	// Strangers poll the machine's challenges and answer each with
-	// evidence the AK did not sign, outnumbering the agent four to one.
+	// Strangers poll the machine's challenges and send evidence the AK did
+	// not sign for each, outnumbering the agent four to one.
 	// Every poller gets the outstanding challenge and garbage does not use
 	// it, so the agent still attests every interval.
 	h := newHarness(t, Config{Interval: 300 * time.Millisecond, UnreachableAfter: 10, ChallengeTTL: 5 * time.Second, AutoApproveReference: true})
@@ -59,9 +59,9 @@ func TestChallengePollerCannotStarveAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 3 s at 300 ms (±10%) gives about 9 attestations on an idle machine.
-	// Whatever the load, the agent answers every challenge but the one
-	// outstanding at the end, where strangers that took challenges
-	// leave it fewer.
+	// Whatever the load, the agent uses every challenge but the one
+	// outstanding at the end. Strangers that took its turns would leave
+	// it fewer.
 	if len(verdicts) < 4 {
 		t.Errorf("agent attested %d times in 3 s at a 300 ms interval, want at least 4", len(verdicts))
 	}

@@ -96,8 +96,8 @@ func (l *sourceLimiter) dropFullLocked(now time.Time) {
 
 // logLimiter bounds the log lines of one kind, such as rejected requests
 // from unauthenticated clients, to max per minute, so a flood of requests
-// cannot flood the log. The first line allowed after lines were dropped
-// says how many.
+// cannot flood the log. The first line allowed after dropped ones carries
+// their number.
 type logLimiter struct {
 	max int
 

@@ -118,8 +118,8 @@ const (
 )
 
 // checkServerFlags rejects values that would start a server that cannot
-// work: an interval of zero challenges agents in a loop, a TTL of zero
-// expires every challenge before it can be answered.
+// work. An interval of zero challenges agents in a loop, and a TTL of zero
+// expires every challenge before the agent can send evidence for it.
 func checkServerFlags(listen string, interval, challengeTTL time.Duration, unreachableAfter int) error {
 	if interval < minServerInterval || interval > maxServerInterval {
 		return fmt.Errorf("invalid --interval %s: give %s to %s", interval, minServerInterval, maxServerInterval)
