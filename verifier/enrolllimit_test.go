@@ -218,3 +218,41 @@ func TestRequestSource(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceLimiterRefillsAndBoundsSources(t *testing.T) {
+	now := time.Now()
+	l := newSourceLimiter(2, 3, 2)
+	for i := range 3 {
+		if ok, _ := l.allow("a", now); !ok {
+			t.Fatalf("request %d of the burst of 3 rejected", i)
+		}
+	}
+	ok, wait := l.allow("a", now)
+	if ok || wait != 500*time.Millisecond {
+		t.Errorf("request over the burst: allowed %v, wait %s; want rejected with 500ms to the next token", ok, wait)
+	}
+	if ok, _ := l.allow("a", now.Add(500*time.Millisecond)); !ok {
+		t.Error("request after one token refilled rejected")
+	}
+
+	// The table holds two sources. "b" is idle long enough to be full,
+	// so a third source replaces it; with "a" and "c" both busy, a fourth
+	// is let through untracked.
+	l.allow("b", now)
+	later := now.Add(10 * time.Second)
+	l.allow("a", later)
+	if ok, _ := l.allow("c", later); !ok {
+		t.Error("new source rejected when an idle bucket could be dropped")
+	}
+	if _, tracked := l.buckets["b"]; tracked {
+		t.Error("idle source b still tracked")
+	}
+	l.allow("c", later)
+	l.allow("c", later)
+	if ok, _ := l.allow("d", later); !ok {
+		t.Error("new source rejected when the table is full of busy sources")
+	}
+	if len(l.buckets) > 2 {
+		t.Errorf("%d sources tracked, want at most 2", len(l.buckets))
+	}
+}
