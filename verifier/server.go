@@ -85,7 +85,7 @@ type Server struct {
 	// resultKey signs attestation results.
 	resultKey *bundle.PrivateKey
 	now       func() time.Time
-	rand   io.Reader
+	rand      io.Reader
 
 	mu          sync.Mutex
 	enrollments map[string]*enrollment
