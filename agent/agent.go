@@ -63,9 +63,9 @@ type Config struct {
 	// attestation result after each verdict, readable by local services
 	// (default StateDir/result.json).
 	ResultPath string
-	TPM     TPM
-	Facts   api.Facts
-	Logger  *slog.Logger
+	TPM        TPM
+	Facts      api.Facts
+	Logger     *slog.Logger
 	// MinBackoff and MaxBackoff bound the reconnection delay (defaults 1s
 	// and 60s). Each failure doubles it, and jitter spreads it over its
 	// upper half.

@@ -5,11 +5,14 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // Body size limits. A request larger than its limit is rejected before it
@@ -24,6 +27,8 @@ const (
 	MaxIMAEntriesBytes = 16 << 20
 	// MaxEventLogBytes bounds the raw event log of one evidence request.
 	MaxEventLogBytes = 8 << 20
+	// MaxFactBytes bounds each value of Facts.
+	MaxFactBytes = 256
 	// NonceSize is the size of every challenge nonce.
 	NonceSize = 32
 )
@@ -62,10 +67,13 @@ const (
 	CodeNotEnrolled   = "not_enrolled"
 	CodePendingEnroll = "enrollment_pending"
 	CodeNoAgent       = "agent_not_connected"
+	CodeRateLimited   = "rate_limited"
 )
 
 // Facts are what the agent reports about its host. They are shown to
-// administrators and never used for a trust decision.
+// administrators and never used for a trust decision. The server rejects
+// an enrollment whose facts hold a value longer than MaxFactBytes or a
+// character that is not printable, such as a terminal escape.
 type Facts struct {
 	Hostname     string `json:"hostname,omitempty"`
 	OS           string `json:"os,omitempty"`
@@ -261,23 +269,34 @@ type TokenResponse struct {
 	Token string `json:"token"`
 }
 
-// Decode reads one JSON value of at most limit bytes from r into v and
-// rejects unknown fields and trailing data.
+// Decode reads one JSON value of at most limit bytes from r into v. It
+// rejects unknown fields and trailing data. It also rejects a member
+// repeated in the same object (exactly or in another case) and a member
+// spelled in another case than its field, which encoding/json alone would
+// accept, so that every JSON reader sees the same request. The checks are
+// strictjson.DecodeLarge's, which do not copy the large base64 members of
+// an evidence request.
 func Decode(r io.Reader, limit int64, v any) error {
-	lr := &io.LimitedReader{R: r, N: limit + 1}
-	dec := json.NewDecoder(lr)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if lr.N <= 0 {
-			return ErrTooLarge
-		}
-		return fmt.Errorf("invalid JSON: %w", err)
+	return DecodeBody(r, -1, limit, v)
+}
+
+// DecodeBody is Decode for a request body whose Content-Length is size (-1
+// when unknown). A size within limit sets the size of the buffer the body
+// is read into, so that a large body is not copied as the buffer grows. A
+// body longer than size is still read up to limit.
+func DecodeBody(r io.Reader, size, limit int64, v any) error {
+	var buf bytes.Buffer
+	if size > 0 && size <= limit {
+		buf.Grow(int(size) + bytes.MinRead)
 	}
-	if lr.N <= 0 {
+	if _, err := buf.ReadFrom(io.LimitReader(r, limit+1)); err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	if int64(buf.Len()) > limit {
 		return ErrTooLarge
 	}
-	if dec.More() {
-		return errors.New("invalid JSON: data after the first value")
+	if err := strictjson.DecodeLarge(buf.Bytes(), v, strictjson.Options{}); err != nil {
+		return fmt.Errorf("invalid JSON: %w", err)
 	}
 	return nil
 }

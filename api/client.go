@@ -16,6 +16,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // Client calls the vouch server's API. Token is sent as a bearer token
@@ -78,7 +80,10 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (int,
 	if resp.StatusCode == http.StatusNoContent || out == nil {
 		return resp.StatusCode, nil
 	}
-	if err := json.Unmarshal(data, out); err != nil {
+	// Members a newer server adds are ignored, but a repeated member or one
+	// spelled in another case is rejected, as the server rejects them in
+	// requests.
+	if err := strictjson.DecodeLarge(data, out, strictjson.Options{AllowUnknown: true}); err != nil {
 		return resp.StatusCode, fmt.Errorf("invalid response of %s %s: %w", method, path, err)
 	}
 	return resp.StatusCode, nil

@@ -199,15 +199,11 @@ func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) {
 	s.stateChanged(oldState, m, ev, s.now())
 	s.mu.Lock()
 	delete(s.logCache, name)
-	sess := s.sessions[name]
-	delete(s.sessions, name)
-	s.mu.Unlock()
-	if sess != nil {
-		select {
-		case sess.wake <- struct{}{}:
-		default:
-		}
+	if sess := s.sessions[name]; sess != nil {
+		sess.wakeLocked()
+		delete(s.sessions, name)
 	}
+	s.mu.Unlock()
 	s.log.Info("machine forgotten", "machine", name)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -219,7 +215,7 @@ func (s *Server) handleAttestNow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.kick(m.Name)
-	if !s.agentConnected(m.Name) {
+	if !s.agentConnected(m) {
 		last := "never"
 		if !m.LastSeenAt.IsZero() {
 			last = m.LastSeenAt.Format(time.RFC3339)

@@ -53,25 +53,53 @@ type challenge struct {
 }
 
 type session struct {
+	// wake is closed, and replaced, to wake every challenge request held
+	// open for the machine (kick, forget).
 	wake    chan struct{}
 	nextDue time.Time
-	// waiting counts the agent's challenge requests held open. busy is
-	// the time by which the agent's next request is due: the evidence for
-	// its last challenge, or its next challenge request after evidence.
-	// Until then the agent counts as connected, even with no request open.
+	// current is the challenge handed out for the machine's due
+	// attestation. Until evidence signed by the machine's AK uses it or it
+	// expires, every challenge request gets this same challenge, so a
+	// client that polls the machine's challenges cannot take its turn.
+	current *challenge
+	// waiting counts the challenge requests held open for the machine.
+	// Anyone may send them, so they show a connected agent only together
+	// with recent authenticated activity (agentConnected).
 	waiting int
-	busy    time.Time
+	// verifiedAt is when evidence for the machine last verified with its AK.
+	verifiedAt time.Time
 	// hasIMA is set when the agent sent an IMA list (imaSelection).
 	hasIMA bool
 }
 
-// agentConnected reports whether the machine's agent holds a challenge
-// request open or is expected to send a request before sess.busy.
-func (s *Server) agentConnected(name string) bool {
+// outstanding returns the session's current challenge while it is unused
+// and unexpired, else nil.
+func (sess *session) outstanding(now time.Time) *challenge {
+	if ch := sess.current; ch != nil && !ch.used && !now.After(ch.expires) {
+		return ch
+	}
+	return nil
+}
+
+// agentConnected reports whether the machine's agent is likely to send
+// evidence soon. That needs a challenge request held open for it, an
+// outstanding challenge, or verified evidence within agentReconnectGrace.
+// It also needs authenticated activity (enrollment or verified evidence)
+// recent enough that the machine is not due to become unreachable: because
+// challenge requests are not authenticated, a stranger's polling must not
+// pass for the agent of a machine that went silent.
+func (s *Server) agentConnected(m store.Machine) bool {
+	now := s.now()
+	if now.Sub(m.LastSeenAt) > s.unreachableLimit(m) {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, ok := s.sessions[name]
-	return ok && (sess.waiting > 0 || s.now().Before(sess.busy))
+	sess, ok := s.sessions[m.Name]
+	if !ok {
+		return false
+	}
+	return sess.waiting > 0 || sess.outstanding(now) != nil || now.Sub(sess.verifiedAt) < agentReconnectGrace
 }
 
 type cachedLog struct {
@@ -86,22 +114,26 @@ type cachedLog struct {
 func (s *Server) sessionLocked(name string) *session {
 	sess, ok := s.sessions[name]
 	if !ok {
-		sess = &session{wake: make(chan struct{}, 1)}
+		sess = &session{wake: make(chan struct{})}
 		s.sessions[name] = sess
 	}
 	return sess
 }
 
-// kick makes the machine's next challenge due now and wakes a waiting agent.
+// kick makes the machine's next challenge due now and wakes its waiting
+// challenge requests.
 func (s *Server) kick(name string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	sess := s.sessionLocked(name)
 	sess.nextDue = time.Time{}
-	s.mu.Unlock()
-	select {
-	case sess.wake <- struct{}{}:
-	default:
-	}
+	sess.wakeLocked()
+}
+
+// wakeLocked wakes every challenge request waiting on sess.
+func (sess *session) wakeLocked() {
+	close(sess.wake)
+	sess.wake = make(chan struct{})
 }
 
 // jittered returns d moved randomly by up to ±Jitter·d.
@@ -118,12 +150,17 @@ func (s *Server) interval(m store.Machine) time.Duration {
 }
 
 // handleChallenge holds the agent's request open until the machine's next
-// attestation is due, then returns a fresh challenge. It responds 204 when
-// wait elapses first.
+// attestation is due, then returns its challenge. It responds 204 when wait
+// elapses first.
 //
-// NOTE: the request itself is not authenticated (only the evidence is, by
-// the AK's signature), so a client that polls a machine's challenges can
-// delay its attestations until the machine is reported unreachable.
+// NOTE: challenge requests are not authenticated (evidence is, by the AK's
+// signature), so anyone who can reach the server may poll a machine's
+// challenges. A poll cannot take the machine's turn, because a due
+// challenge stays outstanding until evidence that verifies with the
+// machine's AK uses it or it expires. Every poller gets it, and only then
+// is the next one made. The nonce need not be secret, because only the AK
+// can sign it. A poller still learns when the machine is due and its
+// challenge's PCR selection, event log digest and IMA offset.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	ctx := r.Context()
@@ -170,27 +207,34 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	}()
 	for {
 		s.mu.Lock()
-		sess := s.sessionLocked(name)
-		now := s.now()
-		if !now.Before(sess.nextDue) {
-			sess.nextDue = now.Add(s.jittered(s.interval(m)))
-			ch, err := s.newChallengeLocked(m, now)
-			if err == nil {
-				sess.busy = ch.expires
-			}
+		if s.sessions[name] != held {
+			// The machine was forgotten while the request waited.
 			s.mu.Unlock()
+			writeError(w, http.StatusNotFound, api.CodeNotEnrolled, fmt.Sprintf("machine %q is not enrolled: enroll again", name))
+			return
+		}
+		now := s.now()
+		ch := held.outstanding(now)
+		if ch == nil && !now.Before(held.nextDue) {
+			ch, err = s.newChallengeLocked(m, now)
 			if err != nil {
+				s.mu.Unlock()
 				s.internalError(w, r, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, api.Challenge{
+			held.current = ch
+		}
+		if ch != nil {
+			resp := api.Challenge{
 				ID: ch.id, Nonce: ch.nonce, ExpiresAt: ch.expires, PCRs: ch.pcrs,
 				EventLogSHA256: ch.logSHA256, IMAOffset: ch.imaOffset,
-			})
+			}
+			s.mu.Unlock()
+			writeJSON(w, http.StatusOK, resp)
 			return
 		}
-		due := time.NewTimer(sess.nextDue.Sub(now))
-		wake := sess.wake
+		due := time.NewTimer(held.nextDue.Sub(now))
+		wake := held.wake
 		s.mu.Unlock()
 
 		select {
@@ -210,6 +254,24 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// useChallenge marks ch used by evidence that verified with the machine's
+// AK and schedules the machine's next attestation an interval from now. It
+// reports whether ch was used before, which makes the evidence a replay.
+func (s *Server) useChallenge(m store.Machine, ch *challenge, now time.Time) (reused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch.used {
+		return true
+	}
+	ch.used = true
+	sess := s.sessionLocked(m.Name)
+	sess.verifiedAt = now
+	if sess.current == ch {
+		sess.nextDue = now.Add(s.jittered(s.interval(m)))
+	}
+	return false
 }
 
 func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge, error) {
@@ -261,19 +323,14 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	s.mu.Lock()
 	ch, ok := s.challenges[ev.ChallengeID]
-	var reused bool
-	if ok && ch.machine == name && !now.After(ch.expires) {
-		reused = ch.used
-		ch.used = true
-	}
 	s.mu.Unlock()
 	if !ok || ch.machine != name {
-		log.Warn("evidence rejected: unknown challenge")
+		s.logRejected(log, "evidence rejected: unknown challenge")
 		writeError(w, http.StatusBadRequest, api.CodeChallenge, "unknown challenge for this machine: request a new one")
 		return
 	}
 	if now.After(ch.expires) {
-		log.Warn("evidence rejected: challenge expired", "expired_at", ch.expires)
+		s.logRejected(log, "evidence rejected: challenge expired", "expired_at", ch.expires)
 		writeError(w, http.StatusBadRequest, api.CodeChallenge, fmt.Sprintf("challenge expired at %s: request a new one", ch.expires.Format(time.RFC3339)))
 		return
 	}
@@ -291,7 +348,7 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, api.CodeEKRevoked, fmt.Sprintf("machine %q is revoked", name))
 		return
 	}
-	result, err := s.judge(m, ch, &ev, reused, now)
+	result, err := s.judge(m, ch, &ev, now)
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -301,7 +358,7 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		// machine, and anyone holding a challenge ID can send it, so the
 		// machine's state stays as it is. A machine whose agent keeps
 		// failing this check becomes unreachable.
-		log.Warn("evidence rejected: quote does not verify with the machine's AK", "remote", r.RemoteAddr, "reason", result.reasons[0].Message)
+		s.logRejected(log, "evidence rejected: quote does not verify with the machine's AK", "remote", r.RemoteAddr, "reason", result.reasons[0].Message)
 		s.countVerdict(r, resultQuoteRejected, reasonCodes(result.reasons))
 		writeJSON(w, http.StatusForbidden, api.Error{Code: api.CodeEvidence, Message: result.reasons[0].Message})
 		return
@@ -310,10 +367,6 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
-	s.mu.Lock()
-	// The agent requests its next challenge right after this response.
-	s.sessionLocked(name).busy = s.now().Add(agentReconnectGrace)
-	s.mu.Unlock()
 	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount, IMA: result.ima}
 	// The machine as record stored it.
 	stored := result.machine
@@ -331,9 +384,21 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// agentReconnectGrace is how long an agent that just sent evidence counts
-// as connected before its next challenge request arrives.
+// agentReconnectGrace is how long an agent whose evidence just verified
+// counts as connected before its next challenge request arrives.
 const agentReconnectGrace = 5 * time.Second
+
+// maxQuotedAgentText bounds the agent-supplied text a reason quotes.
+const maxQuotedAgentText = 512
+
+// quoteAgentText returns text sent by an agent as a Go string literal, so
+// control characters are escaped, cut to maxQuotedAgentText bytes.
+func quoteAgentText(text string) string {
+	if len(text) <= maxQuotedAgentText {
+		return strconv.Quote(text)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", text[:maxQuotedAgentText], len(text))
+}
 
 // rejectedQuote marks a judgement whose quote did not verify.
 const rejectedQuote = "quote"
@@ -375,7 +440,7 @@ func untrusted(j *judgement, reasons ...api.Reason) *judgement {
 //     administrator's approval.
 //
 // It returns an operational error only when it could not judge.
-func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused bool, now time.Time) (*judgement, error) {
+func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, now time.Time) (*judgement, error) {
 	j := &judgement{machine: m}
 	ak, err := s.be.ParseAK(m.AKPublic)
 	if err != nil {
@@ -389,7 +454,10 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 	if err != nil {
 		return nil, err
 	}
-	if reused {
+	// Only evidence signed by the AK uses the challenge. Anyone may send
+	// evidence for it, and evidence the AK did not sign must not spend the
+	// machine's nonce.
+	if s.useChallenge(m, ch, now) {
 		j.rejected = ReasonNonceReused
 		return untrusted(j, api.Reason{Code: ReasonNonceReused, Message: "the challenge's nonce was already answered: this evidence is a replay"}), nil
 	}
@@ -485,7 +553,9 @@ func (s *Server) judge(m store.Machine, ch *challenge, ev *api.Evidence, reused 
 // omitted an unchanged log, the cached copy.
 func (s *Server) eventLogOf(m store.Machine, ev *api.Evidence) ([]byte, *api.Reason) {
 	if ev.EventLogMissing != "" {
-		return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent has no event log: " + ev.EventLogMissing + "; without it no quoted PCR can be explained"}
+		// The agent's text is quoted and cut, because it is stored with
+		// every verdict and shown to administrators.
+		return nil, &api.Reason{Code: ReasonEventLogMissing, Message: "the agent has no event log: " + quoteAgentText(ev.EventLogMissing) + "; without it no quoted PCR can be explained"}
 	}
 	if len(ev.EventLog) == 0 {
 		// The cache is keyed by content: a log with the same SHA-256 is

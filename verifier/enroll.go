@@ -11,8 +11,10 @@ import (
 	"io"
 	"net/http"
 	"time"
+	"unicode"
 
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 	"github.com/vouch-attest/vouch/store"
 )
 
@@ -20,10 +22,30 @@ import (
 // activation.
 const enrollmentTTL = 2 * time.Minute
 
-// maxPendingEnrollments bounds the unactivated enrollments held in memory.
-const maxPendingEnrollments = 10000
+// Limits on enrollment requests, which need no credential. A source is a
+// client's IP address, or its /64 prefix for IPv6 (requestSource).
+const (
+	// maxPendingEnrollments bounds the unactivated enrollments held in
+	// memory.
+	maxPendingEnrollments = 10000
+	// maxPendingPerSource bounds those of one source, so that one client
+	// cannot fill the table. Machines behind one NAT address share it; an
+	// agent over the limit gets 429 and retries.
+	maxPendingPerSource = 32
+	// enrollRate and enrollBurst set each source's token bucket of
+	// enrollment requests: enrollBurst at once, then enrollRate per second.
+	enrollRate  = 2
+	enrollBurst = 20
+	// maxTrackedSources bounds the token buckets held in memory.
+	maxTrackedSources = 65536
+	// maxRejectLogsPerMinute bounds the log lines about rejected
+	// enrollment and evidence requests.
+	maxRejectLogsPerMinute = 30
+)
 
 type enrollment struct {
+	// source is the request source that asked for the enrollment.
+	source   string
 	name     string
 	ek       EKKey
 	ekHash   string
@@ -63,6 +85,13 @@ func (s *Server) randomID() (string, error) {
 // It then responds with a MakeCredential challenge that only the TPM
 // holding both the EK and the AK can open.
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
+	source := requestSource(r)
+	if ok, wait := s.enrollLimiter.allow(source, s.now()); !ok {
+		s.logRejected(s.log, "enrollment rejected: rate limit", "source", source, "remote", r.RemoteAddr)
+		writeRetryAfter(w, wait)
+		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited, fmt.Sprintf("too many enrollment requests from %s: retry in %s", source, retrySeconds(wait)))
+		return
+	}
 	var req api.EnrollRequest
 	if !decode(w, r, api.MaxRequestBytes, &req) {
 		return
@@ -72,9 +101,14 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("invalid machine name %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name))
 		return
 	}
+	if err := checkFacts(req.Facts); err != nil {
+		s.logRejected(log, "enrollment rejected: invalid facts", "err", err)
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		return
+	}
 	ek, err := s.be.ParseEK(req.EKPublicArea)
 	if err != nil {
-		log.Warn("enrollment rejected: invalid EK", "err", err)
+		s.logRejected(log, "enrollment rejected: invalid EK", "err", err)
 		writeError(w, http.StatusBadRequest, api.CodeEKUntrusted, "invalid EK public area: "+err.Error())
 		return
 	}
@@ -92,12 +126,12 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if known.Status == store.EKRevoked {
-		log.Warn("enrollment rejected: EK revoked")
+		s.logRejected(log, "enrollment rejected: EK revoked")
 		writeError(w, http.StatusForbidden, api.CodeEKRevoked, fmt.Sprintf("EK %s is revoked and cannot enroll under any name", ekHash))
 		return
 	}
 	if m, err := s.store.MachineByEK(ctx, ekHash); err == nil && m.Name != req.Name {
-		log.Warn("enrollment rejected: EK enrolled under another name", "enrolled_as", m.Name)
+		s.logRejected(log, "enrollment rejected: EK enrolled under another name", "enrolled_as", m.Name)
 		writeError(w, http.StatusConflict, api.CodeConflict, fmt.Sprintf("EK %s is already enrolled as %q: an administrator must forget that machine first", ekHash, m.Name))
 		return
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -111,24 +145,24 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	case existing.EKHash != ekHash:
-		log.Warn("enrollment rejected: name enrolled with another EK", "enrolled_ek", existing.EKHash)
+		s.logRejected(log, "enrollment rejected: name enrolled with another EK", "enrolled_ek", existing.EKHash)
 		writeError(w, http.StatusConflict, api.CodeConflict, fmt.Sprintf("machine %q is enrolled with another EK: an administrator must forget it before a new TPM can take the name", req.Name))
 		return
 	case !bytes.Equal(existing.AKPublic, req.AKPublic):
-		log.Warn("enrollment rejected: second AK for an enrolled EK")
+		s.logRejected(log, "enrollment rejected: second AK for an enrolled EK")
 		writeError(w, http.StatusConflict, api.CodeConflict, fmt.Sprintf("machine %q is enrolled with another AK: an administrator must forget it to re-enroll", req.Name))
 		return
 	}
 
 	trust, err := s.trustEK(req, ek, known)
 	if err != nil {
-		log.Warn("enrollment rejected: EK not trusted", "err", err)
+		s.logRejected(log, "enrollment rejected: EK not trusted", "err", err)
 		writeError(w, http.StatusForbidden, api.CodeEKUntrusted, err.Error())
 		return
 	}
 	ak, err := s.be.ParseAK(req.AKPublic)
 	if err != nil {
-		log.Warn("enrollment rejected: invalid AK", "err", err)
+		s.logRejected(log, "enrollment rejected: invalid AK", "err", err)
 		writeError(w, http.StatusBadRequest, api.CodeAKInvalid, "invalid AK: "+err.Error())
 		return
 	}
@@ -139,7 +173,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	cred, encSecret, err := s.be.MakeCredential(s.rand, ek, ak, secret)
 	if err != nil {
-		log.Warn("enrollment rejected: make credential failed", "err", err)
+		s.logRejected(log, "enrollment rejected: make credential failed", "err", err)
 		writeError(w, http.StatusBadRequest, api.CodeEKUntrusted, "cannot encrypt a credential to this EK: "+err.Error())
 		return
 	}
@@ -150,28 +184,71 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	e := &enrollment{
-		name: req.Name, ek: ek, ekHash: ekHash, ekCert: req.EKCertificate, ekTrust: trust,
+		source: source, name: req.Name, ek: ek, ekHash: ekHash, ekCert: req.EKCertificate, ekTrust: trust,
 		akPublic: req.AKPublic, facts: req.Facts, secret: secret, expires: now.Add(enrollmentTTL),
 	}
 	s.mu.Lock()
-	for k, old := range s.enrollments {
-		if now.After(old.expires) {
-			delete(s.enrollments, k)
-		}
-	}
-	full := len(s.enrollments) >= maxPendingEnrollments
-	if !full {
-		s.enrollments[id] = e
-	}
+	replaced, err := s.addEnrollmentLocked(id, e, now)
 	s.mu.Unlock()
-	if full {
+	switch {
+	case errors.Is(err, errSourceFull):
+		s.logRejected(log, "enrollment rejected: too many pending enrollments from one source", "source", source, "limit", maxPendingPerSource)
+		writeRetryAfter(w, enrollmentTTL/4)
+		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited, fmt.Sprintf("%d enrollments from %s are in progress: retry in a minute", maxPendingPerSource, source))
+		return
+	case errors.Is(err, errTableFull):
+		s.logRejected(log, "enrollment rejected: too many pending enrollments", "limit", maxPendingEnrollments)
+		writeRetryAfter(w, enrollmentTTL/2)
 		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "too many enrollments in progress: retry in a minute")
 		return
 	}
-	log.Info("enrollment challenge sent", "ek_trust", trust)
+	log.Info("enrollment challenge sent", "ek_trust", trust, "replaced", replaced)
 	writeJSON(w, http.StatusOK, api.EnrollChallenge{
 		EnrollmentID: id, Credential: cred, EncryptedSecret: encSecret, ExpiresAt: e.expires,
 	})
+}
+
+var (
+	errSourceFull = errors.New("too many pending enrollments from this source")
+	errTableFull  = errors.New("too many pending enrollments")
+)
+
+// addEnrollmentLocked stores e under id after dropping expired
+// enrollments. An enrollment of the same source for the same EK or the same
+// name is replaced (an agent that retries), and replaced counts those.
+// Enrollments of other sources stay: a client that names another machine,
+// or sends another machine's public EK, cannot cancel its enrollment. It
+// fails with errSourceFull or errTableFull at the limits.
+func (s *Server) addEnrollmentLocked(id string, e *enrollment, now time.Time) (replaced int, err error) {
+	for k, old := range s.enrollments {
+		switch {
+		case now.After(old.expires):
+			s.removeEnrollmentLocked(k)
+		case old.source == e.source && (old.ekHash == e.ekHash || old.name == e.name):
+			s.removeEnrollmentLocked(k)
+			replaced++
+		}
+	}
+	if s.pendingBySource[e.source] >= maxPendingPerSource {
+		return replaced, errSourceFull
+	}
+	if len(s.enrollments) >= maxPendingEnrollments {
+		return replaced, errTableFull
+	}
+	s.enrollments[id] = e
+	s.pendingBySource[e.source]++
+	return replaced, nil
+}
+
+func (s *Server) removeEnrollmentLocked(id string) {
+	e, ok := s.enrollments[id]
+	if !ok {
+		return
+	}
+	delete(s.enrollments, id)
+	if s.pendingBySource[e.source]--; s.pendingBySource[e.source] <= 0 {
+		delete(s.pendingBySource, e.source)
+	}
 }
 
 // trustEK decides whether the EK may enroll and returns how it is trusted.
@@ -208,7 +285,7 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		// One try per challenge: a wrong activated secret needs a new
 		// enrollment.
-		delete(s.enrollments, id)
+		s.removeEnrollmentLocked(id)
 	}
 	s.mu.Unlock()
 	if !ok || s.now().After(e.expires) {
@@ -217,7 +294,7 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.log.With("machine", e.name, "ek_sha256", e.ekHash)
 	if len(req.Secret) != len(e.secret) || subtle.ConstantTimeCompare(req.Secret, e.secret) != 1 {
-		log.Warn("activation failed: wrong secret")
+		s.logRejected(log, "activation failed: wrong secret")
 		writeError(w, http.StatusForbidden, api.CodeActivation, "the activated secret is wrong: the AK is not in the TPM that holds this EK")
 		return
 	}
@@ -290,4 +367,24 @@ func toAPIMachine(m store.Machine) api.Machine {
 		EKSHA256:          m.EKHash,
 		Facts:             facts,
 	}
+}
+
+// checkFacts rejects a fact that a terminal or a log reader could
+// misread: longer than api.MaxFactBytes or holding a character that is not
+// printable (ESC, CR, a bidirectional override). Invalid UTF-8 cannot
+// arrive, because the JSON decoder replaces it with U+FFFD.
+func checkFacts(f api.Facts) error {
+	for _, fact := range []struct{ name, value string }{
+		{"hostname", f.Hostname}, {"os", f.OS}, {"agent_version", f.AgentVersion}, {"tpm", f.TPM},
+	} {
+		if len(fact.value) > api.MaxFactBytes {
+			return fmt.Errorf("invalid facts.%s: %d bytes, the limit is %d", fact.name, len(fact.value), api.MaxFactBytes)
+		}
+		for i, r := range fact.value {
+			if r != ' ' && !unicode.IsPrint(r) {
+				return fmt.Errorf("invalid facts.%s %s: character %U at byte %d is not printable; report printable text only", fact.name, strictjson.Quote(fact.value), r, i)
+			}
+		}
+	}
+	return nil
 }

@@ -52,13 +52,13 @@ func (s *Server) acquireEvidenceSlot(ctx context.Context) (func(), bool) {
 // read. Otherwise it returns the function that frees the decoding slot.
 func (s *Server) admitEvidence(w http.ResponseWriter, r *http.Request, name string) func() {
 	if !s.hasChallenge(name) {
-		s.log.Warn("evidence rejected before reading: no challenge issued", "machine", name)
+		s.logRejected(s.log, "evidence rejected before reading: no challenge issued", "machine", name)
 		writeError(w, http.StatusBadRequest, api.CodeChallenge, "no challenge was issued to machine "+name+": request a new one")
 		return nil
 	}
 	release, ok := s.acquireEvidenceSlot(r.Context())
 	if !ok {
-		s.log.Warn("evidence rejected: too many concurrent evidence requests", "machine", name, "limit", maxConcurrentEvidence)
+		s.logRejected(s.log, "evidence rejected: too many concurrent evidence requests", "machine", name, "limit", maxConcurrentEvidence)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "the verifier is busy decoding other evidence: retry in a few seconds")
 		return nil

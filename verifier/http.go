@@ -79,7 +79,7 @@ func (s *Server) admin(h http.HandlerFunc) http.Handler {
 		auth := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		if !ok || !s.tokens.check(tok) {
-			s.log.Warn("rejected admin request without a valid token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			s.logRejected(s.log, "rejected admin request without a valid token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid admin token: send Authorization: Bearer <token> (the token is in the server's data directory)")
 			return
 		}
@@ -103,7 +103,7 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 // decode reads a JSON request body of at most limit bytes, writing the
 // error response itself when it fails.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	err := api.Decode(r.Body, limit, v)
+	err := api.DecodeBody(r.Body, r.ContentLength, limit, v)
 	if errors.Is(err, api.ErrTooLarge) {
 		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body exceeds the limit of "+itoa(limit)+" bytes")
 		return false

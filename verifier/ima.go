@@ -271,7 +271,7 @@ func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api
 		}
 		why := "the agent sent no IMA list"
 		if ev.IMA != nil {
-			why = "the agent has no IMA list: " + ev.IMA.Missing
+			why = "the agent has no IMA list: " + quoteAgentText(ev.IMA.Missing)
 		}
 		return []api.Reason{{Code: ReasonIMAMissing, PCR: intPtr(imaPCR), Message: why + ", but PCR 10 was extended"}}, nil
 	}

@@ -112,6 +112,13 @@ type Server struct {
 	machineLocks map[string]*machineLock
 	// evidenceSlots bounds the evidence bodies decoded at once.
 	evidenceSlots chan struct{}
+	// pendingBySource counts the entries of enrollments per request source
+	// (requestSource).
+	pendingBySource map[string]int
+	// enrollLimiter bounds the enrollment requests of each source, and
+	// rejectLog the log lines about rejected agent requests.
+	enrollLimiter *sourceLimiter
+	rejectLog     *logLimiter
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -194,7 +201,11 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		logCache:      map[string]cachedLog{},
 		machineLocks:  map[string]*machineLock{},
 		evidenceSlots: make(chan struct{}, maxConcurrentEvidence),
-		stop:          make(chan struct{}),
+
+		pendingBySource: map[string]int{},
+		enrollLimiter:   newSourceLimiter(enrollRate, enrollBurst, maxTrackedSources),
+		rejectLog:       &logLimiter{max: maxRejectLogsPerMinute},
+		stop:            make(chan struct{}),
 	}
 	if s.metrics, err = newMetrics(s, cfg.Registry); err != nil {
 		return nil, err

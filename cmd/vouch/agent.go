@@ -23,12 +23,12 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		server, fingerprint, caFile, name, stateDir, resultPath string
-		tpmSpec, eventLog, simulateBoot, logLevel   string
-		systemRoots, insecureHTTP                   bool
-		imaPath                                     string
-		simulateIMA                                 int
-		simulateIMALog                              string
-		minBackoff, maxBackoff, wait                time.Duration
+		tpmSpec, eventLog, simulateBoot, logLevel               string
+		systemRoots, insecureHTTP                               bool
+		imaPath                                                 string
+		simulateIMA                                             int
+		simulateIMALog                                          string
+		minBackoff, maxBackoff, wait                            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",

@@ -249,7 +249,7 @@ pins the hex SHA-256 of the PKIX public key instead.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SHA256\tSTATUS\tMACHINE\tNOTE")
 			for _, ek := range eks {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", ek.SHA256, ek.Status, dash(ek.Machine), dash(ek.Note))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", termText(ek.SHA256), termText(ek.Status), dash(termText(ek.Machine)), dash(termText(ek.Note)))
 			}
 			return tw.Flush()
 		},
@@ -325,7 +325,7 @@ func printMachines(w io.Writer, machines []api.Machine, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tLAST VERDICT\tBOOTS\tREASONS")
 	for _, m := range machines {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.Name, m.State, ago(m.Since, now), ago(m.LastVerdictAt, now), m.BootCount, dash(strings.Join(m.ReasonCodes, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", termText(m.Name), termText(m.State), ago(m.Since, now), ago(m.LastVerdictAt, now), m.BootCount, dash(termText(strings.Join(m.ReasonCodes, ","))))
 	}
 	tw.Flush()
 	if len(machines) == 0 {
@@ -333,10 +333,15 @@ func printMachines(w io.Writer, machines []api.Machine, now time.Time) {
 	}
 }
 
+// printMachineDetail prints what "vouch hosts show" shows. Every string
+// from the server passes through termText: the facts, and the reason
+// messages that quote the agent, come from the machine being attested,
+// and databases written before the server checked facts may hold any
+// bytes.
 func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	now := time.Now()
-	fmt.Fprintf(w, "Machine:   %s\n", d.Name)
-	fmt.Fprintf(w, "State:     %s (since %s)\n", d.State, ago(d.Since, now))
+	fmt.Fprintf(w, "Machine:   %s\n", termText(d.Name))
+	fmt.Fprintf(w, "State:     %s (since %s)\n", termText(d.State), ago(d.Since, now))
 	fmt.Fprintf(w, "Approved:  %v (reference values approved: %v)\n", d.Approved, d.ReferenceApproved)
 	fmt.Fprintf(w, "Boots:     %d\n", d.BootCount)
 	if d.IntervalSeconds > 0 {
@@ -347,18 +352,18 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	}
 	fmt.Fprintf(w, "EK:        sha256:%s\n", d.EKSHA256)
 	if d.Facts.Hostname != "" || d.Facts.OS != "" {
-		fmt.Fprintf(w, "Host:      %s %s\n", d.Facts.Hostname, d.Facts.OS)
+		fmt.Fprintf(w, "Host:      %s %s\n", termText(d.Facts.Hostname), termText(d.Facts.OS))
 	}
 	if d.Verdict == nil {
 		fmt.Fprintln(w, "Verdict:   none yet")
 	} else {
-		fmt.Fprintf(w, "Verdict:   %s at %s (boot %d)\n", d.Verdict.State, d.Verdict.At.Local().Format(time.DateTime), d.Verdict.BootCount)
+		fmt.Fprintf(w, "Verdict:   %s at %s (boot %d)\n", termText(d.Verdict.State), d.Verdict.At.Local().Format(time.DateTime), d.Verdict.BootCount)
 		for _, r := range d.Verdict.Reasons {
 			code := r.Code
 			if r.Action != "" {
 				code += ", " + r.Action // a warning: the machine stays trusted
 			}
-			fmt.Fprintf(w, "  - [%s] %s\n", code, r.Message)
+			fmt.Fprintf(w, "  - [%s] %s\n", termText(code), termText(r.Message))
 		}
 		printIMAReport(w, d.Verdict.IMA)
 	}
@@ -376,7 +381,7 @@ func printHistory(w io.Writer, hist []api.HistoryEvent) {
 		if h.From != "" || h.To != "" {
 			change = dash(h.From) + " -> " + dash(h.To)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.At.Local().Format(time.DateTime), dash(h.Machine), h.Kind, change, dash(h.Detail))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.At.Local().Format(time.DateTime), dash(termText(h.Machine)), termText(h.Kind), termText(change), dash(termText(h.Detail)))
 	}
 	tw.Flush()
 }

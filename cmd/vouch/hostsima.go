@@ -15,7 +15,7 @@ func printIMAReport(w io.Writer, r *api.IMAReport) {
 		return
 	}
 	if r.Missing != "" {
-		fmt.Fprintf(w, "  IMA:     no list: %s\n", r.Missing)
+		fmt.Fprintf(w, "  IMA:     no list: %s\n", termText(r.Missing))
 		return
 	}
 	fmt.Fprintf(w, "  IMA:     %d entries verified in this boot, %d violations; this round %d from offset %d, %d pending\n",

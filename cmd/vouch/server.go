@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -107,6 +108,65 @@ func loadRoots(paths []string) ([]*x509.Certificate, error) {
 	return roots, nil
 }
 
+// Valid ranges of the server's schedule flags.
+const (
+	minServerInterval   = time.Second
+	maxServerInterval   = 7 * 24 * time.Hour
+	minChallengeTTL     = time.Second
+	maxChallengeTTL     = time.Hour
+	maxUnreachableAfter = 1000
+)
+
+// checkServerFlags rejects values that would start a server that cannot
+// work. An interval of zero challenges agents in a loop, and a TTL of zero
+// expires every challenge before the agent can send evidence for it.
+func checkServerFlags(listen string, interval, challengeTTL time.Duration, unreachableAfter int) error {
+	if interval < minServerInterval || interval > maxServerInterval {
+		return fmt.Errorf("invalid --interval %s: give %s to %s", interval, minServerInterval, maxServerInterval)
+	}
+	if challengeTTL < minChallengeTTL || challengeTTL > maxChallengeTTL {
+		return fmt.Errorf("invalid --challenge-ttl %s: give %s to %s", challengeTTL, minChallengeTTL, maxChallengeTTL)
+	}
+	if unreachableAfter < 1 || unreachableAfter > maxUnreachableAfter {
+		return fmt.Errorf("invalid --unreachable-after %d: give 1 to %d missed intervals", unreachableAfter, maxUnreachableAfter)
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("invalid --listen %q: give host:port, such as 127.0.0.1:8443 or [::]:8443", listen)
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 0 || n > 65535 {
+			return fmt.Errorf("invalid --listen %q: port %d is out of range: give 0 to 65535", listen, n)
+		}
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("invalid --listen %q: unknown port %q: give a number from 0 to 65535", listen, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
+			return fmt.Errorf("invalid --listen %q: host %q is neither an IP address nor a host name", listen, host)
+		}
+	}
+	return nil
+}
+
+// validHostName reports whether name has the form of a DNS host name.
+func validHostName(name string) bool {
+	if len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(name, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func newServerCmd() *cobra.Command {
 	var (
 		listen, dataDir, ekMode, pcrs, logLevel   string
@@ -144,17 +204,20 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			if err != nil {
 				return err
 			}
+			if err := checkServerFlags(listen, interval, challengeTTL, unreachableAfter); err != nil {
+				return withExitCode(exitUsage, err)
+			}
 			pcrList, err := parsePCRList(pcrs)
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
 			roots, err := loadRoots(ekRoots)
 			if err != nil {
-				return withExitCode(exitUsage, err)
+				return withExitCode(exitUnreadable, fmt.Errorf("--ek-roots: %w", err))
 			}
 			intermediates, err := loadRoots(ekIntermediates)
 			if err != nil {
-				return withExitCode(exitUsage, err)
+				return withExitCode(exitUnreadable, fmt.Errorf("--ek-intermediates: %w", err))
 			}
 			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
@@ -257,9 +320,9 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 	f.StringSliceVar(&ekIntermediates, "ek-intermediates", nil, "PEM or DER intermediate CA certificates of TPM vendors, files or folders")
 	f.BoolVar(&requireApproval, "require-approval", false, "keep newly enrolled machines pending until 'vouch hosts approve'")
 	f.BoolVar(&autoApproveRef, "insecure-auto-approve-reference", false, "trust the reference values learned from each machine's first boot without an administrator's approval")
-	f.DurationVar(&interval, "interval", 60*time.Second, "time between attestations of a machine (jittered by 10%)")
-	f.DurationVar(&challengeTTL, "challenge-ttl", 30*time.Second, "time an agent has to answer a nonce")
-	f.IntVar(&unreachableAfter, "unreachable-after", 3, "number of missed intervals after which a machine is unreachable")
+	f.DurationVar(&interval, "interval", 60*time.Second, "time between attestations of a machine, 1s to 168h (jittered by 10%)")
+	f.DurationVar(&challengeTTL, "challenge-ttl", 30*time.Second, "time an agent has to answer a nonce, 1s to 1h")
+	f.IntVar(&unreachableAfter, "unreachable-after", 3, "number of missed intervals, 1 to 1000, after which a machine is unreachable")
 	f.StringVar(&pcrs, "pcrs", "0-10,14", "PCRs to quote in every bank; PCR 10 is checked against the IMA list, the others against the event log")
 	f.StringSliceVar(&hosts, "host", []string{"localhost", "127.0.0.1", "::1"}, "names and addresses of the generated server certificate")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM server certificate chain to use instead of the generated one")

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vouch-attest/vouch/store"
+	"github.com/vouch-attest/vouch/verifier"
+)
+
+// TestHostsEscapeStoredText: a database written before the server checked
+// facts may hold a host name that clears the screen, and reason messages
+// and history quote text from the agent. hosts show, list and history and
+// ek list print all of it escaped.
+func TestHostsEscapeStoredText(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "vouch.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	ekHash := strings.Repeat("ab", 32)
+	m := store.Machine{
+		Name: "esc", EKHash: ekHash, AKPublic: []byte{1}, Approved: true,
+		State: store.StatePending, Reasons: []string{"awaiting\x1b[8m"}, StateSince: now, LastSeenAt: now, CreatedAt: now,
+		Facts: []byte(`{"hostname":"ok\u001b[2J\u001b[Hweb1 trusted","os":"linux\r/amd64"}`),
+	}
+	ek := store.EK{Hash: ekHash, PublicDER: []byte{1}, Note: "pinned\x1b[31m red"}
+	if err := st.CreateMachine(ctx, m, ek, store.Event{Machine: "esc", Kind: "enrolled", To: store.StatePending, Detail: "detail\x1b]0;pwned\x07"}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := verifier.New(verifier.Config{Store: st, Backend: &verifier.AttestBackend{}, EKMode: verifier.EKModeTOFU}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewTLSServer(srv.Handler())
+	defer hs.Close()
+	sum := sha256.Sum256(hs.Certificate().Raw)
+	_, tokenFile := verifier.DataDirFiles(dir)
+	flags := []string{"--server", hs.URL, "--server-fingerprint", hex.EncodeToString(sum[:]), "--token-file", tokenFile}
+
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"hosts", "show", "esc"}, []string{`Host:      ok\x1b[2J\x1b[Hweb1 trusted linux\r/amd64`, `detail\x1b]0;pwned\a`}},
+		{[]string{"hosts", "list"}, []string{`awaiting\x1b[8m`}},
+		{[]string{"hosts", "history", "esc"}, []string{`detail\x1b]0;pwned\a`}},
+		{[]string{"ek", "list"}, []string{`pinned\x1b[31m red`}},
+	} {
+		out, code := runVouch(t, nil, append(tc.args, flags...)...)
+		if code != exitOK {
+			t.Errorf("%s: exit %d\n%s", strings.Join(tc.args, " "), code, out)
+			continue
+		}
+		if strings.ContainsAny(out, "\x1b\r\x07") {
+			t.Errorf("%s printed a control character:\n%q", strings.Join(tc.args, " "), out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s output lacks %s:\n%s", strings.Join(tc.args, " "), w, out)
+			}
+		}
+	}
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestServerFlagValidation(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--interval", "0s"}, exitUsage, "invalid --interval 0s: give 1s to 168h0m0s"},
+		{[]string{"--interval", "-1s"}, exitUsage, "invalid --interval -1s"},
+		{[]string{"--interval", "200h"}, exitUsage, "invalid --interval 200h0m0s"},
+		{[]string{"--challenge-ttl", "0s"}, exitUsage, "invalid --challenge-ttl 0s: give 1s to 1h0m0s"},
+		{[]string{"--unreachable-after", "0"}, exitUsage, "invalid --unreachable-after 0: give 1 to 1000"},
+		{[]string{"--unreachable-after", "-3"}, exitUsage, "invalid --unreachable-after -3"},
+		{[]string{"--listen", "127.0.0.1:99999"}, exitUsage, "port 99999 is out of range: give 0 to 65535"},
+		{[]string{"--listen", "127.0.0.1"}, exitUsage, "give host:port"},
+		{[]string{"--listen", "127.0.0.1:nosuchservice"}, exitUsage, `unknown port "nosuchservice"`},
+		{[]string{"--listen", "bad_host!:8443"}, exitUsage, `host "bad_host!" is neither`},
+		{[]string{"--ek-roots", filepath.Join(dir, "nonexistent.pem")}, exitUnreadable, "--ek-roots: read EK root"},
+		{[]string{"--ek-intermediates", filepath.Join(dir, "nonexistent.pem")}, exitUnreadable, "--ek-intermediates: read EK root"},
+	} {
+		args := append([]string{"server", "--data-dir", dataDir, "--listen", "127.0.0.1:0"}, tc.args...)
+		out, code := runVouch(t, nil, args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("server %s: exit %d, want %d with %q:\n%s", strings.Join(tc.args, " "), code, tc.code, tc.want, out)
+		}
+	}
+	// A rejected flag leaves no data directory behind.
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("data directory after rejected flags: %v", err)
+	}
+}
