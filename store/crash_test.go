@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vouch-attest/vouch/internal/pgtest"
 )
 
 // Environment variables of the child process of TestCrashLosesNothing.
@@ -93,7 +95,7 @@ func TestCrashLosesNothing(t *testing.T) {
 		if lastID == 0 {
 			t.Fatal("child committed nothing before the kill")
 		}
-		if db.backend == "postgres" && testPostgres.crashAndRestart(t) {
+		if db.backend == "postgres" && pgtest.CrashAndRestart(t) {
 			t.Log("crashed and restarted the PostgreSQL server")
 		}
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/vouch-attest/vouch/internal/pgtest"
 )
 
 func TestPostgresPlaceholders(t *testing.T) {
@@ -15,7 +17,7 @@ func TestPostgresPlaceholders(t *testing.T) {
 }
 
 func TestPostgresHistoryTruncateRejected(t *testing.T) {
-	s, err := OpenPostgres(context.Background(), testPostgres.newDatabase(t), nil)
+	s, err := OpenPostgres(context.Background(), pgtest.NewSchema(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

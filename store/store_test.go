@@ -5,13 +5,22 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vouch-attest/vouch/internal/pgtest"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
+}
 
 // The tests in this file run once per backend, as subtests named sqlite
 // and postgres, so that both implementations keep the same behavior.
@@ -51,7 +60,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, db testDB)) {
 		test(t, testDB{backend: "sqlite", target: filepath.Join(t.TempDir(), "vouch.db")})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		test(t, testDB{backend: "postgres", target: testPostgres.newDatabase(t)})
+		test(t, testDB{backend: "postgres", target: pgtest.NewSchema(t)})
 	})
 }
 

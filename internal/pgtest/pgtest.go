@@ -1,4 +1,11 @@
-package store
+// Package pgtest gives tests a PostgreSQL database: the server named by
+// VOUCH_TEST_POSTGRES, or else a throwaway server that it starts on first
+// use with initdb and pg_ctl, listening only on a Unix socket in a
+// temporary directory. Each test gets a schema of its own.
+//
+// A test binary that uses it calls Stop from TestMain after m.Run, so that
+// the throwaway server stops with the binary.
+package pgtest
 
 import (
 	"context"
@@ -23,24 +30,32 @@ import (
 
 // Environment variables of the PostgreSQL tests.
 const (
-	// postgresDSNEnv names a PostgreSQL database the tests may use. Each
-	// test creates its own schema in it and drops it afterwards, so the
-	// role needs the CREATE privilege on the database.
-	postgresDSNEnv = "VOUCH_TEST_POSTGRES"
-	// requirePostgresEnv set to 1 turns a skipped PostgreSQL test into a
+	// DSNEnv names a PostgreSQL database (a postgres:// URL) the tests
+	// may use. Each test creates its own schema in it and drops it
+	// afterwards, so the role needs the CREATE privilege on the database.
+	DSNEnv = "VOUCH_TEST_POSTGRES"
+	// RequireEnv set to 1 turns a skipped PostgreSQL test into a
 	// failure, so that CI cannot pass without running them.
-	requirePostgresEnv = "VOUCH_REQUIRE_POSTGRES"
+	RequireEnv = "VOUCH_REQUIRE_POSTGRES"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testPostgres.stop()
-	os.Exit(code)
-}
+// server is the PostgreSQL server of this test binary.
+var server postgresServer
 
-// testPostgres is the PostgreSQL server of this test binary: the one named
-// by VOUCH_TEST_POSTGRES, or else a throwaway server started on first use.
-var testPostgres postgresServer
+// NewSchema creates an empty schema for t and returns a DSN whose
+// search_path selects it. The schema is dropped when t ends. NewSchema
+// skips t when no server is available, or fails it when
+// VOUCH_REQUIRE_POSTGRES=1.
+func NewSchema(t *testing.T) string { return server.newSchema(t) }
+
+// CrashAndRestart stops the throwaway server the way a crash does
+// (pg_ctl's immediate mode: no checkpoint, recovery from the WAL at the
+// next start) and starts it again. It returns false, and does nothing,
+// for a server named by VOUCH_TEST_POSTGRES.
+func CrashAndRestart(t *testing.T) bool { return server.crashAndRestart(t) }
+
+// Stop stops a throwaway server and removes its directory.
+func Stop() { server.stop() }
 
 type postgresServer struct {
 	once sync.Once
@@ -66,18 +81,16 @@ func (p *postgresServer) adminDSN(t *testing.T) string {
 	p.once.Do(p.start)
 	if p.dsn == "" {
 		msg := "PostgreSQL tests skipped: " + p.unavailable +
-			". Set " + postgresDSNEnv + " to a postgres:// URL, or put initdb and pg_ctl on PATH"
-		if os.Getenv(requirePostgresEnv) == "1" {
-			t.Fatal(msg + " (" + requirePostgresEnv + "=1 makes this an error)")
+			". Set " + DSNEnv + " to a postgres:// URL, or put initdb and pg_ctl on PATH"
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatal(msg + " (" + RequireEnv + "=1 makes this an error)")
 		}
 		t.Skip(msg)
 	}
 	return p.dsn
 }
 
-// newDatabase creates an empty schema for one test and returns a DSN whose
-// search_path selects it. The schema is dropped when the test ends.
-func (p *postgresServer) newDatabase(t *testing.T) string {
+func (p *postgresServer) newSchema(t *testing.T) string {
 	t.Helper()
 	admin := p.adminDSN(t)
 	name := fmt.Sprintf("vouch_test_%d_%d", os.Getpid(), p.schemas.Add(1))
@@ -107,7 +120,7 @@ func withSearchPath(t *testing.T, dsn, schema string) string {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		t.Fatalf("%s must be a postgres:// URL", postgresDSNEnv)
+		t.Fatalf("%s must be a postgres:// URL", DSNEnv)
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
@@ -116,7 +129,7 @@ func withSearchPath(t *testing.T, dsn, schema string) string {
 }
 
 func (p *postgresServer) start() {
-	if dsn := os.Getenv(postgresDSNEnv); dsn != "" {
+	if dsn := os.Getenv(DSNEnv); dsn != "" {
 		p.dsn = dsn
 		return
 	}
@@ -249,10 +262,6 @@ func (p *postgresServer) logTail() string {
 	return "\nserver log:\n" + strings.TrimSpace(string(b))
 }
 
-// crashAndRestart stops the throwaway server the way a crash does
-// (pg_ctl's immediate mode: no checkpoint, recovery from the WAL at the
-// next start) and starts it again. It returns false for a server these
-// tests did not start.
 func (p *postgresServer) crashAndRestart(t *testing.T) bool {
 	t.Helper()
 	if p.dataDir == "" {
@@ -267,7 +276,6 @@ func (p *postgresServer) crashAndRestart(t *testing.T) bool {
 	return true
 }
 
-// stop stops a throwaway server and removes its directory.
 func (p *postgresServer) stop() {
 	if p.dataDir != "" {
 		if err := p.pgCtl("stop", "-m", "fast"); err != nil {
