@@ -122,18 +122,20 @@ func OpenPostgres(ctx context.Context, dsn string, now func() time.Time) (*Postg
 	if err != nil {
 		// pgx masks the password in its parse errors only on a best-effort
 		// basis, so its message is not repeated here.
-		shown := RedactDSN(dsn)
-		if shown == hiddenDSN {
-			shown = "(not shown, since it may contain a password)"
+		redacted := RedactDSN(dsn)
+		if redacted == hiddenDSN {
+			redacted = "(not shown, since it may contain a password)"
 		}
-		return nil, fmt.Errorf("invalid PostgreSQL connection string %s: check its syntax (postgres://user@host:5432/dbname?sslmode=verify-full, or key=value pairs)", shown)
+		return nil, fmt.Errorf("invalid PostgreSQL connection string %s: check its syntax (postgres://user@host:5432/dbname?sslmode=verify-full, or key=value pairs)", redacted)
 	}
+
 	where := fmt.Sprintf("database %q on %s as %q", cfg.Database, pgHost(cfg), cfg.User)
 	db := stdlib.OpenDB(*cfg)
 	// Every verifier request holds at most one connection at a time.
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
+
 	s := &Postgres{&sqlStore{db: db, now: now, d: dialect{
 		rebind:     postgresPlaceholders,
 		isConflict: func(err error) bool { return pgCode(err) == pgUniqueViolation },
@@ -143,6 +145,7 @@ func OpenPostgres(ctx context.Context, dsn string, now func() time.Time) (*Postg
 			return code == pgSerializationFailure || code == pgDeadlockDetected
 		},
 	}}}
+
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		// pgx's connect errors repeat the user and database and put each
@@ -223,14 +226,14 @@ func pgHost(cfg *pgx.ConnConfig) string {
 	return fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
 }
 
-// hiddenDSN is what RedactDSN returns for a connection string it cannot
-// redact with certainty.
+// hiddenDSN is the placeholder RedactDSN returns for a connection string
+// it cannot redact with certainty.
 const hiddenDSN = "(connection string hidden)"
 
 // RedactDSN returns dsn with the password replaced by xxxxx, for logs and
 // messages. A postgres:// URL keeps everything else. A string in key=value
 // form, or one that does not parse, is reduced to a fixed placeholder,
-// since where its password ends cannot be told for certain.
+// because the end of its password cannot be found with certainty.
 func RedactDSN(dsn string) string {
 	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
 		return hiddenDSN

@@ -27,8 +27,8 @@ type dialect struct {
 	retryable func(err error) bool
 }
 
-// maxTxAttempts bounds how often a transaction is run again after a
-// serialization failure before the error is returned.
+// maxTxAttempts is the maximum number of attempts at one transaction that
+// keeps failing with a retryable error. The last error is returned.
 const maxTxAttempts = 10
 
 // sqlStore implements every Store method in SQL that SQLite and

@@ -502,7 +502,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 }
 
 // TestReplicasShareWrites uses two handles on one database as two
-// verifier replicas: each sees what the other committed.
+// verifier replicas: each reads what the other committed.
 func TestReplicasShareWrites(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, db testDB) {
 		ctx := context.Background()

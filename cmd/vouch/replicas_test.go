@@ -35,7 +35,7 @@ func copyServerFiles(t *testing.T, from, to string) {
 
 // TestReplicasSharePostgres runs two vouch servers on one PostgreSQL
 // database, as two replicas behind a load balancer that routes each agent
-// to one of them. Replica b sees what a recorded. When a is killed with
+// to one of them. Replica b reads what a recorded. When a is killed with
 // SIGKILL, the agent moves to b and goes on without enrolling again, and
 // a restarted a sees b's verdicts and revocation.
 func TestReplicasSharePostgres(t *testing.T) {

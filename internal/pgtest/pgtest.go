@@ -46,21 +46,27 @@ var server postgresServer
 // search_path selects it. The schema is dropped when t ends. NewSchema
 // skips t when no server is available, or fails it when
 // VOUCH_REQUIRE_POSTGRES=1.
-func NewSchema(t *testing.T) string { return server.newSchema(t) }
+func NewSchema(t *testing.T) string {
+	t.Helper()
+	return server.newSchema(t)
+}
 
 // CrashAndRestart stops the throwaway server the way a crash does
 // (pg_ctl's immediate mode: no checkpoint, recovery from the WAL at the
 // next start) and starts it again. It returns false, and does nothing,
 // for a server named by VOUCH_TEST_POSTGRES.
-func CrashAndRestart(t *testing.T) bool { return server.crashAndRestart(t) }
+func CrashAndRestart(t *testing.T) bool {
+	t.Helper()
+	return server.crashAndRestart(t)
+}
 
 // Stop stops a throwaway server and removes its directory.
 func Stop() { server.stop() }
 
 type postgresServer struct {
 	once sync.Once
-	// dsn reaches the server's maintenance database, or is empty when no
-	// server is available, and then unavailable says why.
+	// dsn reaches the server's maintenance database. It is empty when no
+	// server is available, and then unavailable contains the reason.
 	dsn         string
 	unavailable string
 
@@ -188,6 +194,7 @@ func (p *postgresServer) startCluster() error {
 		return err
 	}
 	p.tempDir = dir
+
 	if os.Geteuid() == 0 {
 		owner, err := user.Lookup("postgres")
 		if err != nil {
@@ -204,10 +211,11 @@ func (p *postgresServer) startCluster() error {
 		}
 		p.runAs = []string{runuser, "-u", "postgres", "--"}
 	}
+
 	p.dataDir = filepath.Join(dir, "data")
 	// A linguistic default collation, as production databases often
-	// have, makes ORDER BY differ from byte order unless the schema asks
-	// for the "C" collation. ICU locales need PostgreSQL 15 built with
+	// have, makes ORDER BY differ from byte order unless the schema sets
+	// the "C" collation. ICU locales need PostgreSQL 15 built with
 	// ICU, so initdb falls back to the C.UTF-8 locale.
 	initdb := []string{"-D", p.dataDir, "-U", "vouch", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"}
 	out, err := p.run("initdb", append(initdb, "--locale-provider=icu", "--icu-locale=en-US")...)
@@ -218,6 +226,7 @@ func (p *postgresServer) startCluster() error {
 	if err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, out)
 	}
+
 	if err := p.pgCtl("start", "-o", p.serverOptions()); err != nil {
 		return err
 	}
