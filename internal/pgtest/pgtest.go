@@ -11,6 +11,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -46,7 +47,7 @@ var server postgresServer
 // search_path selects it. The schema is dropped when t ends. NewSchema
 // skips t when no server is available, or fails it when
 // VOUCH_REQUIRE_POSTGRES=1.
-func NewSchema(t *testing.T) string {
+func NewSchema(t testing.TB) string {
 	t.Helper()
 	return server.newSchema(t)
 }
@@ -55,7 +56,7 @@ func NewSchema(t *testing.T) string {
 // (pg_ctl's immediate mode: no checkpoint, recovery from the WAL at the
 // next start) and starts it again. It returns false, and does nothing,
 // for a server named by VOUCH_TEST_POSTGRES.
-func CrashAndRestart(t *testing.T) bool {
+func CrashAndRestart(t testing.TB) bool {
 	t.Helper()
 	return server.crashAndRestart(t)
 }
@@ -82,7 +83,7 @@ type postgresServer struct {
 // adminDSN returns the server's DSN, starting the server on first use. It
 // skips t when no server is available, or fails it when
 // VOUCH_REQUIRE_POSTGRES=1.
-func (p *postgresServer) adminDSN(t *testing.T) string {
+func (p *postgresServer) adminDSN(t testing.TB) string {
 	t.Helper()
 	p.once.Do(p.start)
 	if p.dsn == "" {
@@ -96,7 +97,7 @@ func (p *postgresServer) adminDSN(t *testing.T) string {
 	return p.dsn
 }
 
-func (p *postgresServer) newSchema(t *testing.T) string {
+func (p *postgresServer) newSchema(t testing.TB) string {
 	t.Helper()
 	admin := p.adminDSN(t)
 	name := fmt.Sprintf("vouch_test_%d_%d", os.Getpid(), p.schemas.Add(1))
@@ -122,7 +123,7 @@ func (p *postgresServer) newSchema(t *testing.T) string {
 	return withSearchPath(t, admin, name)
 }
 
-func withSearchPath(t *testing.T, dsn, schema string) string {
+func withSearchPath(t testing.TB, dsn, schema string) string {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
@@ -236,11 +237,16 @@ func (p *postgresServer) startCluster() error {
 }
 
 // serverOptions listens on a Unix socket in the temporary directory and
-// on no TCP address. fsync=off keeps the tests fast: the crash test kills
-// processes, not the machine, so what PostgreSQL wrote stays in the page
-// cache.
+// on no TCP address. fsync=off halves the store tests' time, and the
+// crash test kills processes, not the machine, so what PostgreSQL wrote
+// stays in the page cache. A benchmark run keeps fsync on, so that its
+// figures include the flush to disk at each commit, as SQLite's do.
 func (p *postgresServer) serverOptions() string {
-	return fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=off -c max_connections=200", p.tempDir)
+	fsync := "off"
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		fsync = "on"
+	}
+	return fmt.Sprintf("-c listen_addresses='' -c unix_socket_directories='%s' -c fsync=%s -c max_connections=200", p.tempDir, fsync)
 }
 
 func (p *postgresServer) run(program string, args ...string) ([]byte, error) {
@@ -271,7 +277,7 @@ func (p *postgresServer) logTail() string {
 	return "\nserver log:\n" + strings.TrimSpace(string(b))
 }
 
-func (p *postgresServer) crashAndRestart(t *testing.T) bool {
+func (p *postgresServer) crashAndRestart(t testing.TB) bool {
 	t.Helper()
 	if p.dataDir == "" {
 		return false
