@@ -109,3 +109,32 @@ func TestReplicasSharePostgres(t *testing.T) {
 		t.Errorf("revoked EK on the other replica: exit %d, output:\n%s", code, tail(g.output(), 10))
 	}
 }
+
+// TestServerDatabaseFlag checks the --database errors: a value that is not
+// a postgres:// URL is a usage error that leaves --data-dir uncreated, and
+// a server that cannot be reached is reported without the URL's password.
+func TestServerDatabaseFlag(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	_, stderr, code := runBinary(t, "", "server", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--database", filepath.Join(dir, "vouch.db"))
+	if code != exitUsage || !strings.Contains(stderr, "invalid --database") {
+		t.Errorf("--database with a file path: exit %d, stderr %q; want %d and invalid --database", code, stderr, exitUsage)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("a rejected --database created the data directory (stat error %v)", err)
+	}
+
+	const secret = "s3cretPW"
+	// Nothing listens on port 1 of the loopback address.
+	stdout, stderr, code := runBinary(t, "", "server", "--data-dir", dataDir, "--listen", "127.0.0.1:0",
+		"--database", "postgres://vouch:"+secret+"@127.0.0.1:1/vouch?connect_timeout=5")
+	if code != exitUnavailable || !strings.Contains(stderr, "connect to PostgreSQL") {
+		t.Errorf("unreachable database: exit %d, stderr %q; want %d and connect to PostgreSQL", code, stderr, exitUnavailable)
+	}
+	if !strings.Contains(stderr, "contains a password") {
+		t.Errorf("no warning about the password in the URL: %q", stderr)
+	}
+	if strings.Contains(stdout+stderr, secret) {
+		t.Errorf("the output shows the password:\n%s%s", stdout, stderr)
+	}
+}
