@@ -5,6 +5,10 @@
 //
 // A test binary that uses it calls Stop from TestMain after m.Run, so that
 // the throwaway server stops with the binary.
+//
+// NOTE: a test binary that is killed (by go test's -timeout, say) leaves
+// its throwaway server running. Stop it with
+// pg_ctl stop -D /tmp/vouch-pg-*/data, as the postgres user when root.
 package pgtest
 
 import (
