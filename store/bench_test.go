@@ -74,7 +74,7 @@ func BenchmarkMachine(b *testing.B) {
 
 // BenchmarkRecordVerdictInterleaved writes one verdict to SQLite and one
 // to PostgreSQL in turn, times each write, and reports the medians and
-// their ratio (postgres-over-sqlite). On a machine shared with other work
+// their ratio, PostgreSQL over SQLite, as median-ratio. On a machine shared with other work
 // the ratio of two medians taken side by side moves far less than the
 // times of two separate sub-benchmarks.
 func BenchmarkRecordVerdictInterleaved(b *testing.B) {
@@ -89,6 +89,7 @@ func BenchmarkRecordVerdictInterleaved(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pg.Close()
+
 	stores := []Store{lite, pg}
 	m, ek := testMachine("bench", "be0c")
 	for _, s := range stores {
@@ -96,6 +97,7 @@ func BenchmarkRecordVerdictInterleaved(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+
 	detail := make([]byte, 2048)
 	times := [2][]time.Duration{make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)}
 	b.ResetTimer()
@@ -110,6 +112,7 @@ func BenchmarkRecordVerdictInterleaved(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+
 	sqliteMedian, pgMedian := median(times[0]), median(times[1])
 	b.ReportMetric(float64(sqliteMedian.Microseconds()), "sqlite-µs")
 	b.ReportMetric(float64(pgMedian.Microseconds()), "postgres-µs")
