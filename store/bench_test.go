@@ -74,9 +74,9 @@ func BenchmarkMachine(b *testing.B) {
 
 // BenchmarkRecordVerdictInterleaved writes one verdict to SQLite and one
 // to PostgreSQL in turn, times each write, and reports the medians and
-// their ratio, PostgreSQL over SQLite, as median-ratio. On a machine shared with other work
-// the ratio of two medians taken side by side moves far less than the
-// times of two separate sub-benchmarks.
+// their ratio, PostgreSQL over SQLite, as median-ratio. On a machine
+// shared with other work the ratio of two medians taken side by side
+// moves far less than the times of two separate sub-benchmarks.
 func BenchmarkRecordVerdictInterleaved(b *testing.B) {
 	ctx := context.Background()
 	lite, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), "vouch.db"), nil)
