@@ -229,24 +229,38 @@ func (s *sqlStore) UpdateMachine(ctx context.Context, m Machine, ev Event) error
 	})
 }
 
+// updateMachine replaces the row of m.Name. When m.UpdatedAt is set, the
+// row must still have that updated_at, so that a write based on a stale
+// read (another replica wrote the machine since) fails with ErrConflict
+// instead of undoing the other write.
 func (s *sqlStore) updateMachine(ctx context.Context, tx *sql.Tx, m Machine) error {
+	readAt := unixNano(m.UpdatedAt)
 	m.UpdatedAt = s.now()
 	args := machineArgs(m)
-	// Every column but name and created_at; name goes last for the WHERE.
+	// Every column but name and created_at; name and the version read go
+	// last for the WHERE.
 	res, err := tx.ExecContext(ctx, s.q(`UPDATE machines SET ek_hash=?, ak_public=?, approved=?, state=?, reasons=?,
 		state_since=?, last_verdict_at=?, last_seen_at=?, boot_count=?, reset_count=?, restart_count=?, clock=?,
 		eventlog_sha256=?, ima_offset=?, ima_state=?, reference=?, reference_approved=?, facts=?, interval_s=?,
-		updated_at=? WHERE name=?`), append(append(args[1:20:20], args[21]), m.Name)...)
+		updated_at=? WHERE name=? AND (CAST(? AS BIGINT) = 0 OR updated_at = ?)`), append(append(args[1:20:20], args[21]), m.Name, readAt, readAt)...)
 	if err != nil && s.d.isConflict(err) {
 		return fmt.Errorf("update machine %q: %w", m.Name, ErrConflict)
 	}
 	if err != nil {
 		return fmt.Errorf("update machine %q: %w", m.Name, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("machine %q: %w", m.Name, ErrNotFound)
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
 	}
-	return nil
+	var exists int
+	err = tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM machines WHERE name = ?`), m.Name).Scan(&exists)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("machine %q: %w", m.Name, ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("update machine %q: %w", m.Name, err)
+	}
+	return fmt.Errorf("machine %q was changed by another writer after it was read: read it again and retry: %w", m.Name, ErrConflict)
 }
 
 // RecordVerdict implements Store.

@@ -632,3 +632,70 @@ func TestConcurrentRevokeAndEnroll(t *testing.T) {
 		}
 	})
 }
+
+// TestStaleWriteRejected has two replicas read one machine and both write
+// it back: the second write, based on what is now a stale read, fails with
+// ErrConflict and leaves the first one in place.
+func TestStaleWriteRejected(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, db testDB) {
+		ctx := context.Background()
+		a, b := db.open(t), db.open(t)
+		m, ek := testMachine("contended", "ccee")
+		if err := a.CreateMachine(ctx, m, ek, Event{}); err != nil {
+			t.Fatal(err)
+		}
+		readByA, err := a.Machine(ctx, "contended")
+		if err != nil {
+			t.Fatal(err)
+		}
+		readByB, err := b.Machine(ctx, "contended")
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// Replica a revokes the machine; replica b then records a verdict
+		// judged on its earlier read.
+		readByA.State = StateUntrusted
+		readByA.Reasons = []string{"revoked"}
+		if err := a.UpdateMachine(ctx, readByA, Event{Machine: "contended", Kind: "revoked"}); err != nil {
+			t.Fatal(err)
+		}
+		readByB.State = StateTrusted
+		readByB.Reasons = nil
+		_, err = b.RecordVerdict(ctx, readByB, Verdict{State: StateTrusted}, Event{Machine: "contended", Kind: "state"})
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("verdict on a stale read: error = %v, want ErrConflict", err)
+		}
+		if err := b.UpdateMachine(ctx, readByB, Event{Machine: "contended", Kind: "approved"}); !errors.Is(err, ErrConflict) {
+			t.Errorf("update on a stale read: error = %v, want ErrConflict", err)
+		}
+
+		got, err := b.Machine(ctx, "contended")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != StateUntrusted || !slices.Equal(got.Reasons, []string{"revoked"}) {
+			t.Errorf("machine after the rejected writes = %s %v, want untrusted [revoked]", got.State, got.Reasons)
+		}
+		if vs, _ := b.Verdicts(ctx, "contended", 10); len(vs) != 0 {
+			t.Errorf("the rejected verdict was stored: %+v", vs)
+		}
+		if hist, _ := b.History(ctx, "contended", 10); len(hist) != 1 || hist[0].Kind != "revoked" {
+			t.Errorf("history = %+v, want only the revocation", hist)
+		}
+
+		// Read again, the write goes through; a zero UpdatedAt skips the check.
+		got.IntervalS = 30
+		if err := b.UpdateMachine(ctx, got, Event{}); err != nil {
+			t.Errorf("update after a fresh read: %v", err)
+		}
+		got.UpdatedAt = time.Time{}
+		got.IntervalS = 45
+		if err := a.UpdateMachine(ctx, got, Event{}); err != nil {
+			t.Errorf("update without UpdatedAt: %v", err)
+		}
+		if final, _ := a.Machine(ctx, "contended"); final.IntervalS != 45 {
+			t.Errorf("interval = %d, want 45", final.IntervalS)
+		}
+	})
+}
