@@ -225,7 +225,7 @@ func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge,
 		return nil, err
 	}
 	ch := &challenge{
-		id: id, machine: m.Name, nonce: nonce, pcrs: s.imaSelectionLocked(m),
+		id: id, machine: m.Name, nonce: nonce, pcrs: s.pcrSelectionLocked(m),
 		expires: now.Add(s.cfg.ChallengeTTL), imaOffset: m.IMAOffset,
 	}
 	if c, ok := s.logCache[m.Name]; ok {
@@ -309,6 +309,14 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	s.sessionLocked(name).busy = s.now().Add(agentReconnectGrace)
 	s.mu.Unlock()
 	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount, IMA: result.ima}
+	// The machine as record stored it.
+	stored := result.machine
+	stored.LastVerdictAt, stored.Reasons = now, reasonCodes(result.reasons)
+	if signed, err := s.signedResult(stored); err != nil {
+		log.Error("signing the attestation result failed: the agent gets the verdict without it", "err", err)
+	} else {
+		verdict.Result = signed
+	}
 	switch {
 	case result.rejected == ReasonNonceReused:
 		writeJSON(w, http.StatusConflict, api.Error{Code: api.CodeChallenge, Message: "nonce already used: this evidence is a replay"})

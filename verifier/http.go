@@ -51,6 +51,7 @@ func (s *Server) routes() []route {
 		// Agent endpoints: enrollment proves the AK by credential
 		// activation, evidence by the AK's signature over a fresh nonce.
 		{"POST /v1/enroll", false, s.handleEnroll},
+		{"GET /v1/result-key", false, s.handleResultKey},
 		{"POST /v1/enroll/{id}/activate", false, s.handleActivate},
 		{"GET /v1/agents/{name}/challenge", false, s.handleChallenge},
 		{"POST /v1/agents/{name}/evidence", false, s.handleEvidence},
@@ -58,6 +59,7 @@ func (s *Server) routes() []route {
 		// Admin endpoints need the bearer token.
 		{"GET /v1/machines", true, s.handleListMachines},
 		{"GET /v1/machines/{name}", true, s.handleShowMachine},
+		{"GET /v1/machines/{name}/result", true, s.handleResult},
 		{"DELETE /v1/machines/{name}", true, s.handleForget},
 		{"POST /v1/machines/{name}/approve", true, s.handleApprove},
 		{"POST /v1/machines/{name}/revoke", true, s.handleRevoke},

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vouch-attest/vouch/bundle"
 	"github.com/vouch-attest/vouch/store"
 )
 
@@ -81,7 +82,9 @@ type Server struct {
 	policy Policy
 	log    *slog.Logger
 	tokens *tokenStore
-	now    func() time.Time
+	// resultKey signs attestation results.
+	resultKey *bundle.PrivateKey
+	now       func() time.Time
 	rand   io.Reader
 
 	mu          sync.Mutex
@@ -154,6 +157,13 @@ func New(cfg Config, dataDir string) (*Server, error) {
 	if created {
 		cfg.Logger.Info("created admin token", "file", filepath.Join(dataDir, tokenFile))
 	}
+	resultKey, created, err := loadOrCreateResultKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		cfg.Logger.Info("created attestation result signing key", "public_key", filepath.Join(dataDir, resultPubKeyFile), "key_id", resultKey.KeyID())
+	}
 	s := &Server{
 		cfg:           cfg,
 		store:         cfg.Store,
@@ -161,6 +171,7 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		policy:        cfg.Policy,
 		log:           cfg.Logger,
 		tokens:        tokens,
+		resultKey:     resultKey,
 		now:           cfg.Now,
 		rand:          cfg.Rand,
 		enrollments:   map[string]*enrollment{},
