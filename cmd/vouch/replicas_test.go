@@ -14,20 +14,28 @@ import (
 	"github.com/vouch-attest/vouch/internal/pgtest"
 )
 
-// copyServerFiles copies the TLS files and admin token of one replica's
-// data directory to another's, so that agents pin one fingerprint and
-// administrators use one token for both.
+// copyServerFiles copies the files of one replica's data directory (TLS
+// files, admin token, result signing key) to another's, so that agents pin
+// one fingerprint, administrators use one token and relying parties check
+// one key for both.
 func copyServerFiles(t *testing.T, from, to string) {
 	t.Helper()
 	if err := os.MkdirAll(to, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "admin-token"} {
-		b, err := os.ReadFile(filepath.Join(from, name))
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(to, name), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -51,6 +59,11 @@ func TestReplicasSharePostgres(t *testing.T) {
 	b := startServer(t, dataB, "", flags...)
 	if b.fingerprint != a.fingerprint {
 		t.Fatalf("replica fingerprints differ: %s and %s", a.fingerprint, b.fingerprint)
+	}
+	keyA, errA := os.ReadFile(filepath.Join(dataA, "result-key.pub"))
+	keyB, errB := os.ReadFile(filepath.Join(dataB, "result-key.pub"))
+	if errA != nil || errB != nil || string(keyA) != string(keyB) {
+		t.Errorf("replicas sign results with different keys (%v, %v)", errA, errB)
 	}
 	if _, err := os.Stat(filepath.Join(dataA, "vouch.db")); !os.IsNotExist(err) {
 		t.Errorf("replica a created a SQLite database beside --database (stat error %v)", err)
