@@ -131,7 +131,9 @@ func OpenPostgres(ctx context.Context, dsn string, now func() time.Time) (*Postg
 
 	where := fmt.Sprintf("database %q on %s as %q", cfg.Database, pgHost(cfg), cfg.User)
 	db := stdlib.OpenDB(*cfg)
-	// Every verifier request holds at most one connection at a time.
+	// Each store call holds one connection at a time, and callers beyond
+	// 16 wait for a free one. The bound keeps several replicas well under
+	// PostgreSQL's default max_connections of 100.
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(5 * time.Minute)
