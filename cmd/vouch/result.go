@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -74,7 +75,7 @@ Exit codes:
 				}
 				return withExitCode(code, fmt.Errorf("%s: %w", args[0], err))
 			}
-			if perr := printResult(cmd, format, r); perr != nil {
+			if perr := printResult(cmd.OutOrStdout(), format, r); perr != nil {
 				return perr
 			}
 			switch {
@@ -109,8 +110,7 @@ func readResultKey(path string) (any, error) {
 	return pub, nil
 }
 
-func printResult(cmd *cobra.Command, format string, r *result.Result) error {
-	w := cmd.OutOrStdout()
+func printResult(w io.Writer, format string, r *result.Result) error {
 	if format == "json" {
 		return printJSON(w, r)
 	}
