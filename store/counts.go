@@ -11,8 +11,8 @@ type StateCounter interface {
 	CountByState(ctx context.Context) (map[string]int, error)
 }
 
-// CountByState implements StateCounter.
-func (s *SQLite) CountByState(ctx context.Context) (map[string]int, error) {
+// CountByState implements StateCounter for both backends.
+func (s *sqlStore) CountByState(ctx context.Context) (map[string]int, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT state, COUNT(*) FROM machines GROUP BY state`)
 	if err != nil {
 		return nil, err

@@ -7,9 +7,14 @@ import (
 )
 
 func TestCountByState(t *testing.T) {
+	forEachBackend(t, testCountByState)
+}
+
+func testCountByState(t *testing.T, db testDB) {
 	ctx := context.Background()
-	s, _ := openTemp(t)
-	if counts, err := s.CountByState(ctx); err != nil || len(counts) != 0 {
+	s := db.open(t)
+	counter := s.(StateCounter)
+	if counts, err := counter.CountByState(ctx); err != nil || len(counts) != 0 {
 		t.Fatalf("empty store: %v, %v", counts, err)
 	}
 	states := []string{StatePending, StateTrusted, StateTrusted, StateUntrusted, StateTrusted}
@@ -23,7 +28,7 @@ func TestCountByState(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	counts, err := s.CountByState(ctx)
+	counts, err := counter.CountByState(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

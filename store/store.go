@@ -3,8 +3,8 @@
 // append-only history of every state change.
 //
 // Store is the interface the verifier uses. OpenSQLite returns the embedded
-// implementation; a PostgreSQL implementation can satisfy the same interface
-// because every method is a single transaction over plain SQL tables.
+// implementation, and OpenPostgres the one that several verifier replicas
+// share. Both run the same SQL, every method in a single transaction.
 package store
 
 import (
@@ -119,10 +119,15 @@ type Store interface {
 	// ErrConflict if the name or the EK is taken or the EK is revoked.
 	CreateMachine(ctx context.Context, m Machine, ek EK, ev Event) error
 	// UpdateMachine replaces the stored machine named m.Name, and appends ev
-	// to the history when ev.Kind is set.
+	// to the history when ev.Kind is set. When m.UpdatedAt is set (as in a
+	// Machine read from the store), the stored machine must not have been
+	// written since. Otherwise UpdateMachine changes nothing and returns
+	// ErrConflict, and the caller should read the machine again and retry.
+	// A zero UpdatedAt replaces the machine unconditionally.
 	UpdateMachine(ctx context.Context, m Machine, ev Event) error
 	// RecordVerdict stores v, replaces the machine and appends ev when
-	// ev.Kind is set, in one transaction.
+	// ev.Kind is set, in one transaction. It checks m.UpdatedAt as
+	// UpdateMachine does.
 	RecordVerdict(ctx context.Context, m Machine, v Verdict, ev Event) (int64, error)
 	// DeleteMachine removes a machine and its verdicts; its EK goes back to
 	// pinned (so it may enroll again) unless revoked. History is kept.

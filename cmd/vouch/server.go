@@ -19,7 +19,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vouch-attest/vouch/store"
 	"github.com/vouch-attest/vouch/verifier"
 )
 
@@ -170,6 +169,7 @@ func validHostName(name string) bool {
 func newServerCmd() *cobra.Command {
 	var (
 		listen, dataDir, ekMode, pcrs, logLevel   string
+		database                                  string
 		tlsCert, tlsKey, tlsCA                    string
 		hosts, ekRoots, ekIntermediates           []string
 		requireApproval, autoApproveRef, insecure bool
@@ -184,10 +184,11 @@ func newServerCmd() *cobra.Command {
 		Short: "Run the verifier: enrollment, challenges, verdicts and the admin API",
 		Long: `Run the vouch verifier.
 
-On first start it creates, in --data-dir, a SQLite database, a CA and a
-server certificate (unless --tls-cert is given) and an admin token
-(admin-token, mode 0600). It prints the CA fingerprint that agents pin with
---server-fingerprint. SIGINT or SIGTERM stops it gracefully.
+On first start it creates, in --data-dir, a SQLite database (unless
+--database names a PostgreSQL one), a CA and a server certificate (unless
+--tls-cert is given) and an admin token (admin-token, mode 0600). It
+prints the CA fingerprint that agents pin with --server-fingerprint.
+SIGINT or SIGTERM stops it gracefully.
 
 By default each machine's first verified boot becomes its reference values
 once approved. With --bundles, machines are judged against signed bundles
@@ -219,6 +220,9 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			if err != nil {
 				return withExitCode(exitUnreadable, fmt.Errorf("--ek-intermediates: %w", err))
 			}
+			if err := checkDatabaseFlag(database); err != nil {
+				return err
+			}
 			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -249,10 +253,10 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			}
 			pol.runReloads(ctx, bundles)
 
-			dbPath, tokenPath := verifier.DataDirFiles(dataDir)
-			st, err := store.OpenSQLite(ctx, dbPath, nil)
+			_, tokenPath := verifier.DataDirFiles(dataDir)
+			st, err := openServerStore(ctx, log, database, dataDir)
 			if err != nil {
-				return withExitCode(exitUnavailable, err)
+				return err
 			}
 			defer st.Close()
 			cfg := verifier.Config{
@@ -315,6 +319,7 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8443", "address to listen on (host:port)")
 	f.StringVar(&dataDir, "data-dir", "/var/lib/vouch", "directory of the database, TLS files and admin token")
+	f.StringVar(&database, "database", "", "PostgreSQL URL (postgres://user@host/dbname) of a database that several verifier replicas share; empty keeps SQLite in --data-dir. Give the password in PGPASSFILE or PGPASSWORD, not in the URL")
 	f.StringVar(&ekMode, "ek-mode", verifier.EKModeVendorRoots, "how EKs are trusted: vendor-roots (certificate chains to --ek-roots), pinned (only EKs pinned with 'vouch ek pin'), or tofu (trust on first use); pinned EKs are accepted in every mode")
 	f.StringSliceVar(&ekRoots, "ek-roots", nil, "PEM or DER TPM vendor CA certificates, files or folders (vendor-roots mode)")
 	f.StringSliceVar(&ekIntermediates, "ek-intermediates", nil, "PEM or DER intermediate CA certificates of TPM vendors, files or folders")

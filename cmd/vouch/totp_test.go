@@ -20,6 +20,7 @@ import (
 	pquernatotp "github.com/pquerna/otp/totp"
 
 	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/internal/pgtest"
 	"github.com/vouch-attest/vouch/seal"
 	"github.com/vouch-attest/vouch/tpm"
 	"github.com/vouch-attest/vouch/tpm/tpmtest"
@@ -55,6 +56,7 @@ func vouchBinary(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	pgtest.Stop()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
