@@ -148,9 +148,10 @@ are marked. Nothing is verified against a TPM.`,
 	return cmd
 }
 
-// parsePCRSpec reads expected PCR values from a file in a layout
+// parsePCRSpec reads the --expect PCR values from a file in a layout
 // eventlog.ParseExpectedPCRs reads, or from an inline list
-// "sha256:10=HEX,sha1:10=HEX".
+// "sha256:10=HEX,sha1:10=HEX". Its errors carry the exit code: usage for
+// an invalid inline list, unreadable input for a file.
 func parsePCRSpec(spec string) (ima.PCRValues, error) {
 	out := ima.PCRValues{}
 	if strings.Contains(spec, "=") {
@@ -158,21 +159,21 @@ func parsePCRSpec(spec string) (ima.PCRValues, error) {
 			bankPCR, value, ok := strings.Cut(strings.TrimSpace(item), "=")
 			bank, pcrText, ok2 := strings.Cut(bankPCR, ":")
 			if !ok || !ok2 {
-				return nil, fmt.Errorf("invalid PCR value %.80q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item)
+				return nil, withExitCode(exitUsage, fmt.Errorf("--expect: invalid PCR value %.80q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item))
 			}
 			if err := addPCR(out, bank, pcrText, value); err != nil {
-				return nil, err
+				return nil, withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
 			}
 		}
 		return out, nil
 	}
 	raw, err := readLimited(spec, nil, maxSmallFileSize)
 	if err != nil {
-		return nil, err
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("--expect: %w", err))
 	}
 	v, err := eventlog.ParseExpectedPCRs(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", spec, err)
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("--expect %s: %w", spec, err))
 	}
 	return v, nil
 }
@@ -238,7 +239,7 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 			if expect != "" {
 				expected, err := parsePCRSpec(expect)
 				if err != nil {
-					return withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
+					return err
 				}
 				_, err = verifyIMA(out, entries, expected)
 				return err
@@ -407,7 +408,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 			if expect != "" {
 				expected, err := parsePCRSpec(expect)
 				if err != nil {
-					return withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
+					return err
 				}
 				res, err := verifyIMA(status, entries, expected)
 				if err != nil {

@@ -67,3 +67,48 @@ func TestIMAExpectRejectsRepeatedPCR(t *testing.T) {
 		t.Errorf("error = %v, want the repeated PCR rejected", err)
 	}
 }
+
+// TestOfflineInputExitCodes: an input file that is missing or is not what
+// the flag asks for exits 3 (unreadable input) with the file named, not 1
+// (did not verify) or 2 (usage).
+func TestOfflineInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	quote := "../../attest/testdata/sim/ecc-quote.json"
+	imaList := "../../ima/testdata/ovmf-shim-sbms.ima.bin"
+	missing := filepath.Join(dir, "missing.json")
+	text := filepath.Join(dir, "hostname")
+	if err := os.WriteFile(text, []byte("web1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dupAK := filepath.Join(dir, "dup-ak.json")
+	if err := os.WriteFile(dupAK, []byte(`{"public": "AAAA", "public": "AAAA"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ima replay missing expect", []string{"ima", "replay", imaList, "--expect", missing}, missing},
+		{"ima check missing expect", []string{"ima", "check", imaList, "--allowlist", os.DevNull, "--expect", missing}, missing},
+		{"verify-quote text AK", []string{"attest", "verify-quote", "--in", quote, "--ak", text}, text + ": not an AK public area"},
+		{"verify-quote duplicate AK member", []string{"attest", "verify-quote", "--in", quote, "--ak", dupAK}, `duplicate member "public"`},
+		{"policy check text AK", []string{"policy", "check", corpusDir + "shim-sbms/eventlog.bin", "--quote", quote, "--ak", text}, text + ": not an AK public area"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := runVouch(t, nil, tt.args...)
+			if code != exitUnreadable {
+				t.Errorf("exit %d, want %d: %s", code, exitUnreadable, out)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q: %s", tt.want, out)
+			}
+		})
+	}
+
+	// An invalid inline list stays a usage error.
+	out, code := runVouch(t, nil, "ima", "replay", imaList, "--expect", "sha1:10=zz")
+	if code != exitUsage {
+		t.Errorf("inline --expect with bad hex: exit %d, want %d: %s", code, exitUsage, out)
+	}
+}

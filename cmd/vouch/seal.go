@@ -255,12 +255,15 @@ An authorized blob (sealed with --policy-key) needs at least one approval
 	return cmd
 }
 
-// unsealError maps a refusal to exitMismatch and anything else to
-// exitUnavailable.
+// unsealError maps a policy refusal to exitMismatch, a blob the TPM
+// cannot load to exitUnreadable, and anything else to exitUnavailable.
 func unsealError(err error) error {
 	var ve *seal.VerificationError
-	if errors.As(err, &ve) {
+	switch {
+	case errors.As(err, &ve):
 		return withExitCode(exitMismatch, err)
+	case errors.Is(err, seal.ErrBlobRejected):
+		return withExitCode(exitUnreadable, err)
 	}
 	return withExitCode(exitUnavailable, err)
 }
