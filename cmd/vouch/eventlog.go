@@ -109,7 +109,7 @@ when strict replay does not match (repeat it, or pass "all"):
 			if expectPath == "" {
 				values, err := eventlog.Replay(log)
 				if err != nil {
-					return withExitCode(exitUnreadable, err)
+					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", displayPath(args[0]), err))
 				}
 				for _, alg := range log.Banks {
 					if _, ok := values[alg]; !ok {
@@ -118,9 +118,9 @@ when strict replay does not match (repeat it, or pass "all"):
 				}
 				return writeReplay(cmd.OutOrStdout(), format, values)
 			}
-			raw, err := readInput(cmd, expectPath)
+			raw, err := readLimited(expectPath, cmd.InOrStdin(), maxSmallFileSize)
 			if err != nil {
-				return withExitCode(exitUnreadable, err)
+				return withExitCode(exitUnreadable, fmt.Errorf("--expect: %w", err))
 			}
 			expected, err := eventlog.ParseExpectedPCRs(raw)
 			if err != nil {
@@ -128,7 +128,7 @@ when strict replay does not match (repeat it, or pass "all"):
 			}
 			res, verr := eventlog.Verify(log, expected, opts)
 			if res == nil {
-				return withExitCode(exitUnreadable, verr)
+				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", displayPath(args[0]), verr))
 			}
 			if err := writeVerify(cmd.OutOrStdout(), format, res); err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,5 +111,23 @@ func TestOfflineInputExitCodes(t *testing.T) {
 	out, code := runVouch(t, nil, "ima", "replay", imaList, "--expect", "sha1:10=zz")
 	if code != exitUsage {
 		t.Errorf("inline --expect with bad hex: exit %d, want %d: %s", code, exitUsage, out)
+	}
+}
+
+// TestReplayErrorNamesFile: a log whose event is for PCR 24 parses but
+// does not replay; the error names the file like every parse error does.
+func TestReplayErrorNamesFile(t *testing.T) {
+	// A crypto-agile log with a SHA-256 bank and one EV_IPL event for PCR 24.
+	raw, err := hex.DecodeString("000000000300000000000000000000000000000000000000000000002100000053706563204944204576656e743033000000000000020002010000000b00200000180000000d000000010000000b002d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a48810100000078")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(t.TempDir(), "pcr24.bin")
+	if err := os.WriteFile(log, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runVouch(t, nil, "eventlog", "replay", log)
+	if code != exitUnreadable || !strings.Contains(out, log+": event 1") {
+		t.Errorf("exit %d: %s", code, out)
 	}
 }
