@@ -34,16 +34,43 @@ func TestPolicyCheckBoundsInputs(t *testing.T) {
 		t.Skip("no /dev/zero")
 	}
 	sbms := corpusDir + "shim-sbms/"
+	imaList := "../../ima/testdata/ovmf-shim-sbms.ima.bin"
 	for _, args := range [][]string{
 		{"policy", "check", "/dev/zero", "--pcrs", sbms + "pcrs.json"},
 		{"policy", "check", sbms + "eventlog.bin", "--pcrs", "/dev/zero"},
 		{"policy", "check", sbms + "eventlog.bin", "--quote", "/dev/zero", "--insecure-unpinned-ak"},
+		{"policy", "check", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--rules", "/dev/zero"},
+		{"policy", "check", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--bundle", sbms + "pcrs.json", "--trust", "acme=/dev/zero"},
 		{"attest", "verify-quote", "--in", "/dev/zero"},
+		{"ima", "show", "/dev/zero"},
+		{"ima", "replay", "/dev/zero"},
+		{"ima", "check", imaList, "--key", "/dev/zero"},
+		{"bundle", "sign", "--key", "/dev/zero", sbms + "pcrs.json"},
+		{"predict", "--grub-cfg", "/dev/zero"},
+		{"predict", "--ovmf-vars", "/dev/zero"},
 	} {
 		out, code := runVouch(t, nil, args...)
-		if code != exitUnreadable || !strings.Contains(out, "/dev/zero is larger than") {
+		if code != exitUnreadable || !strings.Contains(out, "/dev/zero is larger than the limit of") {
 			t.Errorf("%v: exit %d: %.300s", args, code, out)
 		}
+	}
+}
+
+// TestBundleCreateRejectsRepeatedMember: the components about to be signed
+// must mean the same to vouch and to the reviewer's JSON tools.
+func TestBundleCreateRejectsRepeatedMember(t *testing.T) {
+	dir := t.TempDir()
+	digest := strings.Repeat("ab", 32)
+	comps := filepath.Join(dir, "components.json")
+	doc := `{"components": [{"name": "shimx64.efi", "kind": "boot-application", "values": [{"pcr": 4, "digests": {"sha256": "` + digest + `"}}]}],
+		"components": []}`
+	if err := os.WriteFile(comps, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runVouch(t, nil, "bundle", "create", "--publisher", "acme", "--product", "debian", "--version", "12.8",
+		"--not-before", "2026-01-01T00:00:00Z", "--not-after", "2027-01-01T00:00:00Z", "--components", comps, "--out", filepath.Join(dir, "b.json"))
+	if code != exitUnreadable || !strings.Contains(out, `duplicate member "components"`) {
+		t.Errorf("exit %d: %s", code, out)
 	}
 }
 

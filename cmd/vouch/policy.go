@@ -260,7 +260,7 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 			}
 			p := &policy.Policy{}
 			if rules != "" {
-				data, err := bundle.ReadFile(rules)
+				data, err := readLimited(rules, nil, policy.MaxRulesSize)
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
 				}

@@ -102,7 +102,7 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	case f.ovmfVars != "" && f.efivars != "":
 		return withExitCode(exitUsage, errors.New("--ovmf-vars and --efivars both give the Secure Boot variables: use one"))
 	case f.ovmfVars != "":
-		data, err := os.ReadFile(f.ovmfVars)
+		data, err := readLimited(f.ovmfVars, nil, maxFirmwareImageSize)
 		if err != nil {
 			return withExitCode(exitUnreadable, fmt.Errorf("read variable store: %w", err))
 		}
@@ -213,7 +213,7 @@ func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) 
 		sim.Vars[k] = val
 	}
 	for _, c := range f.grubConfigs {
-		script, err := os.ReadFile(c)
+		script, err := readLimited(c, nil, maxSmallFileSize)
 		if err != nil {
 			return withExitCode(exitUnreadable, fmt.Errorf("read GRUB script: %w", err))
 		}
