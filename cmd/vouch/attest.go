@@ -218,14 +218,14 @@ func newVerifyEKCertCmd() *cobra.Command {
 				return withExitCode(exitUsage, err)
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "EK certificate verified: serial %s, issuer %s\n", c.SerialNumber.Text(16), c.Issuer)
-			fmt.Fprintf(out, "TPM: manufacturer %s, model %s, version %s\n", c.Manufacturer, c.Model, c.Version)
+			fmt.Fprintf(out, "EK certificate verified: serial %s, issuer %s\n", c.SerialNumber.Text(16), termText(c.Issuer.String()))
+			fmt.Fprintf(out, "TPM: manufacturer %s, model %s, version %s\n", termText(c.Manufacturer), termText(c.Model), termText(c.Version))
 			for depth, cc := range c.Chain {
 				subject := cc.Subject.String()
 				if subject == "" {
 					subject = "(empty subject: the TPM identity is in the subjectAltName)"
 				}
-				fmt.Fprintf(out, "chain %d: %s\n", depth, subject)
+				fmt.Fprintf(out, "chain %d: %s\n", depth, termText(subject))
 			}
 			for _, q := range c.Quirks {
 				fmt.Fprintf(out, "accepted quirk: %s\n", q)

@@ -443,7 +443,7 @@ or holds no bundle.`,
 			for _, v := range got {
 				b := v.Bundle()
 				fmt.Fprintf(cmd.OutOrStdout(), "ok %s: bundle %s by %s (key %s), valid %s to %s\n",
-					v.Source(), b.ID(), v.Publisher(), shortID(v.KeyID()),
+					termText(v.Source()), termText(b.ID()), termText(v.Publisher()), shortID(v.KeyID()),
 					b.NotBefore.UTC().Format(time.RFC3339), b.NotAfter.UTC().Format(time.RFC3339))
 			}
 			return err

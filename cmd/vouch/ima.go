@@ -346,7 +346,7 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 			}
 			fmt.Fprintf(out, "%d entries, %d violations\n", r.Entries, len(r.Violations))
 			for _, e := range r.TemplateHashErrors {
-				fmt.Fprintf(out, "template hash error: %v\n", e)
+				fmt.Fprintf(out, "template hash error: %s\n", termText(e.Error()))
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "BANK\tPCR\tSCHEME\tVALUE")
@@ -517,7 +517,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tREASON\tFILE")
 				for _, v := range report.Verdicts {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, termText(v.Reason), printableName([]byte(v.File)))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, termText(v.Rule), termText(v.Digest), termText(v.Reason), printableName([]byte(v.File)))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d checked, %d accepted, %d excluded, %d verdicts\n", report.Checked, report.Accepted, report.Excluded, len(report.Verdicts))

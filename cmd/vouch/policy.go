@@ -366,10 +366,10 @@ func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy
 	}
 	var sources []string
 	for _, b := range p.Bundles {
-		sources = append(sources, "bundle "+b.Bundle().ID())
+		sources = append(sources, "bundle "+termText(b.Bundle().ID()))
 	}
 	if p.Baseline != nil {
-		sources = append(sources, fmt.Sprintf("baseline %s revision %d", p.Baseline.Machine, p.Baseline.Revision))
+		sources = append(sources, fmt.Sprintf("baseline %s revision %d", termText(p.Baseline.Machine), p.Baseline.Revision))
 	}
 	if len(sources) == 0 {
 		sources = []string{"none"}

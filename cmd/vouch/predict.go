@@ -237,11 +237,7 @@ func writePredictionTable(w io.Writer, pred *predict.Prediction, banks []predict
 	}
 	fmt.Fprintln(tw, header)
 	for _, r := range pred.References {
-		event := strings.ReplaceAll(r.Event, "\n", `\n`)
-		if len(event) > 48 {
-			event = event[:45] + "..."
-		}
-		line := fmt.Sprintf("%d\t%s\t%s\t%s", r.PCR, r.Kind, r.Component, event)
+		line := fmt.Sprintf("%d\t%s\t%s\t%s", r.PCR, termText(string(r.Kind)), termText(r.Component), cutText(r.Event, 48))
 		for _, b := range banks {
 			line += "\t" + r.Digests[b].String()
 		}
