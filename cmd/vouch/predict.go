@@ -118,9 +118,11 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	}
 
 	for _, a := range args {
+		before := len(p.Prediction().References)
 		if err := p.AddPath(a); err != nil {
 			return withExitCode(exitUnreadable, err)
 		}
+		warnKernelWithoutStub(cmd.ErrOrStderr(), a, p.Prediction().References[before:])
 	}
 	if vars != nil {
 		refs, err := predict.SecureBootReferences(vars, banks)
@@ -226,6 +228,26 @@ func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) 
 	}
 	p.Add(sim.References()...)
 	return nil
+}
+
+// warnKernelWithoutStub warns when a kernel named on the command line got
+// only GRUB's file digest (PCR 9): it is not a PE/COFF image, so a UEFI
+// boot measures no Authenticode digest of it into PCR 4 and a bundle made
+// from the prediction lacks one. That is right for a BIOS boot and a
+// mistake otherwise, such as a wrong or truncated file.
+func warnKernelWithoutStub(w io.Writer, path string, added []predict.Reference) {
+	kernelFile, image := false, false
+	for _, r := range added {
+		switch {
+		case r.PCR == 4:
+			image = true
+		case r.PCR == 9 && r.Kind == predict.KindGrubFile:
+			kernelFile = true
+		}
+	}
+	if kernelFile && !image {
+		fmt.Fprintf(w, "warning: %s is not a PE/COFF image (no EFI stub): only its file digest for GRUB (PCR 9) is predicted, no Authenticode digest (PCR 4); a UEFI boot needs a kernel with an EFI stub\n", termText(path))
+	}
 }
 
 func writePredictionTable(w io.Writer, pred *predict.Prediction, banks []predict.Bank) error {
