@@ -91,10 +91,10 @@ type QuoteInfo struct {
 	PCRDigest    []byte
 }
 
-// checkDone fails r when bytes follow the structure what.
-func checkDone(r *tpmbytes.Reader, what string) {
+// checkDone fails r when bytes follow the named structure.
+func checkDone(r *tpmbytes.Reader, structure string) {
 	if !r.Failed() && r.Remaining() != 0 {
-		r.Failf("end of "+what, "%d trailing bytes", r.Remaining())
+		r.Failf("end of "+structure, "%d trailing bytes", r.Remaining())
 	}
 }
 

@@ -57,7 +57,7 @@ func tooLarge(path string, limit int64) error {
 	return fmt.Errorf("%s is larger than the limit of %s for this input: check that it is the right file", displayPath(path), formatSize(limit))
 }
 
-// formatSize writes a byte count in the largest binary unit that divides
+// formatSize formats a byte count in the largest binary unit that divides
 // it, such as "64 MiB".
 func formatSize(n int64) string {
 	switch {

@@ -147,7 +147,7 @@ are marked. Nothing is verified against a TPM.`,
 	return cmd
 }
 
-// imaListing is what printing a list found: the number of entries, the
+// imaListing is the outcome of printing a list: the number of entries, the
 // list's format and the error that stopped decoding, if any.
 type imaListing struct {
 	count    int

@@ -231,10 +231,9 @@ func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) 
 }
 
 // warnKernelWithoutStub warns when a kernel named on the command line got
-// only GRUB's file digest (PCR 9): it is not a PE/COFF image, so a UEFI
-// boot measures no Authenticode digest of it into PCR 4 and a bundle made
-// from the prediction lacks one. That is right for a BIOS boot and a
-// mistake otherwise, such as a wrong or truncated file.
+// only GRUB's file digest (PCR 9). Such a kernel is not a PE/COFF image, so
+// the prediction has no Authenticode digest (PCR 4) for it. That is right
+// for a BIOS boot and a mistake otherwise, such as a wrong or cut file.
 func warnKernelWithoutStub(w io.Writer, path string, added []predict.Reference) {
 	kernelFile, image := false, false
 	for _, r := range added {

@@ -469,8 +469,8 @@ generation, before or after revoking. Needs an empty owner authorization.`,
 	return cmd
 }
 
-// openCounter parses the --counter flag, which must name a counter (the
-// message says why "none" does not fit), and opens the TPM.
+// openCounter parses the --counter flag, which must name a counter, and
+// opens the TPM. noneMessage explains why "--counter none" does not fit.
 func openCounter(tpmSpec, counter, noneMessage string) (*tpm.TPM, tpm2.TPMHandle, error) {
 	idx, err := parseCounter(counter)
 	if err != nil {
