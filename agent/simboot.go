@@ -29,7 +29,7 @@ func SimulateBoot(d *DeviceTPM, raw []byte) (bool, error) {
 	}
 	for i := range log.Events {
 		e := &log.Events[i]
-		if l, ok := e.Decoded.(*eventlog.StartupLocality); ok && l.Locality != 0 {
+		if l, ok := e.Decode().(*eventlog.StartupLocality); ok && l.Locality != 0 {
 			return false, fmt.Errorf("simulated boot: event %d sets the startup locality to %d, which a TPM simulator cannot reproduce: use a log without it", e.Number, l.Locality)
 		}
 		if e.Type == eventlog.EV_EFI_HCRTM_EVENT {

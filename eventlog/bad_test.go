@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -161,8 +163,8 @@ func TestParseZeroLengthData(t *testing.T) {
 	if len(e.Data) != 0 {
 		t.Errorf("data = %x, want empty", e.Data)
 	}
-	if _, ok := e.Decoded.(*Opaque); !ok {
-		t.Errorf("decoded as %T, want *Opaque", e.Decoded)
+	if d := e.Decode(); d.Kind() != "opaque" {
+		t.Errorf("decoded as %T, want *Opaque", d)
 	}
 }
 
@@ -247,7 +249,6 @@ func TestCheckForgedEventData(t *testing.T) {
 	forged := append([]byte(nil), e.Data...)
 	forged[0] = 'X'
 	e.Data = forged
-	e.Decoded = decode(e)
 	res, err := Verify(log, want, VerifyOptions{})
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
@@ -392,5 +393,61 @@ func TestVerifyEventOutsideVerifiedBank(t *testing.T) {
 	}
 	if len(res.Findings) != 1 || res.Findings[0].Event != 2 || res.Findings[0].Kind != FindingNotInBank || res.Findings[0].Bank != SHA256 {
 		t.Errorf("findings = %v, want event 2 outside the sha256 bank", res.Findings)
+	}
+}
+
+// TestCheckSeparators covers the precomputed separator digests: each
+// known separator value is accepted with its own digest and reported with
+// the digest of another value, in both banks that have a table and in one
+// that does not.
+func TestCheckSeparators(t *testing.T) {
+	banks := []AlgorithmSize{{SHA1, 20}, sha256Only, {SHA384, 48}}
+	digest := func(data []byte) []agileDigest {
+		var out []agileDigest
+		var buf [64]byte
+		for _, b := range banks {
+			out = append(out, agileDigest{b.Alg, append([]byte(nil), digestOf(b.Alg, &buf, data)...)})
+		}
+		return out
+	}
+	values := append(separatorValues[:], [4]byte{2, 0, 0, 0})
+	for i, v := range values {
+		other := values[(i+1)%len(values)]
+		raw := agileHeader(banks...)
+		raw = append(raw, agileEvent(7, EV_SEPARATOR, v[:], digest(v[:])...)...)
+		raw = append(raw, agileEvent(7, EV_SEPARATOR, v[:], digest(other[:])...)...)
+		log, err := Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range Check(log) {
+			got = append(got, fmt.Sprintf("%d/%s", f.Event, f.Bank))
+		}
+		want := []string{"2/sha1", "2/sha256", "2/sha384"}
+		if !slices.Equal(got, want) {
+			t.Errorf("separator %x: findings %v, want %v", v, got, want)
+		}
+	}
+}
+
+// TestParseDamagedSpecIDHint checks that a crypto-agile log whose header
+// signature was damaged fails with an error that names the signature.
+func TestParseDamagedSpecIDHint(t *testing.T) {
+	sep := []byte{0, 0, 0, 0}
+	raw := append(agileHeader(sha256Only), agileEvent(7, EV_SEPARATOR, sep, sha256Of(sep))...)
+	i := bytes.Index(raw, []byte("Spec ID Event03"))
+	raw[i+len("Spec ID Event0")] = '2'
+
+	_, err := Parse(raw)
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Parse error %v, want a *ParseError", err)
+	}
+	if !strings.Contains(err.Error(), `signature "Spec ID Event02", not "Spec ID Event03"`) {
+		t.Errorf("error %q does not name the damaged signature", err)
+	}
+	if !errors.Is(err, ErrMalformed) {
+		t.Errorf("error %q does not wrap ErrMalformed", err)
 	}
 }

@@ -70,8 +70,8 @@ func checkBank(log *Log, bank Algorithm) []Finding {
 }
 
 func checkEvent(e *Event, bank Algorithm, out []Finding) []Finding {
-	if o, ok := e.Decoded.(*Opaque); ok && o.Reason != "" {
-		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingMalformedData, Detail: o.Reason})
+	if reason := malformed(e); reason != "" {
+		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingMalformedData, Detail: reason})
 	}
 	if bank != 0 && e.Type != EV_NO_ACTION && e.Digest(bank) == nil {
 		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingNotInBank, Bank: bank,
@@ -114,19 +114,25 @@ func digestIsDataHash(e *Event) bool {
 // first, so a typical event costs one hash per bank.
 func matchesData(e *Event, d Digest, buf *[sha512.Size]byte) bool {
 	is := func(data []byte) bool { return bytes.Equal(digestOf(d.Alg, buf, data), d.Value) }
-	switch v := e.Decoded.(type) {
-	case *EFIVariable:
+	switch e.Type {
+	case EV_SEPARATOR:
+		if want, ok := separatorDigest(d.Alg, e.Data); ok {
+			return bytes.Equal(want, d.Value)
+		}
+	case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
+		v, err := parseVariable(e.Data)
+		if err != nil {
+			break
+		}
 		if e.Type == EV_EFI_VARIABLE_BOOT && is(v.Data) {
 			return true
 		}
-		if v.TrailingBytes > 0 {
-			for k := len(e.Data) - v.TrailingBytes; k < len(e.Data); k++ {
-				if is(e.Data[:k]) {
-					return true
-				}
+		for k := len(e.Data) - v.TrailingBytes; k < len(e.Data); k++ {
+			if is(e.Data[:k]) {
+				return true
 			}
 		}
-	case *IPL:
+	case EV_IPL:
 		if cmd, ok := grubCommand(e.Data); ok {
 			if n := len(cmd); n > 0 && cmd[n-1] == 0 && is(cmd[:n-1]) {
 				return true
@@ -135,7 +141,7 @@ func matchesData(e *Event, d Digest, buf *[sha512.Size]byte) bool {
 				return true
 			}
 		}
-		if v.TrailingNUL && !v.UTF16 && is(e.Data[:len(e.Data)-1]) {
+		if utf16, _, nul := iplForm(e.Data); nul && !utf16 && is(e.Data[:len(e.Data)-1]) {
 			return true
 		}
 	}
@@ -150,6 +156,42 @@ func grubCommand(data []byte) ([]byte, bool) {
 	for _, p := range []string{"grub_cmd: ", "kernel_cmdline: ", "module_cmdline: ", "grub_cmd ", "grub_kernel_cmdline "} {
 		if bytes.HasPrefix(data, []byte(p)) {
 			return data[len(p):], true
+		}
+	}
+	return nil, false
+}
+
+// separatorDigests holds the hash of each separator value that firmware
+// and Windows write (see Separator), in the banks most logs have. A
+// typical log has eight or more separators, and checking them then takes
+// no hashing.
+var separatorDigests = func() (t [2][4][]byte) {
+	var buf [sha512.Size]byte
+	for b, alg := range []Algorithm{SHA1, SHA256} {
+		for v, data := range separatorValues {
+			t[b][v] = append([]byte(nil), digestOf(alg, &buf, data[:])...)
+		}
+	}
+	return t
+}()
+
+var separatorValues = [4][4]byte{{0, 0, 0, 0}, {0xFF, 0xFF, 0xFF, 0xFF}, {1, 0, 0, 0}, {'W', 'B', 'C', 'L'}}
+
+// separatorDigest returns the precomputed hash of separator data in the
+// bank, when there is one.
+func separatorDigest(alg Algorithm, data []byte) ([]byte, bool) {
+	var b int
+	switch alg {
+	case SHA1:
+		b = 0
+	case SHA256:
+		b = 1
+	default:
+		return nil, false
+	}
+	for v := range separatorValues {
+		if bytes.Equal(data, separatorValues[v][:]) {
+			return separatorDigests[b][v], true
 		}
 	}
 	return nil, false

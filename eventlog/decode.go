@@ -307,23 +307,45 @@ func (dc *decoder) utf16(d []byte) (string, bool) {
 	return dc.str(start), nul
 }
 
-// decode returns the typed view of an event's data with its own decoder.
-func decode(e *Event) EventData {
+// Decode returns the typed view of the event's data (see the EventData
+// types), or an *Opaque when the type is not decoded or its data is
+// malformed. It decodes anew on each call; Log.DecodeAll decodes a whole
+// log with fewer allocations.
+func (e *Event) Decode() EventData {
 	var dc decoder
 	return dc.decode(e)
+}
+
+// DecodeAll returns the typed view of every event's data, in log order
+// (see Event.Decode).
+func (l *Log) DecodeAll() []EventData {
+	var sizes decodeSizes
+	for i := range l.Events {
+		sizes.count(l.Events[i].Type, l.Events[i].Data)
+	}
+	dc := newDecoder(&sizes)
+	out := make([]EventData, len(l.Events))
+	for i := range l.Events {
+		if i == 0 && l.SpecID != nil {
+			out[0] = l.SpecID // decoded by Parse
+			continue
+		}
+		out[i] = dc.decode(&l.Events[i])
+	}
+	return out
 }
 
 // decode returns the typed view of an event's data. It never fails: data
 // that does not fit its type's structure becomes an *Opaque with a reason.
 func (dc *decoder) decode(e *Event) EventData {
+	if reason := malformed(e); reason != "" {
+		return &Opaque{Reason: reason}
+	}
 	d := e.Data
 	switch e.Type {
 	case EV_NO_ACTION:
 		return decodeNoAction(e)
 	case EV_SEPARATOR:
-		if len(d) != 4 {
-			return &Opaque{Reason: fmt.Sprintf("separator data is %d bytes, expected 4", len(d))}
-		}
 		v := binary.LittleEndian.Uint32(d)
 		return dc.separators.put(Separator{Value: v, Error: v == 0xFFFFFFFF || v == 1})
 	case EV_ACTION, EV_EFI_ACTION:
@@ -343,18 +365,10 @@ func (dc *decoder) decode(e *Event) EventData {
 		}
 	case EV_EFI_HCRTM_EVENT:
 		return &HCRTM{Text: asciiString(d)}
-	case EV_EFI_PLATFORM_FIRMWARE_BLOB, EV_EFI_SPDM_FIRMWARE_BLOB:
-		if e.Type == EV_EFI_PLATFORM_FIRMWARE_BLOB {
-			if len(d) != 16 {
-				return &Opaque{Reason: fmt.Sprintf("firmware blob data is %d bytes, expected 16", len(d))}
-			}
-			return dc.blobs.put(FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])})
-		}
+	case EV_EFI_PLATFORM_FIRMWARE_BLOB:
+		return dc.blobs.put(FirmwareBlob{Base: binary.LittleEndian.Uint64(d), Length: binary.LittleEndian.Uint64(d[8:])})
 	case EV_EFI_PLATFORM_FIRMWARE_BLOB2:
-		if len(d) < 1 || len(d) != 1+int(d[0])+16 {
-			return &Opaque{Reason: fmt.Sprintf("firmware blob data is %d bytes, which does not fit UEFI_PLATFORM_FIRMWARE_BLOB2", len(d))}
-		}
-		n := int(d[0])
+		n, _ := blob2Layout(d)
 		return dc.blobs.put(FirmwareBlob{Description: asciiString(d[1 : 1+n]), Base: binary.LittleEndian.Uint64(d[1+n:]), Length: binary.LittleEndian.Uint64(d[9+n:])})
 	case EV_EFI_HANDOFF_TABLES:
 		return decodeHandoff(d, false)
@@ -365,10 +379,7 @@ func (dc *decoder) decode(e *Event) EventData {
 	case EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER:
 		return dc.decodeImageLoad(d)
 	case EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_BOOT, EV_EFI_VARIABLE_BOOT2, EV_EFI_VARIABLE_AUTHORITY:
-		v, err := parseVariable(d)
-		if err != nil {
-			return &Opaque{Reason: err.Error()}
-		}
+		v, _ := parseVariable(d)
 		v.Name, _ = dc.utf16(d[32 : 32+2*binary.LittleEndian.Uint64(d[16:])])
 		p := dc.variables.put(v)
 		p.interpret(e.Type)
@@ -384,8 +395,8 @@ func decodeNoAction(e *Event) EventData {
 			return s
 		}
 	}
-	if len(d) == 17 && string(d[:16]) == "StartupLocality\x00" {
-		return &StartupLocality{Locality: d[16]}
+	if l, ok := startupLocality(e); ok {
+		return &StartupLocality{Locality: l}
 	}
 	sig := d
 	if i := bytes.IndexByte(sig, 0); i >= 0 {
@@ -402,17 +413,12 @@ func decodeNoAction(e *Event) EventData {
 }
 
 func (dc *decoder) decodeIPL(d []byte) EventData {
-	// systemd-boot has logged UTF-16 strings followed by one stray NUL
-	// byte, so an odd length ending in 0 is read without that byte.
-	u := d
-	if len(u)%2 == 1 && u[len(u)-1] == 0 {
-		u = u[:len(u)-1]
+	utf16, n, nul := iplForm(d)
+	if utf16 {
+		text, _ := dc.utf16(d[:n])
+		return dc.ipls.put(IPL{Text: text, UTF16: true, TrailingNUL: nul})
 	}
-	if isUTF16(u) {
-		text, nul := dc.utf16(u)
-		return dc.ipls.put(IPL{Text: text, UTF16: true, TrailingNUL: nul || len(u) < len(d)})
-	}
-	return dc.ipls.put(IPL{Text: dc.ascii(d), TrailingNUL: len(d) > 0 && d[len(d)-1] == 0})
+	return dc.ipls.put(IPL{Text: dc.ascii(d), TrailingNUL: nul})
 }
 
 func decodeSCRTMVersion(d []byte) EventData {
@@ -428,50 +434,25 @@ func decodeSCRTMVersion(d []byte) EventData {
 	return &SCRTMVersion{Version: asciiString(d)}
 }
 
+// decodeHandoff decodes data that passed handoffLayout.
 func decodeHandoff(d []byte, withDescription bool) EventData {
-	var desc string
+	desc, tables, _ := handoffLayout(d, withDescription)
+	h := &HandoffTables{Tables: make([]HandoffTable, len(tables)/24)}
 	if withDescription {
-		if len(d) < 1 || len(d) < 1+int(d[0]) {
-			return &Opaque{Reason: "handoff table description runs past the event data"}
-		}
-		n := int(d[0])
-		desc = asciiString(d[1 : 1+n])
-		d = d[1+n:]
+		h.Description = asciiString(desc)
 	}
-	if len(d) < 8 {
-		return &Opaque{Reason: fmt.Sprintf("handoff table data is %d bytes, shorter than NumberOfTables", len(d))}
-	}
-	n := binary.LittleEndian.Uint64(d)
-	if n > uint64(len(d)-8)/24 || uint64(len(d)-8) != n*24 {
-		return &Opaque{Reason: fmt.Sprintf("handoff table data of %d bytes does not hold NumberOfTables %d entries of 24 bytes", len(d), n)}
-	}
-	h := &HandoffTables{Description: desc, Tables: make([]HandoffTable, n)}
 	for i := range h.Tables {
-		e := d[8+24*i:]
+		e := tables[24*i:]
 		copy(h.Tables[i].VendorGUID[:], e[:16])
 		h.Tables[i].Address = binary.LittleEndian.Uint64(e[16:])
 	}
 	return h
 }
 
-const (
-	gptHeaderSize = 92
-	gptSignature  = "EFI PART"
-)
-
+// decodeGPT decodes data that passed gptLayout.
 func decodeGPT(d []byte) EventData {
-	if len(d) < gptHeaderSize+8 {
-		return &Opaque{Reason: fmt.Sprintf("GPT event data is %d bytes, shorter than a GPT header and partition count", len(d))}
-	}
-	if string(d[:8]) != gptSignature {
-		return &Opaque{Reason: "GPT header signature is not \"EFI PART\""}
-	}
-	entrySize := binary.LittleEndian.Uint32(d[84:])
-	n := binary.LittleEndian.Uint64(d[gptHeaderSize:])
+	entrySize, n, _ := gptLayout(d)
 	rest := d[gptHeaderSize+8:]
-	if entrySize < 128 || n > uint64(len(rest))/uint64(entrySize) || n*uint64(entrySize) != uint64(len(rest)) {
-		return &Opaque{Reason: fmt.Sprintf("GPT event holds %d bytes of partition entries, which does not match %d entries of %d bytes", len(rest), n, entrySize)}
-	}
 	g := &GPT{Header: d[:gptHeaderSize:gptHeaderSize], Partitions: make([]GPTPartition, n)}
 	copy(g.DiskGUID[:], d[56:72])
 	for i := range g.Partitions {
@@ -487,14 +468,9 @@ func decodeGPT(d []byte) EventData {
 	return g
 }
 
+// decodeImageLoad decodes data that passed imageLoadLayout.
 func (dc *decoder) decodeImageLoad(d []byte) EventData {
-	if len(d) < 32 {
-		return &Opaque{Reason: fmt.Sprintf("image load event data is %d bytes, shorter than the 32-byte UEFI_IMAGE_LOAD_EVENT header", len(d))}
-	}
-	n := binary.LittleEndian.Uint64(d[24:])
-	if n > uint64(len(d)-32) {
-		return &Opaque{Reason: fmt.Sprintf("device path length %d runs past the %d-byte event data", n, len(d))}
-	}
+	n, _ := imageLoadLayout(d)
 	return dc.images.put(ImageLoad{
 		LocationInMemory: binary.LittleEndian.Uint64(d),
 		LengthInMemory:   binary.LittleEndian.Uint64(d[8:]),

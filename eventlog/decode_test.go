@@ -210,12 +210,16 @@ func TestDecodeRealEvents(t *testing.T) {
 			if e.Type != tt.typ {
 				t.Fatalf("event %d type = %s, want %s", tt.event, e.Type, tt.typ)
 			}
+			decoded := log.DecodeAll()[tt.event]
+			if one := e.Decode(); one.Kind() != decoded.Kind() {
+				t.Fatalf("event %d: Decode gives %T, DecodeAll %T", tt.event, one, decoded)
+			}
 			defer func() {
 				if r := recover(); r != nil {
-					t.Fatalf("event %d decoded as %T: %v", tt.event, e.Decoded, r)
+					t.Fatalf("event %d decoded as %T: %v", tt.event, decoded, r)
 				}
 			}()
-			tt.check(t, e.Decoded)
+			tt.check(t, decoded)
 		})
 	}
 }

@@ -40,8 +40,8 @@ func Example() {
 	}
 	fmt.Println("verified banks:", res.VerifiedBanks(), "findings:", len(res.Findings))
 
-	for _, e := range log.Events {
-		if v, ok := e.Decoded.(*eventlog.EFIVariable); ok && v.Name == "SecureBoot" {
+	for _, d := range log.DecodeAll() {
+		if v, ok := d.(*eventlog.EFIVariable); ok && v.Name == "SecureBoot" {
 			fmt.Println("SecureBoot enabled:", v.IsSecureBootEnabled())
 		}
 	}

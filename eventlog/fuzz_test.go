@@ -50,24 +50,13 @@ func exerciseLog(t *testing.T, raw []byte) {
 		return
 	}
 	prev := -1
+	all := log.DecodeAll()
 	for i, e := range log.Events {
 		if e.Number != i || e.Offset <= prev || e.Offset >= len(raw) {
 			t.Fatalf("event %d: number %d offset %d after offset %d", i, e.Number, e.Offset, prev)
 		}
 		prev = e.Offset
-		if e.Decoded == nil {
-			t.Fatalf("event %d has no decoded data", i)
-		}
-		_ = e.Decoded.Kind()
-		if il, ok := e.Decoded.(*ImageLoad); ok {
-			_ = il.DevicePath.String()
-		}
-		if v, ok := e.Decoded.(*EFIVariable); ok && v.LoadOption != nil {
-			_ = v.LoadOption.DevicePath.String()
-		}
-		if _, err := json.Marshal(e.Decoded); err != nil {
-			t.Fatalf("event %d: decoded data does not marshal: %v", i, err)
-		}
+		checkDecoded(t, &log.Events[i], all[i])
 	}
 	_ = Check(log)
 	values, err := Replay(log)
@@ -147,4 +136,31 @@ func FuzzDecodeEvent(f *testing.F) {
 		raw := append(agileHeader(sha256Only), agileEvent(pcr, EventType(typ), data, sha256Of(data))...)
 		exerciseLog(t, raw)
 	})
+}
+
+// checkDecoded checks that the typed view of one event can be used, that
+// Decode and DecodeAll agree, and that the structural check of Check
+// agrees with the decoder.
+func checkDecoded(t *testing.T, e *Event, decoded EventData) {
+	t.Helper()
+	if decoded == nil {
+		t.Fatalf("event %d has no decoded data", e.Number)
+	}
+	one := e.Decode()
+	if one.Kind() != decoded.Kind() {
+		t.Fatalf("event %d: Decode gives %T, DecodeAll %T", e.Number, one, decoded)
+	}
+	o, opaque := decoded.(*Opaque)
+	if reason := malformed(e); (reason != "") != (opaque && o.Reason != "") {
+		t.Fatalf("event %d: structural check says %q, decoder gives %T %+v", e.Number, reason, decoded, decoded)
+	}
+	if il, ok := decoded.(*ImageLoad); ok {
+		_ = il.DevicePath.String()
+	}
+	if v, ok := decoded.(*EFIVariable); ok && v.LoadOption != nil {
+		_ = v.LoadOption.DevicePath.String()
+	}
+	if _, err := json.Marshal(decoded); err != nil {
+		t.Fatalf("event %d: decoded data does not marshal: %v", e.Number, err)
+	}
 }

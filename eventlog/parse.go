@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Format is the record layout of a log.
@@ -68,9 +69,9 @@ type Log struct {
 	Padding int
 }
 
-// Event is one log record. Digests, Data and the slices inside Decoded
-// share memory with the input of Parse: do not modify that input while the
-// Log is in use.
+// Event is one log record. Digests and Data, and the slices inside the
+// EventData that Decode returns, share memory with the input of Parse: do
+// not modify that input while the Log is in use.
 type Event struct {
 	// Number is the event's position in the log, counting from 0 and
 	// including the Spec ID event. It is the EventNum of tpm2_eventlog.
@@ -85,11 +86,8 @@ type Event struct {
 	// Digests holds one digest per bank the event carries, in log order.
 	// Digests of algorithms this package does not know are skipped.
 	Digests []Digest
-	// Data is the raw event data.
+	// Data is the raw event data. Decode returns its typed view.
 	Data []byte
-	// Decoded is the typed view of Data (see the EventData types), or an
-	// *Opaque when the type is not decoded or its data is malformed.
-	Decoded EventData
 }
 
 // Digest is an event digest for one bank.
@@ -159,8 +157,10 @@ const (
 // are all 0x00 or all 0xFF, the unused space of a fixed-size log area (TDX
 // CCEL tables are padded with 0xFF).
 //
-// Parse checks structure only. It never hashes anything: Replay and Verify
-// do.
+// Parse checks the record structure only. It neither hashes nor decodes
+// event data: Replay and Verify hash, Check and Verify check the data of
+// the types whose digest is its hash, and Event.Decode and Log.DecodeAll
+// return the typed view of the data.
 func Parse(raw []byte) (*Log, error) {
 	if len(raw) < sha1EventHeaderSize {
 		return nil, &ParseError{Event: 0, Offset: 0, Err: fmt.Errorf("%w: log is %d bytes, shorter than one %d-byte event header; check that the whole file was read", ErrMalformed, len(raw), sha1EventHeaderSize)}
@@ -201,9 +201,11 @@ func Parse(raw []byte) (*Log, error) {
 
 	off := p.off
 	for off < len(raw) {
-		if n := paddingLen(raw[off:]); n > 0 {
-			log.Padding = n
-			break
+		if startsLikePadding(raw[off:]) {
+			if n := paddingLen(raw[off:]); n > 0 {
+				log.Padding = n
+				break
+			}
 		}
 		ev := p.next()
 		var err error
@@ -213,22 +215,29 @@ func Parse(raw []byte) (*Log, error) {
 			err = p.agileEvent(ev, len(p.events)-1, off)
 		}
 		if err != nil {
-			return nil, err
+			return nil, withHeaderHint(err, &first, log.Format)
 		}
-		p.sizes.count(ev.Type, ev.Data)
 		off = p.off
-	}
-
-	dc := newDecoder(&p.sizes)
-	for i := range p.events {
-		if i == 0 && log.SpecID != nil {
-			p.events[0].Decoded = log.SpecID // decoded above
-			continue
-		}
-		p.events[i].Decoded = dc.decode(&p.events[i])
 	}
 	log.Events = p.events
 	return log, nil
+}
+
+// withHeaderHint adds the header's signature to a parse error of a SHA-1
+// format log whose first event has a Spec ID signature other than "Spec
+// ID Event03". TPM 1.2 logs may start with "Spec ID Event00" or "Spec ID
+// Event02", so those signatures are no error. A crypto-agile log with a
+// damaged signature, though, fails later at an event that looks
+// unrelated.
+func withHeaderHint(err error, first *Event, format Format) error {
+	const prefix = "Spec ID Event"
+	var pe *ParseError
+	if format != FormatSHA1 || first.Type != EV_NO_ACTION || !bytes.HasPrefix(first.Data, []byte(prefix)) || !errors.As(err, &pe) {
+		return err
+	}
+	sig := first.Data[:min(len(first.Data), len(specIDSignature))]
+	pe.Err = fmt.Errorf("%w (event 0 has the signature %q, not %q, so the log was read in the SHA-1 format: if it is a crypto-agile log, its header is damaged)", pe.Err, bytes.TrimRight(sig, "\x00"), strings.TrimRight(specIDSignature, "\x00"))
+	return pe
 }
 
 type parser struct {
@@ -238,12 +247,10 @@ type parser struct {
 	known   []Algorithm
 	events  []Event
 	digests []Digest
-	sizes   decodeSizes
 }
 
 func (p *parser) add(ev Event) {
 	*p.next() = ev
-	p.sizes.count(ev.Type, ev.Data)
 }
 
 // next extends p.events by one event and returns it, for the parser to
@@ -368,7 +375,7 @@ func (p *parser) agileEvent(ev *Event, num, off int) error {
 func countEvents(raw []byte, off int, format Format, algs []AlgorithmSize) (events, digests int) {
 	for off < len(raw) {
 		rest := raw[off:]
-		if paddingLen(rest) > 0 {
+		if startsLikePadding(rest) && paddingLen(rest) > 0 {
 			return events, digests
 		}
 		if format == FormatSHA1 {
@@ -485,16 +492,21 @@ var (
 	}()
 )
 
+// startsLikePadding reports whether b may be padding rather than an
+// event. A real event differs from the padding within its 8-byte PCR index
+// and event type. It is small enough to inline, so the parse loops pay no
+// call for it.
+func startsLikePadding(b []byte) bool {
+	if len(b) < 8 {
+		return true
+	}
+	w := binary.LittleEndian.Uint64(b)
+	return w == 0 || w == ^uint64(0)
+}
+
 // paddingLen returns len(b) when b is non-empty and all 0x00 or all 0xFF,
 // and 0 otherwise.
 func paddingLen(b []byte) int {
-	// Fast path: a real event differs from the padding within its 8-byte
-	// PCR index and event type.
-	if len(b) >= 8 {
-		if w := binary.LittleEndian.Uint64(b); w != 0 && w != ^uint64(0) {
-			return 0
-		}
-	}
 	var block []byte
 	switch b[0] {
 	case 0x00:
@@ -502,11 +514,6 @@ func paddingLen(b []byte) int {
 	case 0xFF:
 		block = onesBlock[:]
 	default:
-		return 0
-	}
-	// A real event differs from the padding within its 8-byte PCR index
-	// and event type, so check those first.
-	if n := min(len(b), 8); !bytes.Equal(b[:n], block[:n]) {
 		return 0
 	}
 	for rest := b; len(rest) > 0; {

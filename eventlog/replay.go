@@ -132,8 +132,8 @@ func startLocality(log *Log) (locality byte, ok, hcrtm bool) {
 		e := &log.Events[i]
 		switch e.Type {
 		case EV_NO_ACTION:
-			if l, isLoc := e.Decoded.(*StartupLocality); isLoc && !ok && e.PCR == 0 {
-				locality, ok = l.Locality, true
+			if l, isLoc := startupLocality(e); isLoc && !ok && e.PCR == 0 {
+				locality, ok = l, true
 			}
 		case EV_EFI_HCRTM_EVENT:
 			hcrtm = true

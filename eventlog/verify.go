@@ -399,7 +399,11 @@ const (
 // fixExitBootServices applies WorkaroundExitBootServices to one bank.
 func fixExitBootServices(log *Log, br *BankResult) bool {
 	for i := range log.Events {
-		if a, ok := log.Events[i].Decoded.(*Action); ok && (a.Text == ebsInvocation || a.Text == ebsReturned) {
+		e := &log.Events[i]
+		if e.Type != EV_EFI_ACTION && e.Type != EV_ACTION {
+			continue
+		}
+		if a, ok := e.Decode().(*Action); ok && (a.Text == ebsInvocation || a.Text == ebsReturned) {
 			return false
 		}
 	}

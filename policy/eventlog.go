@@ -60,6 +60,7 @@ func FromVerifiedLog(log *eventlog.Log, res *eventlog.Result) (*Evidence, error)
 		faulty[f.Event] = true
 	}
 
+	decoded := log.DecodeAll()
 	for i := range log.Events {
 		le := &log.Events[i]
 		if le.Type == eventlog.EV_NO_ACTION {
@@ -84,7 +85,7 @@ func FromVerifiedLog(log *eventlog.Log, res *eventlog.Result) (*Evidence, error)
 		if len(e.Digests) == 0 {
 			return nil, fmt.Errorf("policy: event %d (PCR %d) has no digest in the verified banks %v", le.Number, le.PCR, ev.banks)
 		}
-		decodeInto(&e, le.Decoded)
+		decodeInto(&e, decoded[i])
 		ev.events = append(ev.events, e)
 	}
 	labelEvents(ev.events)

@@ -225,7 +225,7 @@ func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge,
 		return nil, err
 	}
 	ch := &challenge{
-		id: id, machine: m.Name, nonce: nonce, pcrs: s.imaSelectionLocked(m),
+		id: id, machine: m.Name, nonce: nonce, pcrs: s.pcrSelectionLocked(m),
 		expires: now.Add(s.cfg.ChallengeTTL), imaOffset: m.IMAOffset,
 	}
 	if c, ok := s.logCache[m.Name]; ok {

@@ -337,7 +337,7 @@ const maxSummary = 120
 // digest (which is the image's hash), so the summary says so.
 func summarizeEvent(e *eventlog.Event) string {
 	var s string
-	switch d := e.Decoded.(type) {
+	switch d := e.Decode().(type) {
 	case *eventlog.ImageLoad:
 		path := d.DevicePath.File()
 		if path == "" {

@@ -101,6 +101,25 @@ func (p *BundlePolicy) ApproveReference(reference []byte, by string, at time.Tim
 	return out, note, err
 }
 
+// RequiredPCRs implements PCRSelector: the PCRs of the bundles, the rules
+// and the machine's firmware revision (the approved one, or the pending
+// one before the first approval).
+func (p *BundlePolicy) RequiredPCRs(reference []byte) ([]int, error) {
+	if len(reference) == 0 {
+		return p.Engine.RequiredPCRs(nil)
+	}
+	r, err := parseBundleReference(reference)
+	if err != nil {
+		pcrs, _ := p.Engine.RequiredPCRs(nil)
+		return pcrs, err
+	}
+	baseline := r.Approved
+	if baseline == nil {
+		baseline = r.Pending
+	}
+	return p.Engine.RequiredPCRs(baseline)
+}
+
 // Evaluate implements Policy.
 func (p *BundlePolicy) Evaluate(reference []byte, boot *Boot) (*Outcome, error) {
 	r, err := parseBundleReference(reference)

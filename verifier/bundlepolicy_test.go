@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -418,4 +419,23 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestChallengeQuotesPolicyPCRs checks that challenges ask for the PCRs a
+// bundle's components are for, beyond the configured selection: a quote
+// without them could never be trusted.
+func TestChallengeQuotesPolicyPCRs(t *testing.T) {
+	inPCR11 := func(s string) string { return strings.Replace(s, `"pcr": 4,`, `"pcr": 11,`, 1) }
+	engine := bundleEngine(t, policy.Rules{}, inPCR11)
+	h := newHarness(t, Config{Policy: &BundlePolicy{Engine: engine}})
+	a := h.newAgent(t, "uki1", "")
+	if err := a.Enroll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	ch := h.challenge(t, "uki1")
+	want := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 14}
+	if !slices.Equal(ch.PCRs, want) {
+		t.Errorf("challenge PCRs = %v, want %v", ch.PCRs, want)
+	}
 }

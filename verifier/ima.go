@@ -300,19 +300,24 @@ func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api
 	return res.Failures, nil
 }
 
-// imaSelectionLocked returns the PCRs to quote for m: the configured ones,
-// plus PCR 10 when the machine has IMA (an IMA record in this boot, or an
-// IMA list in evidence since the server started). s.mu is held.
-func (s *Server) imaSelectionLocked(m store.Machine) []int {
+// pcrSelectionLocked returns the PCRs to quote for m: the configured ones,
+// the ones the policy requires for m (see PCRSelector), and PCR 10 when
+// the machine has IMA (an IMA record in this boot, or an IMA list in
+// evidence since the server started). s.mu is held.
+func (s *Server) pcrSelectionLocked(m store.Machine) []int {
 	pcrs := slices.Clone(s.cfg.PCRs)
-	if slices.Contains(pcrs, imaPCR) {
-		return pcrs
+	if sel, ok := s.policy.(PCRSelector); ok {
+		required, err := sel.RequiredPCRs(m.Reference)
+		if err != nil {
+			s.log.Warn("policy cannot list the PCRs it requires: quoting the configured PCRs only", "machine", m.Name, "err", err)
+		}
+		pcrs = append(pcrs, required...)
 	}
 	if len(m.IMAState) > 0 || s.sessionLocked(m.Name).hasIMA {
 		pcrs = append(pcrs, imaPCR)
-		slices.Sort(pcrs)
 	}
-	return pcrs
+	slices.Sort(pcrs)
+	return slices.Compact(pcrs)
 }
 
 // noteIMA handles evidence for a challenge without PCR 10: when it carries

@@ -19,6 +19,15 @@ type Policy interface {
 	Evaluate(reference []byte, boot *Boot) (*Outcome, error)
 }
 
+// PCRSelector is implemented by a Policy whose Evaluate needs PCRs quoted
+// beyond the server's configured selection, such as PCR 11 for a bundle of
+// unified kernel images. The server adds them to every challenge.
+type PCRSelector interface {
+	// RequiredPCRs returns the PCRs a quote must cover for Evaluate to
+	// trust a machine with the stored reference (nil before Learn).
+	RequiredPCRs(reference []byte) ([]int, error)
+}
+
 // Reason codes of the first-boot policy.
 const (
 	ReasonEventUnexpected = "event_unexpected"

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -52,14 +54,11 @@ raw data and full decoding. FILE "-" reads standard input.` + eventlogExitCodes,
 			if err != nil {
 				return withExitCode(exitUnreadable, err)
 			}
-			out := showOutput(log)
-			switch format {
-			case "json":
-				return writeJSON(cmd.OutOrStdout(), out)
-			case "yaml":
-				return writeYAML(cmd.OutOrStdout(), out)
+			w := bufio.NewWriter(cmd.OutOrStdout())
+			if err := writeShow(w, format, log); err != nil {
+				return err
 			}
-			return writeShowTable(cmd.OutOrStdout(), out)
+			return w.Flush()
 		},
 	}
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
@@ -109,7 +108,7 @@ when strict replay does not match (repeat it, or pass "all"):
 			if expectPath == "" {
 				values, err := eventlog.Replay(log)
 				if err != nil {
-					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", displayPath(args[0]), err))
+					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", args[0], err))
 				}
 				for _, alg := range log.Banks {
 					if _, ok := values[alg]; !ok {
@@ -118,9 +117,9 @@ when strict replay does not match (repeat it, or pass "all"):
 				}
 				return writeReplay(cmd.OutOrStdout(), format, values)
 			}
-			raw, err := readLimited(expectPath, cmd.InOrStdin(), maxSmallFileSize)
+			raw, err := readInput(cmd, expectPath)
 			if err != nil {
-				return withExitCode(exitUnreadable, fmt.Errorf("--expect: %w", err))
+				return withExitCode(exitUnreadable, err)
 			}
 			expected, err := eventlog.ParseExpectedPCRs(raw)
 			if err != nil {
@@ -128,7 +127,7 @@ when strict replay does not match (repeat it, or pass "all"):
 			}
 			res, verr := eventlog.Verify(log, expected, opts)
 			if res == nil {
-				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", displayPath(args[0]), verr))
+				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", args[0], verr))
 			}
 			if err := writeVerify(cmd.OutOrStdout(), format, res); err != nil {
 				return err
@@ -180,6 +179,7 @@ const maxEventLogSize = 64 << 20
 
 func readInput(cmd *cobra.Command, path string) ([]byte, error) {
 	var r io.Reader
+	var buf bytes.Buffer
 	if path == "-" {
 		r = cmd.InOrStdin()
 	} else {
@@ -189,15 +189,19 @@ func readInput(cmd *cobra.Command, path string) ([]byte, error) {
 		}
 		defer f.Close()
 		r = f
+		// Reading into a buffer of the file's size avoids the copies of a
+		// growing buffer, which would double the memory a large log takes.
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= maxEventLogSize {
+			buf.Grow(int(fi.Size()) + bytes.MinRead)
+		}
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxEventLogSize+1))
-	if err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxEventLogSize+1)); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if len(b) > maxEventLogSize {
+	if buf.Len() > maxEventLogSize {
 		return nil, fmt.Errorf("%s is larger than %d MiB, which no event log is", path, maxEventLogSize>>20)
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 func readEventLog(cmd *cobra.Command, path string) (*eventlog.Log, error) {
@@ -210,182 +214,6 @@ func readEventLog(cmd *cobra.Command, path string) (*eventlog.Log, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return log, nil
-}
-
-type showEvent struct {
-	Number  int                `json:"number"`
-	Offset  int                `json:"offset"`
-	PCR     uint32             `json:"pcr"`
-	Type    eventlog.EventType `json:"type"`
-	Digests map[string]string  `json:"digests"`
-	Size    int                `json:"data_size"`
-	Data    string             `json:"data,omitempty"`
-	Kind    string             `json:"kind"`
-	Decoded eventlog.EventData `json:"decoded,omitempty"`
-	Summary string             `json:"summary"`
-}
-
-type showLog struct {
-	Format   eventlog.Format      `json:"format"`
-	Banks    []eventlog.Algorithm `json:"banks"`
-	Padding  int                  `json:"padding,omitempty"`
-	Events   []showEvent          `json:"events"`
-	Findings []eventlog.Finding   `json:"findings"`
-}
-
-// maxShownData bounds the raw data printed per event in JSON and YAML.
-const maxShownData = 1024
-
-func showOutput(log *eventlog.Log) showLog {
-	out := showLog{Format: log.Format, Banks: log.Banks, Padding: log.Padding, Findings: eventlog.Check(log)}
-	if out.Findings == nil {
-		out.Findings = []eventlog.Finding{}
-	}
-	for i := range log.Events {
-		e := &log.Events[i]
-		se := showEvent{Number: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Size: len(e.Data),
-			Digests: map[string]string{}, Kind: e.Decoded.Kind(), Summary: summarize(e)}
-		for _, d := range e.Digests {
-			se.Digests[d.Alg.String()] = hex.EncodeToString(d.Value)
-		}
-		if len(e.Data) <= maxShownData {
-			se.Data = hex.EncodeToString(e.Data)
-		}
-		if _, opaque := e.Decoded.(*eventlog.Opaque); !opaque {
-			se.Decoded = e.Decoded
-		}
-		out.Events = append(out.Events, se)
-	}
-	return out
-}
-
-// summarize returns a one-line description of an event for the table,
-// or the data size when the decoded data has nothing to show.
-func summarize(e *eventlog.Event) string {
-	if s := summarizeDecoded(e); s != "" {
-		return s
-	}
-	return fmt.Sprintf("%d bytes", len(e.Data))
-}
-
-func summarizeDecoded(e *eventlog.Event) string {
-	switch d := e.Decoded.(type) {
-	case *eventlog.SpecIDEvent:
-		var algs []string
-		for _, a := range d.Algorithms {
-			algs = append(algs, a.Alg.String())
-		}
-		return fmt.Sprintf("Spec ID Event03, spec %d.%d, banks %s", d.VersionMajor, d.VersionMinor, strings.Join(algs, ","))
-	case *eventlog.StartupLocality:
-		return fmt.Sprintf("StartupLocality %d", d.Locality)
-	case *eventlog.NoAction:
-		return d.Signature
-	case *eventlog.Separator:
-		switch {
-		case d.Error:
-			return fmt.Sprintf("separator 0x%08x (error)", d.Value)
-		case d.Value != 0:
-			return fmt.Sprintf("separator 0x%08x", d.Value)
-		}
-		return "separator"
-	case *eventlog.Action:
-		return d.Text
-	case *eventlog.IPL:
-		return d.Text
-	case *eventlog.Text:
-		return d.Text
-	case *eventlog.HCRTM:
-		return d.Text
-	case *eventlog.SCRTMVersion:
-		switch {
-		case d.GUID != nil:
-			return "version GUID " + d.GUID.String()
-		case d.Version == "":
-			// OVMF logs a UTF-16 string of only the terminating NUL.
-			return "empty version string"
-		}
-		return d.Version
-	case *eventlog.FirmwareBlob:
-		return strings.TrimSpace(fmt.Sprintf("%s base 0x%x length 0x%x", d.Description, d.Base, d.Length))
-	case *eventlog.HandoffTables:
-		var tables []string
-		for _, t := range d.Tables {
-			tables = append(tables, t.VendorGUID.String())
-		}
-		return strings.TrimSpace(d.Description + " " + strings.Join(tables, ","))
-	case *eventlog.GPT:
-		return fmt.Sprintf("GPT disk %s, %d partitions", d.DiskGUID, len(d.Partitions))
-	case *eventlog.ImageLoad:
-		if f := d.DevicePath.File(); f != "" {
-			return f
-		}
-		if p := d.DevicePath.String(); p != "" {
-			return p
-		}
-		// Firmware logs no device path for an image that LoadImage
-		// read from a memory buffer, as shim does for the kernel
-		// that GRUB hands it.
-		return fmt.Sprintf("image of %d bytes at 0x%x, no device path (loaded from memory)", d.LengthInMemory, d.LocationInMemory)
-	case *eventlog.EFIVariable:
-		return summarizeVariable(d)
-	case *eventlog.Opaque:
-		if d.Reason != "" {
-			return "undecoded: " + d.Reason
-		}
-	}
-	return ""
-}
-
-func summarizeVariable(v *eventlog.EFIVariable) string {
-	s := v.Name
-	switch {
-	case v.Enabled != nil:
-		s += fmt.Sprintf(" = %t", *v.Enabled)
-	case v.SignatureLists != nil:
-		n := 0
-		for _, l := range v.SignatureLists {
-			n += len(l.Signatures)
-		}
-		s += fmt.Sprintf(": %d signature lists, %d entries", len(v.SignatureLists), n)
-	case v.Authority != nil:
-		kind := "not a certificate"
-		if v.Authority.X509 {
-			kind = "X.509 certificate"
-		}
-		s += fmt.Sprintf(": authority owned by %s (%s, %d bytes)", v.Authority.Owner, kind, len(v.Authority.Data))
-	case v.LoadOption != nil:
-		s += fmt.Sprintf(": %q %s", v.LoadOption.Description, v.LoadOption.DevicePath)
-	case v.BootOrder != nil:
-		s += fmt.Sprintf(" = %04X", v.BootOrder)
-	case v.Text != "":
-		s += ": " + strings.ReplaceAll(strings.TrimSpace(v.Text), "\n", " ")
-	default:
-		s += fmt.Sprintf(" (%d bytes)", len(v.Data))
-	}
-	return s
-}
-
-func writeShowTable(w io.Writer, out showLog) error {
-	fmt.Fprintf(w, "format: %s, banks: %v, %d events\n\n", out.Format, out.Banks, len(out.Events))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tOFFSET\tPCR\tTYPE\tDATA")
-	for _, e := range out.Events {
-		pcr := fmt.Sprint(e.PCR)
-		if e.PCR == 0xFFFFFFFF {
-			pcr = "-1"
-		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Number, e.Offset, pcr, e.Type, cutText(e.Summary, 100))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(out.Findings) > 0 {
-		fmt.Fprintf(w, "\nfindings:\n")
-		for _, f := range out.Findings {
-			fmt.Fprintf(w, "  %s\n", termText(fmt.Sprint(f)))
-		}
-	}
-	return nil
 }
 
 func writeReplay(w io.Writer, format string, values eventlog.PCRValues) error {

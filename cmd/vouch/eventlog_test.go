@@ -160,8 +160,8 @@ func TestEventlogShowSummaries(t *testing.T) {
 		if err != nil {
 			continue // the corpus holds deliberately broken logs too
 		}
-		for i := range log.Events {
-			if summarize(&log.Events[i]) == "" {
+		for i, d := range log.DecodeAll() {
+			if summarize(&log.Events[i], d) == "" {
 				t.Errorf("%s: event %d (%s) has an empty summary", path, log.Events[i].Number, log.Events[i].Type)
 			}
 		}
