@@ -147,9 +147,10 @@ func chooseApproval(t *tpm.TPM, b *Blob, approvals []*Approval, changed []int) (
 // or this TPM was cleared since. Retrying cannot help.
 var ErrBlobRejected = errors.New("the TPM rejected the sealed blob: it was altered, or sealed by another TPM or before this TPM was cleared")
 
-// blobRejectionCodes are the TPM response codes of TPM2_Load for a
-// private or public area that this TPM did not produce or that was
-// changed afterwards (TPM 2.0 Part 3, TPM2_Load).
+// blobRejectionCodes are the TPM response codes that mean the TPM read the
+// blob and found it unusable. TPM_RC_INTEGRITY is what swtpm and the
+// reference simulator return for an altered private area (see the seal
+// tests). The others are the format codes of a malformed area.
 var blobRejectionCodes = []tpm2.TPMRC{
 	tpm2.TPMRCIntegrity, tpm2.TPMRCBinding, tpm2.TPMRCSize, tpm2.TPMRCValue,
 	tpm2.TPMRCAttributes, tpm2.TPMRCHash, tpm2.TPMRCType, tpm2.TPMRCSymmetric,

@@ -97,7 +97,7 @@ func TestIMAExpectRejectsRepeatedPCR(t *testing.T) {
 }
 
 // TestOfflineInputExitCodes: an input file that is missing or is not what
-// the flag asks for exits 3 (unreadable input) with the file named, not 1
+// the flag expects exits 3 (unreadable input) with the file named, not 1
 // (did not verify) or 2 (usage).
 func TestOfflineInputExitCodes(t *testing.T) {
 	dir := t.TempDir()
