@@ -348,6 +348,9 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 			for _, e := range r.TemplateHashErrors {
 				fmt.Fprintf(out, "template hash error: %s\n", termText(e.Error()))
 			}
+			if more := r.TemplateHashErrorCount - len(r.TemplateHashErrors); more > 0 {
+				fmt.Fprintf(out, "template hash errors: %d more not listed\n", more)
+			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "BANK\tPCR\tSCHEME\tVALUE")
 			for _, alg := range algs {
@@ -367,8 +370,8 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 				}
 			}
 			tw.Flush()
-			if len(r.TemplateHashErrors) > 0 {
-				return withExitCode(exitMismatch, fmt.Errorf("%d entries do not hash to their template hash", len(r.TemplateHashErrors)))
+			if r.TemplateHashErrorCount > 0 {
+				return withExitCode(exitMismatch, fmt.Errorf("%d entries do not hash to their template hash", r.TemplateHashErrorCount))
 			}
 			return nil
 		},
