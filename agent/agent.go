@@ -59,6 +59,10 @@ type Config struct {
 	EventLogPath string
 	// IMAPath is the binary IMA measurement list; empty sends none.
 	IMAPath string
+	// ResultPath is where the agent writes the verifier's signed
+	// attestation result after each verdict, readable by local services
+	// (default StateDir/result.json).
+	ResultPath string
 	TPM     TPM
 	Facts   api.Facts
 	Logger  *slog.Logger
@@ -306,7 +310,29 @@ func (a *Agent) AttestOnce(ctx context.Context) error {
 	}
 	a.recordResetCount(a.lastResetCount)
 	a.log.Info("attested", "state", verdict.State, "boot", verdict.BootCount, "reasons", len(verdict.Reasons))
+	if len(verdict.Result) > 0 {
+		if err := a.saveResult(verdict.Result); err != nil {
+			a.log.Warn("cannot store the signed attestation result", "file", a.resultPath(), "err", err)
+		}
+	}
 	return nil
+}
+
+func (a *Agent) resultPath() string {
+	if a.cfg.ResultPath != "" {
+		return a.cfg.ResultPath
+	}
+	return filepath.Join(a.cfg.StateDir, "result.json")
+}
+
+// saveResult replaces the stored attestation result. The result is signed
+// and not secret, so local services may read it (mode 0644).
+func (a *Agent) saveResult(signed []byte) error {
+	tmp := a.resultPath() + ".tmp"
+	if err := os.WriteFile(tmp, signed, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.resultPath())
 }
 
 // Evidence builds the evidence for ch: a quote over its nonce, the PCR

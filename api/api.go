@@ -180,6 +180,10 @@ type Verdict struct {
 	// IMA is the IMA part of the verdict, when the evidence was checked
 	// against an IMA list (or its absence).
 	IMA *IMAReport `json:"ima,omitempty"`
+	// Result is the verdict as a signed attestation result (a DSSE
+	// envelope, see package result), which the agent stores for relying
+	// parties.
+	Result json.RawMessage `json:"result,omitempty"`
 }
 
 // Machine is an enrolled machine as shown to administrators.

@@ -202,6 +202,19 @@ func (e *Envelope) Sign(key *PrivateKey, rand io.Reader) error {
 	return nil
 }
 
+// SignedBy reports whether one of the envelope's signatures is pub's
+// signature over its payload type and payload. It checks nothing else:
+// the caller checks the payload type and parses the payload.
+func (e *Envelope) SignedBy(pub crypto.PublicKey) bool {
+	msg := PAE(e.PayloadType, e.Payload)
+	for _, s := range e.Signatures {
+		if verifySignature(pub, msg, s.Sig) {
+			return true
+		}
+	}
+	return false
+}
+
 // verifySignature reports whether sig is pub's signature over msg.
 func verifySignature(pub crypto.PublicKey, msg, sig []byte) bool {
 	switch k := pub.(type) {

@@ -168,10 +168,12 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if req.Reason != "" {
 		detail += ": " + req.Reason
 	}
-	if err := s.store.UpdateMachine(ctx, m, store.Event{Machine: m.Name, Kind: "revoked", From: old, To: m.State, Detail: detail}); err != nil {
+	ev := store.Event{Machine: m.Name, Kind: "revoked", From: old, To: m.State, Detail: detail}
+	if err := s.store.UpdateMachine(ctx, m, ev); err != nil {
 		s.internalError(w, r, err)
 		return
 	}
+	s.stateChanged(old, m, ev, m.StateSince)
 	s.log.Warn("machine revoked", "machine", m.Name, "ek_sha256", m.EKHash)
 	s.kick(m.Name) // release a waiting agent so it learns of the revocation
 	writeJSON(w, http.StatusOK, toAPIMachine(m))
@@ -181,10 +183,20 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 // unless it was revoked. The history keeps every entry.
 func (s *Server) handleForget(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.store.DeleteMachine(r.Context(), name, store.Event{Machine: name, Kind: "forgotten", Detail: "removed by an administrator"}); err != nil {
+	defer s.lockMachine(name)()
+	m, err := s.store.Machine(r.Context(), name)
+	if err != nil {
 		s.storeError(w, r, err)
 		return
 	}
+	ev := store.Event{Machine: name, Kind: "forgotten", Detail: "removed by an administrator"}
+	if err := s.store.DeleteMachine(r.Context(), name, ev); err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	oldState := m.State
+	m.State = ""
+	s.stateChanged(oldState, m, ev, s.now())
 	s.mu.Lock()
 	delete(s.logCache, name)
 	sess := s.sessions[name]

@@ -48,6 +48,8 @@ type challenge struct {
 	used      bool
 	logSHA256 string
 	imaOffset int64
+	// expiryCounted is set once the metrics counted the challenge as expired.
+	expiryCounted bool
 }
 
 type session struct {
@@ -213,6 +215,9 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) {
 func (s *Server) newChallengeLocked(m store.Machine, now time.Time) (*challenge, error) {
 	for id, ch := range s.challenges {
 		if now.After(ch.expires.Add(usedChallengeRetention)) {
+			if !ch.used {
+				s.countExpiredLocked(ch)
+			}
 			delete(s.challenges, id)
 		}
 	}
@@ -297,6 +302,7 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 		// machine's state stays as it is. A machine whose agent keeps
 		// failing this check becomes unreachable.
 		log.Warn("evidence rejected: quote does not verify with the machine's AK", "remote", r.RemoteAddr, "reason", result.reasons[0].Message)
+		s.countVerdict(r, resultQuoteRejected, reasonCodes(result.reasons))
 		writeJSON(w, http.StatusForbidden, api.Error{Code: api.CodeEvidence, Message: result.reasons[0].Message})
 		return
 	}
@@ -309,6 +315,14 @@ func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	s.sessionLocked(name).busy = s.now().Add(agentReconnectGrace)
 	s.mu.Unlock()
 	verdict := api.Verdict{State: result.machine.State, Reasons: result.reasons, At: now, BootCount: result.machine.BootCount, IMA: result.ima}
+	// The machine as record stored it.
+	stored := result.machine
+	stored.LastVerdictAt, stored.Reasons = now, reasonCodes(result.reasons)
+	if signed, err := s.signedResult(stored); err != nil {
+		log.Error("signing the attestation result failed: the agent gets the verdict without it", "err", err)
+	} else {
+		verdict.Result = signed
+	}
 	switch {
 	case result.rejected == ReasonNonceReused:
 		writeJSON(w, http.StatusConflict, api.Error{Code: api.CodeChallenge, Message: "nonce already used: this evidence is a replay"})
@@ -538,6 +552,14 @@ func (s *Server) record(r *http.Request, old store.Machine, j *judgement, now ti
 	}, ev); err != nil {
 		return err
 	}
+	result := m.State
+	if j.rejected != "" {
+		result = j.rejected
+	}
+	s.countVerdict(r, result, m.Reasons)
+	if m.State != old.State {
+		s.stateChanged(old.State, m, ev, now)
+	}
 	logArgs := []any{"machine", m.Name, "state", m.State, "boot", m.BootCount}
 	if len(m.Reasons) > 0 {
 		logArgs = append(logArgs, "reasons", m.Reasons)
@@ -639,9 +661,11 @@ func (s *Server) markOneUnreachable(ctx context.Context, name string, started, n
 	m.StateSince = now
 	m.Reasons = []string{ReasonUnreachable}
 	detail := fmt.Sprintf("no verified evidence since %s (%d intervals of %s missed)", last.Format(time.RFC3339), s.cfg.UnreachableAfter, s.interval(m))
-	if err := s.store.UpdateMachine(ctx, m, store.Event{Machine: m.Name, Kind: "state", From: old, To: m.State, Detail: detail}); err != nil {
+	ev := store.Event{Machine: m.Name, Kind: "state", From: old, To: m.State, Detail: detail}
+	if err := s.store.UpdateMachine(ctx, m, ev); err != nil {
 		return err
 	}
+	s.stateChanged(old, m, ev, now)
 	s.log.Warn("machine unreachable", "machine", m.Name, "last_verdict", m.LastVerdictAt)
 	return nil
 }

@@ -186,6 +186,7 @@ func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEv
 		}
 	}
 	var events []MeasuredEvent
+	decoded := log.DecodeAll()
 	for i := range log.Events {
 		e := &log.Events[i]
 		if e.Type == eventlog.EV_NO_ACTION || e.PCR >= eventlog.NumPCRs || !selected[int(e.PCR)] {
@@ -195,7 +196,7 @@ func (b *AttestBackend) ReplayEventLog(raw []byte, q *QuoteResult) ([]MeasuredEv
 		if suspect[e.Number] {
 			me.Summary = "its data does not match its digest, so what it shows is not what was measured"
 		} else {
-			me.Summary = summarizeEvent(e)
+			me.Summary = summarizeEvent(decoded[i])
 		}
 		for _, alg := range banks {
 			if d := e.Digest(alg); d != nil {
@@ -335,9 +336,9 @@ const maxSummary = 120
 // summarizeEvent describes an event's data for a person. For a boot
 // application the path comes from the log and is not covered by the
 // digest (which is the image's hash), so the summary says so.
-func summarizeEvent(e *eventlog.Event) string {
+func summarizeEvent(decoded eventlog.EventData) string {
 	var s string
-	switch d := e.Decode().(type) {
+	switch d := decoded.(type) {
 	case *eventlog.ImageLoad:
 		path := d.DevicePath.File()
 		if path == "" {

@@ -253,10 +253,11 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 		m.Reasons = []string{ReasonAwaitingApproval}
 	}
 	ek := store.EK{Hash: e.ekHash, PublicDER: e.ek.PKIX, CertDER: e.ekCert, Note: "trusted by " + e.ekTrust}
-	err = s.store.CreateMachine(ctx, m, ek, store.Event{
+	enrolled := store.Event{
 		Machine: e.name, Kind: "enrolled", To: store.StatePending,
 		Detail: fmt.Sprintf("EK %s trusted by %s; AK bound by credential activation", e.ekHash, e.ekTrust),
-	})
+	}
+	err = s.store.CreateMachine(ctx, m, ek, enrolled)
 	if errors.Is(err, store.ErrConflict) {
 		writeError(w, http.StatusConflict, api.CodeConflict, err.Error())
 		return
@@ -265,6 +266,7 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+	s.stateChanged("", m, enrolled, now)
 	log.Info("machine enrolled", "ek_trust", e.ekTrust, "approved", m.Approved)
 	s.kick(e.name)
 	writeJSON(w, http.StatusOK, api.EnrollResult{Machine: toAPIMachine(m)})

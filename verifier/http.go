@@ -27,12 +27,13 @@ func (s *Server) Handler() http.Handler {
 	})
 
 	for _, rt := range s.routes() {
+		var h http.Handler = rt.handler
 		if rt.admin {
-			mux.Handle(rt.pattern, s.admin(rt.handler))
-		} else {
-			mux.HandleFunc(rt.pattern, rt.handler)
+			h = s.admin(rt.handler)
 		}
+		mux.Handle(rt.pattern, s.observe(rt.pattern, h))
 	}
+	s.dashboardRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (see /v1/openapi.json)")
 	})
@@ -51,6 +52,7 @@ func (s *Server) routes() []route {
 		// Agent endpoints: enrollment proves the AK by credential
 		// activation, evidence by the AK's signature over a fresh nonce.
 		{"POST /v1/enroll", false, s.handleEnroll},
+		{"GET /v1/result-key", false, s.handleResultKey},
 		{"POST /v1/enroll/{id}/activate", false, s.handleActivate},
 		{"GET /v1/agents/{name}/challenge", false, s.handleChallenge},
 		{"POST /v1/agents/{name}/evidence", false, s.handleEvidence},
@@ -58,6 +60,7 @@ func (s *Server) routes() []route {
 		// Admin endpoints need the bearer token.
 		{"GET /v1/machines", true, s.handleListMachines},
 		{"GET /v1/machines/{name}", true, s.handleShowMachine},
+		{"GET /v1/machines/{name}/result", true, s.handleResult},
 		{"DELETE /v1/machines/{name}", true, s.handleForget},
 		{"POST /v1/machines/{name}/approve", true, s.handleApprove},
 		{"POST /v1/machines/{name}/revoke", true, s.handleRevoke},
@@ -93,6 +96,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {
+	setErrorCode(w, code)
 	writeJSON(w, status, api.Error{Code: code, Message: message})
 }
 

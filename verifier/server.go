@@ -20,6 +20,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vouch-attest/vouch/bundle"
 	"github.com/vouch-attest/vouch/store"
 )
 
@@ -67,6 +70,16 @@ type Config struct {
 	// MaxWait bounds how long a challenge request is held open (default 25s).
 	MaxWait time.Duration
 
+	// Registry receives the verifier's Prometheus metrics, which
+	// MetricsHandler serves. The default is a new registry with the Go
+	// runtime and process collectors.
+	Registry *prometheus.Registry
+	// MetricsPerMachine adds metrics labelled with each machine's name,
+	// a series per machine.
+	MetricsPerMachine bool
+	// Notifier receives every change of a machine's state (default none).
+	Notifier Notifier
+
 	// Now and Rand default to time.Now and crypto/rand.Reader.
 	Now  func() time.Time
 	Rand io.Reader
@@ -81,8 +94,12 @@ type Server struct {
 	policy Policy
 	log    *slog.Logger
 	tokens *tokenStore
-	now    func() time.Time
-	rand   io.Reader
+	// resultKey signs attestation results.
+	resultKey *bundle.PrivateKey
+	// metrics is set by New and never nil.
+	metrics *metrics
+	now     func() time.Time
+	rand    io.Reader
 
 	mu          sync.Mutex
 	enrollments map[string]*enrollment
@@ -154,6 +171,13 @@ func New(cfg Config, dataDir string) (*Server, error) {
 	if created {
 		cfg.Logger.Info("created admin token", "file", filepath.Join(dataDir, tokenFile))
 	}
+	resultKey, created, err := loadOrCreateResultKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		cfg.Logger.Info("created attestation result signing key", "public_key", filepath.Join(dataDir, resultPubKeyFile), "key_id", resultKey.KeyID())
+	}
 	s := &Server{
 		cfg:           cfg,
 		store:         cfg.Store,
@@ -161,6 +185,7 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		policy:        cfg.Policy,
 		log:           cfg.Logger,
 		tokens:        tokens,
+		resultKey:     resultKey,
 		now:           cfg.Now,
 		rand:          cfg.Rand,
 		enrollments:   map[string]*enrollment{},
@@ -170,6 +195,9 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		machineLocks:  map[string]*machineLock{},
 		evidenceSlots: make(chan struct{}, maxConcurrentEvidence),
 		stop:          make(chan struct{}),
+	}
+	if s.metrics, err = newMetrics(s, cfg.Registry); err != nil {
+		return nil, err
 	}
 	s.wg.Add(1)
 	go s.watch()

@@ -22,7 +22,7 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	var (
-		server, fingerprint, caFile, name, stateDir string
+		server, fingerprint, caFile, name, stateDir, resultPath string
 		tpmSpec, eventLog, simulateBoot, logLevel   string
 		systemRoots, insecureHTTP                   bool
 		imaPath                                     string
@@ -152,6 +152,7 @@ recording an event.`,
 				StateDir:     stateDir,
 				EventLogPath: eventLog,
 				IMAPath:      imaPath,
+				ResultPath:   resultPath,
 				TPM:          agentTPM,
 				Facts:        api.Facts{Hostname: hostname(), OS: runtime.GOOS + "/" + runtime.GOARCH, AgentVersion: buildVersion(), TPM: t.String()},
 				Logger:       log,
@@ -187,6 +188,7 @@ recording an event.`,
 	f.BoolVar(&systemRoots, "system-roots", false, "verify the verifier's certificate with the system's CAs when neither --server-fingerprint nor --ca is given")
 	f.StringVar(&name, "name", "", "machine name at the verifier (default: the host name)")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/vouch-agent", "directory of the AK and the enrollment state")
+	f.StringVar(&resultPath, "result-file", "", "file to write the verifier's signed attestation result to after each verdict (default: result.json in --state-dir)")
 	f.StringVar(&tpmSpec, "tpm", "device", "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:/path, swtpm:tcp:HOST:PORT or simulator")
 	f.StringVar(&eventLog, "eventlog", agent.DefaultEventLogPath, "TCG boot event log to send")
 	f.StringVar(&imaPath, "ima", agent.DefaultIMAPath, "binary IMA measurement list to send (empty: none)")

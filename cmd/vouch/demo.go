@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/result"
 	"github.com/vouch-attest/vouch/store"
 	"github.com/vouch-attest/vouch/tpm"
 	"github.com/vouch-attest/vouch/verifier"
@@ -193,6 +194,9 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err := d.hostsList(ctx, "$ vouch hosts list"); err != nil {
 		return err
 	}
+	if err := d.showResult(ctx, demoMachines[0].name, filepath.Join(dataDir, "result-key.pub")); err != nil {
+		return err
+	}
 
 	victim := demoMachines[1].name
 	d.section("Tamper with " + victim)
@@ -335,4 +339,31 @@ func (d *demo) hostsList(ctx context.Context, prompt string) error {
 	d.say("\n%s", prompt)
 	printMachines(d.out, ms, time.Now())
 	return nil
+}
+
+// showResult waits for the agent of name to store a signed attestation
+// result that says trusted, and verifies it as a relying party would.
+func (d *demo) showResult(ctx context.Context, name, keyFile string) error {
+	d.section("A relying party checks " + name + "'s signed attestation result")
+	d.say("Each agent stores the verifier's signed verdict; anyone with the verifier's public")
+	d.say("key can check it offline, without the admin token.")
+	pub, err := readResultKey(keyFile)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.dir, name, "result.json")
+	for {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			if r, err := result.Verify(data, pub, time.Now()); err == nil && r.Trusted() {
+				d.say("\n$ vouch result verify %s --key %s --machine %s", path, keyFile, name)
+				return printResult(d.out, "table", r)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent %s stored no trusted attestation result in %s: %w", name, path, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

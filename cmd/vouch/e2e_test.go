@@ -579,6 +579,32 @@ func TestHostsCLI(t *testing.T) {
 		t.Errorf("hosts show: exit %d\n%s", code, out)
 	}
 
+	// Signed attestation results, fetched by the administrator and
+	// written by the agent, verify with the server's result key.
+	resultKey := filepath.Join(s.dataDir, "result-key.pub")
+	fetched := filepath.Join(dir, "result-admin.json")
+	if out, code := run(env, "hosts", "result", "cli1", "--out", fetched); code != 0 {
+		t.Fatalf("hosts result: exit %d\n%s", code, out)
+	}
+	out, code = run(nil, "result", "verify", fetched, "--key", resultKey, "--machine", "cli1")
+	if code != 0 || !strings.Contains(out, "State:     trusted") {
+		t.Errorf("result verify of the fetched result: exit %d\n%s", code, out)
+	}
+	agentResult := filepath.Join(dir, "agent-cli1", "result.json")
+	waitUntil(t, 10*time.Second, "the agent writes result.json", func() bool {
+		out, code = run(nil, "result", "verify", agentResult, "--key", resultKey, "-o", "json")
+		return code == 0
+	})
+	if out, code := run(nil, "result", "verify", fetched, "--key", resultKey, "--machine", "cli2"); code != exitMismatch || !strings.Contains(out, `not "cli2"`) {
+		t.Errorf("result verify --machine cli2: exit %d\n%s", code, out)
+	}
+	if out, code := run(nil, "result", "verify", fetched, "--key", resultKey, "--at", "2099-01-01T00:00:00Z"); code != exitMismatch || !strings.Contains(out, "not valid at this time") {
+		t.Errorf("result verify of an expired result: exit %d\n%s", code, out)
+	}
+	if out, code := run(nil, "result", "verify", tokenFile, "--key", resultKey); code != exitUnreadable {
+		t.Errorf("result verify of a file that is no result: exit %d\n%s", code, out)
+	}
+
 	// A config file works too.
 	cfg := filepath.Join(dir, "client.json")
 	os.WriteFile(cfg, fmt.Appendf(nil, `{"server": %q, "server_fingerprint": %q, "token_file": %q}`, s.url, s.fingerprint, tokenFile), 0o600)
@@ -801,4 +827,18 @@ func TestReplayAndForeignEvidence(t *testing.T) {
 	if !hasReason(d, "nonce_reused") {
 		t.Errorf("alice after the replay: %+v", d.Verdict)
 	}
+}
+
+// waitUntil polls ok every 200 ms until it returns true, and fails the
+// test when it has not within timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting until %s", timeout, what)
 }

@@ -135,7 +135,7 @@ the client config file.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(list, show, interval,
+	cmd.AddCommand(list, show, interval, newHostsResultCmd(&flags),
 		action("approve", "Approve a pending machine and its learned reference values (with --bundles: its firmware values, or their new revision after a firmware change)", http.MethodPost, "/approve"),
 		action("revoke", "Revoke a machine: its TPM can never enroll again, under any name", http.MethodPost, "/revoke"),
 		action("forget", "Delete a machine and its verdicts (history is kept; a revoked EK stays revoked)", http.MethodDelete, ""),

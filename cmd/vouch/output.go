@@ -26,19 +26,28 @@ func writeJSON(w io.Writer, v any) error {
 // order and the JSON field names carry over. Strings are written as
 // double-quoted scalars, whose escapes are the JSON ones.
 func writeYAML(w io.Writer, v any) error {
-	raw, err := json.Marshal(v)
+	text, err := yamlText(v, 0, false)
 	if err != nil {
 		return err
+	}
+	_, err = io.WriteString(w, "---\n"+text)
+	return err
+}
+
+// yamlText returns v as YAML at the indent level (see yamlValue for
+// inline).
+func yamlText(v any, indent int, inline bool) (string, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", err
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var b strings.Builder
-	b.WriteString("---\n")
-	if err := yamlValue(&b, dec, 0, false); err != nil {
-		return err
+	if err := yamlValue(&b, dec, indent, inline); err != nil {
+		return "", err
 	}
-	_, err = io.WriteString(w, b.String())
-	return err
+	return b.String(), nil
 }
 
 // yamlValue writes the next JSON value of dec. inline is true when the

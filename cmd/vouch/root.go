@@ -59,6 +59,7 @@ func newRootCmd() *cobra.Command {
 		newAttestCmd(),
 		newIMACmd(),
 		newPredictCmd(),
+		newResultCmd(),
 	)
 	return root
 }

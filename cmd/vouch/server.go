@@ -117,6 +117,7 @@ func newServerCmd() *cobra.Command {
 		unreachableAfter                          int
 		pol                                       serverPolicyFlags
 		imaPolicy                                 imaPolicyFlags
+		observe                                   observeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -132,7 +133,11 @@ By default each machine's first verified boot becomes its reference values
 once approved. With --bundles, machines are judged against signed bundles
 (--trust names the publisher keys), their own firmware values (learned at
 enrollment, approved with 'vouch hosts approve') and --policy-rules. SIGHUP
-reloads the bundles and logs each one accepted or rejected.`,
+reloads the bundles and logs each one accepted or rejected.
+
+A read-only dashboard is served at /dashboard. --metrics-listen serves
+Prometheus metrics on a separate address, and --webhook sends each change
+of a machine's state to a URL, signed with --webhook-secret-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -162,6 +167,13 @@ reloads the bundles and logs each one accepted or rejected.`,
 				return withExitCode(exitUnavailable, fmt.Errorf("listen on %s: %w: stop the process that holds it or give another --listen", listen, err))
 			}
 			defer ln.Close()
+			obs, err := observe.setup(log)
+			if err != nil {
+				return err
+			}
+			// Deferred first, so it runs after the server stopped: queued
+			// webhook deliveries drain last.
+			defer obs.close()
 			if err := verifier.EnsureDataDir(dataDir); err != nil {
 				return withExitCode(exitUnavailable, err)
 			}
@@ -180,7 +192,7 @@ reloads the bundles and logs each one accepted or rejected.`,
 				return withExitCode(exitUnavailable, err)
 			}
 			defer st.Close()
-			srv, err := verifier.New(verifier.Config{
+			cfg := verifier.Config{
 				Store:                st,
 				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates, IMA: verifier.IMAOptions{Policy: imaPol}},
 				Policy:               policy,
@@ -192,7 +204,9 @@ reloads the bundles and logs each one accepted or rejected.`,
 				ChallengeTTL:         challengeTTL,
 				UnreachableAfter:     unreachableAfter,
 				PCRs:                 pcrList,
-			}, dataDir)
+			}
+			obs.apply(&cfg, observe.metricsPerMachine)
+			srv, err := verifier.New(cfg, dataDir)
 			if err != nil {
 				return withExitCode(exitUsage, err)
 			}
@@ -225,8 +239,10 @@ reloads the bundles and logs each one accepted or rejected.`,
 				fmt.Fprintf(out, "server CA fingerprint (agents pin it with --server-fingerprint): %s\n", fingerprint)
 			}
 			fmt.Fprintf(out, "admin token file: %s\n", tokenPath)
+			fmt.Fprintf(out, "dashboard (log in with the admin token): %s://%s/dashboard\n", scheme, ln.Addr())
 			log.Info("verifier configured", "ek_mode", ekMode, "ek_roots", len(roots), "require_approval", requireApproval,
 				"interval", interval, "pcrs", pcrs, "data_dir", dataDir)
+			obs.serveMetrics(ctx, srv)
 			if err := srv.ListenAndServe(ctx, ln, cert); err != nil {
 				return withExitCode(exitUnavailable, err)
 			}
@@ -253,5 +269,6 @@ reloads the bundles and logs each one accepted or rejected.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pol.register(cmd)
 	imaPolicy.register(f)
+	observe.register(f)
 	return cmd
 }

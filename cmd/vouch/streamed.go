@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"strings"
 )
 
 // member is one member of a top-level JSON or YAML object. A member with
@@ -116,16 +115,10 @@ func writeStreamedYAML(w io.Writer, members []member) error {
 // writeYAMLValue writes v as the YAML value of a key or list marker that
 // is already on the line, at the indent level.
 func writeYAMLValue(w io.Writer, v any, indent int) error {
-	raw, err := json.Marshal(v)
+	text, err := yamlText(v, indent, true)
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var b strings.Builder
-	if err := yamlValue(&b, dec, indent, true); err != nil {
-		return err
-	}
-	_, err = io.WriteString(w, b.String())
+	_, err = io.WriteString(w, text)
 	return err
 }
