@@ -124,6 +124,11 @@ are marked. Nothing is verified against a TPM.`,
 			if err != nil {
 				return err
 			}
+			// A file whose first entry does not decode is not a list:
+			// report it without printing an empty table.
+			if probe, _ := ima.NewDecoder(data, ima.ParseOptions{}); !probe.Next() && probe.Err() != nil {
+				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", args[0], probe.Err()))
+			}
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			var listing imaListing
 			if format == "json" {

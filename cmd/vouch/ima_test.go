@@ -204,3 +204,17 @@ func TestIMAShowTableLayout(t *testing.T) {
 		})
 	}
 }
+
+// TestIMAShowNotAList: a file that is not a list prints no empty table.
+func TestIMAShowNotAList(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "text")
+	if err := os.WriteFile(path, []byte("10 not-hex ima-ng sha256:00 /x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"table", "json"} {
+		out, code := runVouch(t, nil, "ima", "show", "-o", format, path)
+		if code != exitUnreadable || !strings.HasPrefix(out, path+": line 1 (entry 0)") {
+			t.Errorf("-o %s: exit %d: %s", format, code, out)
+		}
+	}
+}
