@@ -1,6 +1,10 @@
 package attest
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/vouch-attest/vouch/internal/tpmbytes"
+)
 
 // Signature algorithms of TPMT_SIGNATURE (TPM_ALG_ID, TPM 2.0 Part 2).
 const (
@@ -63,25 +67,25 @@ func ParseSignature(b []byte) (*Signature, error) {
 
 // parseSignature is ParseSignature into a Signature the caller provides.
 func parseSignature(b []byte, s *Signature) error {
-	r := reader{buf: b}
-	s.SigAlg = r.u16("sigAlg")
-	if r.err != nil {
-		return fmt.Errorf("parsing TPMT_SIGNATURE: %w", r.err)
+	r := tpmbytes.NewReader(b)
+	s.SigAlg = r.U16("sigAlg")
+	if r.Failed() {
+		return fmt.Errorf("parsing TPMT_SIGNATURE: %w", r.Err)
 	}
 	switch s.SigAlg {
 	case sigAlgRSASSA, sigAlgRSAPSS:
-		s.Hash = Algorithm(r.u16("signature.hash"))
-		s.RSA = r.tpm2b("signature.sig", maxRSASignatureSize)
+		s.Hash = Algorithm(r.U16("signature.hash"))
+		s.RSA = r.TPM2B("signature.sig", maxRSASignatureSize)
 	case sigAlgECDSA:
-		s.Hash = Algorithm(r.u16("signature.hash"))
-		s.R = r.tpm2b("signature.signatureR", maxECCParameterSize)
-		s.S = r.tpm2b("signature.signatureS", maxECCParameterSize)
+		s.Hash = Algorithm(r.U16("signature.hash"))
+		s.R = r.TPM2B("signature.signatureR", maxECCParameterSize)
+		s.S = r.TPM2B("signature.signatureS", maxECCParameterSize)
 	default:
 		return fmt.Errorf("parsing TPMT_SIGNATURE: signature algorithm %s is not supported: an attestation key signs with RSASSA, RSAPSS or ECDSA", sigAlgName(s.SigAlg))
 	}
-	r.done("TPMT_SIGNATURE")
-	if r.err != nil {
-		return fmt.Errorf("parsing TPMT_SIGNATURE (%s): %w", sigAlgName(s.SigAlg), r.err)
+	checkDone(&r, "TPMT_SIGNATURE")
+	if r.Failed() {
+		return fmt.Errorf("parsing TPMT_SIGNATURE (%s): %w", sigAlgName(s.SigAlg), r.Err)
 	}
 	return nil
 }

@@ -1,9 +1,9 @@
 package attest
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
+
+	"github.com/vouch-attest/vouch/internal/tpmbytes"
 )
 
 // TPM constants used by the parsers (TPM 2.0 Part 2).
@@ -91,82 +91,10 @@ type QuoteInfo struct {
 	PCRDigest    []byte
 }
 
-var errShort = errors.New("unexpected end of data")
-
-// reader decodes big-endian TPM wire data and records the first error.
-type reader struct {
-	buf []byte
-	off int
-	err error
-}
-
-func (r *reader) fail(field string, err error) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%s at offset %d: %w", field, r.off, err)
-	}
-}
-
-func (r *reader) bytes(field string, n int) []byte {
-	if r.err != nil {
-		return nil
-	}
-	if n < 0 || len(r.buf)-r.off < n {
-		r.fail(field, errShort)
-		return nil
-	}
-	b := r.buf[r.off : r.off+n]
-	r.off += n
-	return b
-}
-
-func (r *reader) u8(field string) uint8 {
-	b := r.bytes(field, 1)
-	if b == nil {
-		return 0
-	}
-	return b[0]
-}
-
-func (r *reader) u16(field string) uint16 {
-	b := r.bytes(field, 2)
-	if b == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint16(b)
-}
-
-func (r *reader) u32(field string) uint32 {
-	b := r.bytes(field, 4)
-	if b == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint32(b)
-}
-
-func (r *reader) u64(field string) uint64 {
-	b := r.bytes(field, 8)
-	if b == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint64(b)
-}
-
-// tpm2b reads a TPM2B: a 16-bit size and that many bytes, at most max.
-func (r *reader) tpm2b(field string, max int) []byte {
-	size := int(r.u16(field))
-	if r.err != nil {
-		return nil
-	}
-	if size > max {
-		r.fail(field, fmt.Errorf("size %d exceeds the maximum of %d", size, max))
-		return nil
-	}
-	return r.bytes(field, size)
-}
-
-func (r *reader) done(what string) {
-	if r.err == nil && r.off != len(r.buf) {
-		r.err = fmt.Errorf("%d trailing bytes after %s at offset %d", len(r.buf)-r.off, what, r.off)
+// checkDone fails r when bytes follow the named structure.
+func checkDone(r *tpmbytes.Reader, structure string) {
+	if !r.Failed() && r.Remaining() != 0 {
+		r.Failf("end of "+structure, "%d trailing bytes", r.Remaining())
 	}
 }
 
@@ -185,18 +113,18 @@ func ParseAttestationData(b []byte) (*AttestationData, error) {
 // parseAttestationData is ParseAttestationData into structures the caller
 // provides (on its stack, for VerifyQuote); q becomes a.Quote for a quote.
 func parseAttestationData(b []byte, a *AttestationData, q *QuoteInfo) error {
-	r := reader{buf: b}
-	a.Magic = r.u32("magic")
-	a.Type = r.u16("type")
-	a.QualifiedSigner = r.tpm2b("qualifiedSigner", maxNameSize)
-	a.ExtraData = r.tpm2b("extraData", maxDataSize)
-	a.ClockInfo.Clock = r.u64("clockInfo.clock")
-	a.ClockInfo.ResetCount = r.u32("clockInfo.resetCount")
-	a.ClockInfo.RestartCount = r.u32("clockInfo.restartCount")
-	safe := r.u8("clockInfo.safe")
-	a.FirmwareVersion = r.u64("firmwareVersion")
-	if r.err != nil {
-		return fmt.Errorf("parsing TPMS_ATTEST: %w", r.err)
+	r := tpmbytes.NewReader(b)
+	a.Magic = r.U32("magic")
+	a.Type = r.U16("type")
+	a.QualifiedSigner = r.TPM2B("qualifiedSigner", maxNameSize)
+	a.ExtraData = r.TPM2B("extraData", maxDataSize)
+	a.ClockInfo.Clock = r.U64("clockInfo.clock")
+	a.ClockInfo.ResetCount = r.U32("clockInfo.resetCount")
+	a.ClockInfo.RestartCount = r.U32("clockInfo.restartCount")
+	safe := r.U8("clockInfo.safe")
+	a.FirmwareVersion = r.U64("firmwareVersion")
+	if r.Failed() {
+		return fmt.Errorf("parsing TPMS_ATTEST: %w", r.Err)
 	}
 	if safe > 1 {
 		return fmt.Errorf("parsing TPMS_ATTEST: clockInfo.safe is %d, want 0 or 1", safe)
@@ -206,25 +134,25 @@ func parseAttestationData(b []byte, a *AttestationData, q *QuoteInfo) error {
 		return nil
 	}
 
-	q.PCRSelection = r.pcrSelection("attested.quote.pcrSelect")
-	q.PCRDigest = r.tpm2b("attested.quote.pcrDigest", maxDigestSize)
-	r.done("TPMS_QUOTE_INFO")
-	if r.err != nil {
-		return fmt.Errorf("parsing TPMS_ATTEST: %w", r.err)
+	q.PCRSelection = readPCRSelection(&r, "attested.quote.pcrSelect")
+	q.PCRDigest = r.TPM2B("attested.quote.pcrDigest", maxDigestSize)
+	checkDone(&r, "TPMS_QUOTE_INFO")
+	if r.Failed() {
+		return fmt.Errorf("parsing TPMS_ATTEST: %w", r.Err)
 	}
 	a.Quote = q
 	return nil
 }
 
-// pcrSelection reads the TPML_PCR_SELECTION of TPMS_QUOTE_INFO. Banks
+// readPCRSelection reads the TPML_PCR_SELECTION of TPMS_QUOTE_INFO. Banks
 // keep their wire order.
-func (r *reader) pcrSelection(field string) Selection {
-	count := r.u32(field)
-	if r.err != nil {
+func readPCRSelection(r *tpmbytes.Reader, field string) Selection {
+	count := r.U32(field)
+	if r.Failed() {
 		return nil
 	}
 	if count > maxBanks {
-		r.fail(field, fmt.Errorf("count of %d banks exceeds the maximum of %d", count, maxBanks))
+		r.Failf(field, "count of %d banks exceeds the maximum of %d", count, maxBanks)
 		return nil
 	}
 	// Read the bitmaps first, then decode every bank's PCRs into one
@@ -235,13 +163,13 @@ func (r *reader) pcrSelection(field string) Selection {
 	for i := range int(count) {
 		// The field names are constants so a successful parse does not
 		// build strings.
-		algs[i] = Algorithm(r.u16("attested.quote.pcrSelect.pcrSelections.hash"))
-		size := int(r.u8("attested.quote.pcrSelect.pcrSelections.sizeofSelect"))
-		if r.err == nil && size > maxSelectSize {
-			r.fail(fmt.Sprintf("attested.quote.pcrSelect.pcrSelections[%d].sizeofSelect", i), fmt.Errorf("%d bytes exceed the maximum of %d", size, maxSelectSize))
+		algs[i] = Algorithm(r.U16("attested.quote.pcrSelect.pcrSelections.hash"))
+		size := int(r.U8("attested.quote.pcrSelect.pcrSelections.sizeofSelect"))
+		if !r.Failed() && size > maxSelectSize {
+			r.Failf(fmt.Sprintf("attested.quote.pcrSelect.pcrSelections[%d].sizeofSelect", i), "%d bytes exceed the maximum of %d", size, maxSelectSize)
 		}
-		bitmaps[i] = r.bytes("attested.quote.pcrSelect.pcrSelections.pcrSelect", size)
-		if r.err != nil {
+		bitmaps[i] = r.Bytes("attested.quote.pcrSelect.pcrSelections.pcrSelect", size)
+		if r.Failed() {
 			return nil
 		}
 		total += bitmapCount(bitmaps[i])

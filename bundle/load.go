@@ -173,7 +173,7 @@ func readFileLimited(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("file is larger than the limit of %d bytes", limit)
+		return nil, fmt.Errorf("%s is larger than the limit of %d bytes", path, limit)
 	}
 	return data, nil
 }

@@ -22,29 +22,61 @@ import (
 // On error ParseASCII also returns the entries before the failing line.
 func ParseASCII(data []byte, opts ParseOptions) ([]Entry, error) {
 	var entries []Entry
-	index := opts.FirstIndex
-	line := 0
-	for len(data) > 0 {
-		line++
+	d := NewASCIIDecoder(data, opts)
+	for d.Next() {
+		entries = append(entries, *d.Entry())
+	}
+	return entries, d.Err()
+}
+
+// ASCIIDecoder reads the entries of an ascii list one line at a time, as
+// ParseASCII describes.
+type ASCIIDecoder struct {
+	data  []byte
+	line  int
+	next  int
+	entry Entry
+	err   error
+}
+
+// NewASCIIDecoder returns a decoder over data.
+func NewASCIIDecoder(data []byte, opts ParseOptions) *ASCIIDecoder {
+	return &ASCIIDecoder{data: data, next: opts.FirstIndex}
+}
+
+// Next decodes the next entry, skipping blank lines, and reports whether
+// there was one. After it returns false, Err reports why.
+func (d *ASCIIDecoder) Next() bool {
+	for d.err == nil && len(d.data) > 0 {
+		d.line++
 		var text []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			text, data = data[:i], data[i+1:]
+		if i := bytes.IndexByte(d.data, '\n'); i >= 0 {
+			text, d.data = d.data[:i], d.data[i+1:]
 		} else {
-			text, data = data, nil
+			text, d.data = d.data, nil
 		}
 		if len(bytes.TrimSpace(text)) == 0 {
 			continue
 		}
 		e, err := parseASCIILine(text)
 		if err != nil {
-			return entries, fmt.Errorf("line %d (entry %d): %w", line, index, err)
+			d.err = fmt.Errorf("line %d (entry %d): %w", d.line, d.next, err)
+			return false
 		}
-		e.Index = index
-		index++
-		entries = append(entries, e)
+		e.Index = d.next
+		d.next++
+		d.entry = e
+		return true
 	}
-	return entries, nil
+	return false
 }
+
+// Entry returns the entry decoded by the last call to Next. Its template
+// data is newly allocated for each entry; the Entry itself is reused.
+func (d *ASCIIDecoder) Entry() *Entry { return &d.entry }
+
+// Err returns the error that stopped decoding, or nil at the end of the list.
+func (d *ASCIIDecoder) Err() error { return d.err }
 
 func parseASCIILine(line []byte) (Entry, error) {
 	var e Entry
@@ -233,6 +265,28 @@ func DetectFormat(data []byte) Format {
 		return FormatASCII
 	}
 	return FormatBinary
+}
+
+// Decoder reads the entries of a list one at a time: a *BinaryDecoder or
+// an *ASCIIDecoder.
+type Decoder interface {
+	// Next decodes the next entry and reports whether there was one.
+	Next() bool
+	// Entry returns the entry decoded by the last call to Next. Next
+	// reuses it.
+	Entry() *Entry
+	// Err returns the error that stopped decoding, or nil at the end of
+	// the list.
+	Err() error
+}
+
+// NewDecoder returns a decoder for data in the format DetectFormat finds,
+// and that format.
+func NewDecoder(data []byte, opts ParseOptions) (Decoder, Format) {
+	if f := DetectFormat(data); f == FormatASCII {
+		return NewASCIIDecoder(data, opts), f
+	}
+	return NewBinaryDecoder(data, opts), FormatBinary
 }
 
 // Parse parses a list in either format, detected with DetectFormat.

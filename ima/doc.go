@@ -3,7 +3,8 @@
 // applies a file policy to the verified entries.
 //
 // Parse, ParseBinary and ParseASCII read the lists the kernel exposes
-// under /sys/kernel/security/ima. Every parsed value is untrusted: an
+// under /sys/kernel/security/ima, and NewDecoder reads them one entry at a
+// time. Every parsed value is untrusted: an
 // entry is only as good as a replay that reproduces PCR values from a
 // verified quote. Verify performs that replay incrementally, keeping a
 // State per machine and boot, and returns the entries it verified; Policy

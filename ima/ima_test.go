@@ -830,3 +830,30 @@ func TestModsigAndNGv2Templates(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayBoundsErrorList: a list whose every entry has a wrong template
+// hash keeps MaxReportedErrors errors and counts the rest.
+func TestReplayBoundsErrorList(t *testing.T) {
+	entries := slices.Clone(loadEntries(t, "h12ssl.ima.bin"))
+	damaged := 0
+	for i := range entries {
+		if entries[i].IsViolation() {
+			continue
+		}
+		entries[i].TemplateHash = bytes.Repeat([]byte{0x01}, len(entries[i].TemplateHash))
+		damaged++
+	}
+	if damaged <= MaxReportedErrors {
+		t.Fatalf("only %d entries to damage, need more than %d", damaged, MaxReportedErrors)
+	}
+	r, err := ReplayEntries(entries, []Algorithm{SHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.TemplateHashErrors) != MaxReportedErrors {
+		t.Errorf("%d errors listed, want %d", len(r.TemplateHashErrors), MaxReportedErrors)
+	}
+	if r.TemplateHashErrorCount != damaged {
+		t.Errorf("TemplateHashErrorCount = %d, want %d", r.TemplateHashErrorCount, damaged)
+	}
+}

@@ -337,14 +337,20 @@ type Replay struct {
 	// Violations lists the indexes of violation entries. They extend all
 	// ones and are never good measurements.
 	Violations []int
-	// TemplateHashErrors lists entries whose template data does not hash
-	// to the logged template hash. Such entries are replayed with the
-	// hashes computed from their data.
+	// TemplateHashErrors lists the first MaxReportedErrors entries whose
+	// template data does not hash to the logged template hash. Such
+	// entries are replayed with the hashes computed from their data.
 	TemplateHashErrors []error
+	// TemplateHashErrorCount counts all such entries, listed or not.
+	TemplateHashErrorCount int
 	// PCRs holds the replayed values by scheme, bank and PCR, for every
 	// PCR the entries extended.
 	PCRs map[ExtendScheme]PCRValues
 }
+
+// MaxReportedErrors bounds the errors a Replay lists, so that a list whose
+// every entry is damaged does not hold one error per entry.
+const MaxReportedErrors = 100
 
 // ReplayEntries replays entries into the given banks from all-zero PCRs
 // under both extend schemes. It does not compare with a quote: see
@@ -365,7 +371,10 @@ func ReplayEntries(entries []Entry, banks []Algorithm) (*Replay, error) {
 			if !asVerificationError(err, &ve) || ve.Reason != ReasonTemplateHash {
 				return nil, err
 			}
-			r.TemplateHashErrors = append(r.TemplateHashErrors, err)
+			r.TemplateHashErrorCount++
+			if len(r.TemplateHashErrors) < MaxReportedErrors {
+				r.TemplateHashErrors = append(r.TemplateHashErrors, err)
+			}
 		}
 	}
 	r.Entries = e.count

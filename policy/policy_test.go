@@ -675,6 +675,12 @@ func TestCheckConcurrent(t *testing.T) {
 // reset value (zeros) for PCRs the log has no event for.
 func evidenceQuoting(t *testing.T, pcrs ...int) *Evidence {
 	t.Helper()
+	return evidenceQuotingBank(t, eventlog.SHA256, pcrs...)
+}
+
+// evidenceQuotingBank is evidenceQuoting with the quote's bank given.
+func evidenceQuotingBank(t *testing.T, bank eventlog.Algorithm, pcrs ...int) *Evidence {
+	t.Helper()
 	raw, err := os.ReadFile("testdata/ovmf-swtpm/shim-sbms/eventlog.bin")
 	if err != nil {
 		t.Fatal(err)
@@ -687,13 +693,13 @@ func evidenceQuoting(t *testing.T, pcrs ...int) *Evidence {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quoted := eventlog.PCRValues{eventlog.SHA256: {}}
+	quoted := eventlog.PCRValues{bank: {}}
 	for _, i := range pcrs {
-		v, ok := replayed[eventlog.SHA256][i]
+		v, ok := replayed[bank][i]
 		if !ok {
-			v = make([]byte, 32)
+			v = make([]byte, bank.Size())
 		}
-		quoted[eventlog.SHA256][i] = v
+		quoted[bank][i] = v
 	}
 	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{})
 	if err != nil {
@@ -756,5 +762,63 @@ func TestCheckRequiresQuotedPCRs(t *testing.T) {
 	}
 	if !v.Trusted {
 		t.Errorf("full quote not trusted: %v", v.Failures())
+	}
+}
+
+// TestCheckSHA1OnlyNeedsOptIn judges a boot whose quote covers only the
+// SHA-1 bank against reference values that match it: trusted only with
+// the insecure_allow_sha1 rule.
+func TestCheckSHA1OnlyNeedsOptIn(t *testing.T) {
+	full := loadCorpus(t, "shim-sbms")
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(full, osPCRs))},
+		Baseline: approvedBaseline(t, full),
+	}
+	ev := evidenceQuotingBank(t, eventlog.SHA1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14)
+	if banks := ev.Banks(); len(banks) != 1 || banks[0] != "sha1" {
+		t.Fatalf("banks = %v, want [sha1]", banks)
+	}
+
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Error("SHA-1-only evidence trusted without insecure_allow_sha1")
+	}
+	if !v.SHA1Only || v.SHA1Accepted {
+		t.Errorf("SHA1Only = %v, SHA1Accepted = %v, want true, false", v.SHA1Only, v.SHA1Accepted)
+	}
+	if len(v.Unmatched) != 0 || v.Matched != len(ev.Events()) {
+		t.Errorf("matched %d of %d events, %d unmatched: the SHA-1 values should still be compared", v.Matched, len(ev.Events()), len(v.Unmatched))
+	}
+	codes := make(map[string]bool)
+	for _, r := range v.Reasons() {
+		codes[r.Code] = true
+	}
+	if !codes[ReasonSHA1Only] {
+		t.Errorf("reasons = %+v, want %s", v.Reasons(), ReasonSHA1Only)
+	}
+
+	p.Rules.InsecureAllowSHA1 = true
+	v, err = p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Trusted {
+		t.Errorf("SHA-1-only evidence not trusted with insecure_allow_sha1: %v", v.Failures())
+	}
+	if !v.SHA1Accepted || len(v.Notes) == 0 {
+		t.Errorf("SHA1Accepted = %v, notes = %v: the verdict should say SHA-1 was accepted", v.SHA1Accepted, v.Notes)
+	}
+}
+
+func TestParseRulesInsecureAllowSHA1(t *testing.T) {
+	r, err := ParseRules([]byte(`{"insecure_allow_sha1": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.InsecureAllowSHA1 {
+		t.Error("insecure_allow_sha1 not decoded")
 	}
 }

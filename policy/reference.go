@@ -54,7 +54,8 @@ func (s *referenceSet) addComponents(source string, comps []bundle.Component) {
 // reference matches when it is for the event's PCR, agrees with the event
 // on every verified bank both carry, and shares at least one such bank. A
 // match on SHA-1 alone counts only when SHA-1 is the only verified bank,
-// because SHA-1 collisions can be computed.
+// because SHA-1 collisions can be computed. Check then distrusts the whole
+// boot unless Rules.InsecureAllowSHA1 is set.
 func (s *referenceSet) match(ev *Event, banks []bundle.Bank) *reference {
 	for _, bank := range banks {
 		d, ok := ev.Digests[bank]

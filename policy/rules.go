@@ -53,6 +53,12 @@ type Rules struct {
 	// KernelCmdline limits the kernel command lines measured by GRUB
 	// (PCR 8) or systemd-stub (PCR 12).
 	KernelCmdline *CmdlineRule `json:"kernel_cmdline,omitempty"`
+	// InsecureAllowSHA1 lets a boot be trusted when SHA-1 is the only
+	// verified bank. Without it such a boot is untrusted (reason
+	// sha1_only), because SHA-1 collisions can be computed: a component
+	// crafted to collide with a signed one would match its reference
+	// value. Set it only for TPMs or firmware that have no SHA-256 bank.
+	InsecureAllowSHA1 bool `json:"insecure_allow_sha1,omitempty"`
 }
 
 // QuotedPCRsRule lists PCRs that must be quoted.

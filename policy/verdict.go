@@ -34,6 +34,13 @@ type Verdict struct {
 	// UnquotedPCRs lists the required PCRs the verified quote did not
 	// cover: their events were not judged, so the verdict is untrusted.
 	UnquotedPCRs []int `json:"unquoted_pcrs,omitempty"`
+	// SHA1Only is true when SHA-1 is the only verified bank, so events
+	// matched on SHA-1 digests alone. The verdict is then untrusted unless
+	// Rules.InsecureAllowSHA1 is set.
+	SHA1Only bool `json:"sha1_only,omitempty"`
+	// SHA1Accepted is true when SHA1Only evidence was accepted because of
+	// Rules.InsecureAllowSHA1.
+	SHA1Accepted bool `json:"sha1_accepted,omitempty"`
 	// Matched counts the events that matched a reference value.
 	Matched int `json:"matched"`
 	// Unmatched lists every event that matched no reference value.
@@ -127,6 +134,9 @@ func (v *Verdict) unquotedDetail() string {
 
 const noEventsDetail = "no measured event of a quoted PCR was judged: the quote proves nothing about the boot"
 
+const sha1OnlyDetail = "sha1 is the only verified bank, and SHA-1 collisions can be computed, so a matching digest proves little: " +
+	"quote a sha256 bank, or accept SHA-1 explicitly (rule insecure_allow_sha1, --insecure-allow-sha1)"
+
 func joinInts(list []int) string {
 	s := make([]string, len(list))
 	for i, n := range list {
@@ -144,6 +154,9 @@ func (v *Verdict) Failures() []string {
 	}
 	if v.Matched == 0 && len(v.Unmatched) == 0 {
 		out = append(out, string(Enforce)+": "+noEventsDetail)
+	}
+	if v.SHA1Only && !v.SHA1Accepted {
+		out = append(out, string(Enforce)+": "+sha1OnlyDetail)
 	}
 	for i := range v.Unmatched {
 		out = append(out, string(v.UnmatchedAction)+": "+v.Unmatched[i].String())
@@ -198,10 +211,12 @@ func (p *Policy) RequiredPCRs() []int {
 //  1. the verified quote covers every PCR of [Policy.RequiredPCRs], so
 //     that a machine cannot escape judgement by quoting fewer PCRs;
 //  2. at least one measured event was judged;
-//  3. every event of a quoted PCR matches a reference value of a bundle
+//  3. a bank other than SHA-1 was verified, unless
+//     Rules.InsecureAllowSHA1 accepts SHA-1 alone;
+//  4. every event of a quoted PCR matches a reference value of a bundle
 //     or of the approved baseline, in the verified banks (see
 //     referenceSet.match for what a match is);
-//  4. each configured rule passes.
+//  5. each configured rule passes.
 //
 // Events of PCRs the quote did not cover are not in the evidence and are
 // not judged. Check returns an error only when its inputs are unusable; a
@@ -244,9 +259,14 @@ func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
 	}
 	v.Rules = p.Rules.check(ev)
 	v.BootAuthorities = BootAuthorities(ev)
+	v.SHA1Only = len(ev.banks) == 1 && ev.banks[0] == "sha1"
+	if v.SHA1Only && p.Rules.InsecureAllowSHA1 {
+		v.SHA1Accepted = true
+		v.Notes = append(v.Notes, "sha1 is the only verified bank and was accepted by insecure_allow_sha1: SHA-1 collisions can be computed")
+	}
 
 	v.Trusted = len(v.Unmatched) == 0 || v.UnmatchedAction == Warn
-	if len(v.UnquotedPCRs) > 0 || v.Matched+len(v.Unmatched) == 0 {
+	if len(v.UnquotedPCRs) > 0 || v.Matched+len(v.Unmatched) == 0 || (v.SHA1Only && !v.SHA1Accepted) {
 		v.Trusted = false
 	}
 	for _, r := range v.Rules {
@@ -283,6 +303,9 @@ const (
 	ReasonPCRNotQuoted = "pcr_not_quoted"
 	// ReasonNoEvents: the quote covered no PCR with a measured event.
 	ReasonNoEvents = "no_events"
+	// ReasonSHA1Only: SHA-1 was the only verified bank and
+	// Rules.InsecureAllowSHA1 was not set.
+	ReasonSHA1Only = "sha1_only"
 )
 
 // Reason is one finding of a verdict in flat form, for APIs, logs and
@@ -314,6 +337,9 @@ func (v *Verdict) Reasons() []Reason {
 	}
 	if v.Matched == 0 && len(v.Unmatched) == 0 {
 		out = append(out, Reason{Code: ReasonNoEvents, Action: Enforce, Message: noEventsDetail})
+	}
+	if v.SHA1Only && !v.SHA1Accepted {
+		out = append(out, Reason{Code: ReasonSHA1Only, Action: Enforce, Message: sha1OnlyDetail})
 	}
 	for i := range v.Unmatched {
 		u := &v.Unmatched[i]

@@ -143,46 +143,46 @@ func (a *Approval) Marshal() ([]byte, error) {
 // ParseApproval decodes an approval file. It checks the structure only;
 // VerifyFor checks the signature against a blob's policy key.
 func ParseApproval(data []byte) (*Approval, error) {
-	r := &reader{file: "approval", data: data}
+	r := newReader("approval", data)
 	r.header(approvalMagic)
 	a := &Approval{}
 	a.PCRs = r.pcrs()
 
-	counterAt := r.off
-	a.Counter = tpm2.TPMHandle(r.u32("counter index"))
-	if r.err == nil && a.Counter != 0 {
+	counterAt := r.Off
+	a.Counter = tpm2.TPMHandle(r.U32("counter index"))
+	if !r.Failed() && a.Counter != 0 {
 		if _, err := tpm.CounterPublic(a.Counter); err != nil {
-			r.off = counterAt
-			r.fail("counter index", "%v", err)
+			r.Off = counterAt
+			r.Failf("counter index", "%v", err)
 		}
 	}
-	genAt := r.off
-	a.Generation = r.u64("generation")
-	if r.err == nil && a.Counter == 0 && a.Generation != 0 {
-		r.off = genAt
-		r.fail("generation", "is %d without a revocation counter: expected 0", a.Generation)
+	genAt := r.Off
+	a.Generation = r.U64("generation")
+	if !r.Failed() && a.Counter == 0 && a.Generation != 0 {
+		r.Off = genAt
+		r.Failf("generation", "is %d without a revocation counter: expected 0", a.Generation)
 	}
 
-	start := r.off
+	start := r.Off
 	raw := r.sized("policy key name")
 	if name := unmarshalTPM[tpm2.TPM2BName](r, "policy key name", raw, start); name != nil {
 		a.KeyName = *name
 	}
-	start = r.off
-	if r.err == nil {
-		raw = r.data[r.off:]
+	start = r.Off
+	if !r.Failed() {
+		raw = r.Data[r.Off:]
 		if sig := unmarshalTPM[tpm2.TPMTSignature](r, "signature", raw, start); sig != nil {
 			a.Signature = *sig
-			r.off = len(r.data)
+			r.Off = len(r.Data)
 		}
 	}
-	if r.err == nil && a.Signature.SigAlg != tpm2.TPMAlgECDSA {
-		r.off = start
-		r.fail("signature", "algorithm 0x%04x is not ECDSA", uint16(a.Signature.SigAlg))
+	if !r.Failed() && a.Signature.SigAlg != tpm2.TPMAlgECDSA {
+		r.Off = start
+		r.Failf("signature", "algorithm 0x%04x is not ECDSA", uint16(a.Signature.SigAlg))
 	}
 	r.end()
-	if r.err != nil {
-		return nil, r.err
+	if r.Failed() {
+		return nil, r.formatError()
 	}
 	return a, nil
 }

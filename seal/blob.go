@@ -87,26 +87,26 @@ func (b *Blob) Marshal() ([]byte, error) {
 //
 // It does not check that the object belongs to this TPM: loading it does.
 func ParseBlob(data []byte) (*Blob, error) {
-	r := &reader{file: "sealed blob", data: data}
+	r := newReader("sealed blob", data)
 	r.header(blobMagic)
 
 	b := &Blob{}
-	kindAt := r.off
-	b.Kind = PolicyKind(r.u8("policy kind"))
-	if r.err == nil && b.Kind != PolicyPCRValues && b.Kind != PolicyAuthorized {
-		r.off = kindAt
-		r.fail("policy kind", "%d is unknown: expected 1 (pcr) or 2 (authorized)", uint8(b.Kind))
+	kindAt := r.Off
+	b.Kind = PolicyKind(r.U8("policy kind"))
+	if !r.Failed() && b.Kind != PolicyPCRValues && b.Kind != PolicyAuthorized {
+		r.Off = kindAt
+		r.Failf("policy kind", "%d is unknown: expected 1 (pcr) or 2 (authorized)", uint8(b.Kind))
 	}
-	parentAt := r.off
-	b.Parent = ParentKind(r.u8("parent kind"))
-	if r.err == nil && b.Parent != ParentECCSRK {
-		r.off = parentAt
-		r.fail("parent kind", "%d is unknown: expected 1 (ECC P-256 SRK)", uint8(b.Parent))
+	parentAt := r.Off
+	b.Parent = ParentKind(r.U8("parent kind"))
+	if !r.Failed() && b.Parent != ParentECCSRK {
+		r.Off = parentAt
+		r.Failf("parent kind", "%d is unknown: expected 1 (ECC P-256 SRK)", uint8(b.Parent))
 	}
 	b.PCRs = r.pcrs()
 
 	if b.Kind == PolicyAuthorized {
-		start := r.off
+		start := r.Off
 		raw := r.sized("policy key")
 		if pub := unmarshalTPM[tpm2.TPM2BPublic](r, "policy key", raw, start); pub != nil {
 			key, err := publicContents(*pub)
@@ -114,38 +114,38 @@ func ParseBlob(data []byte) (*Blob, error) {
 				_, err = policyKeyECDSA(key)
 			}
 			if err != nil {
-				r.off = start
-				r.fail("policy key", "%v", err)
+				r.Off = start
+				r.Failf("policy key", "%v", err)
 			}
 			b.PolicyKey = key
 		}
-		counterAt := r.off
-		b.Counter = tpm2.TPMHandle(r.u32("counter index"))
-		if r.err == nil && b.Counter != 0 {
+		counterAt := r.Off
+		b.Counter = tpm2.TPMHandle(r.U32("counter index"))
+		if !r.Failed() && b.Counter != 0 {
 			if _, err := tpm.CounterPublic(b.Counter); err != nil {
-				r.off = counterAt
-				r.fail("counter index", "%v", err)
+				r.Off = counterAt
+				r.Failf("counter index", "%v", err)
 			}
 		}
 	}
 
-	start := r.off
+	start := r.Off
 	raw := r.sized("sealed object public area")
 	if pub := unmarshalTPM[tpm2.TPM2BPublic](r, "sealed object public area", raw, start); pub != nil {
 		b.Public = *pub
 		if err := checkSealedPublic(b); err != nil {
-			r.off = start
-			r.fail("sealed object public area", "%v", err)
+			r.Off = start
+			r.Failf("sealed object public area", "%v", err)
 		}
 	}
-	start = r.off
+	start = r.Off
 	raw = r.sized("sealed object private area")
 	if priv := unmarshalTPM[tpm2.TPM2BPrivate](r, "sealed object private area", raw, start); priv != nil {
 		b.Private = *priv
 	}
 	r.end()
-	if r.err != nil {
-		return nil, r.err
+	if r.Failed() {
+		return nil, r.formatError()
 	}
 	return b, nil
 }

@@ -142,8 +142,25 @@ func chooseApproval(t *tpm.TPM, b *Blob, approvals []*Approval, changed []int) (
 	return nil, &VerificationError{Reason: msg + ": " + strings.Join(reasons, "; "), Changed: changed}
 }
 
-// unsealSteps unseals obj and turns a TPM policy refusal into a
-// *VerificationError.
+// ErrBlobRejected marks an unseal that failed because the TPM refused to
+// load the sealed object: the blob was altered, or another TPM sealed it,
+// or this TPM was cleared since. Retrying cannot help.
+var ErrBlobRejected = errors.New("the TPM rejected the sealed blob: it was altered, or sealed by another TPM or before this TPM was cleared")
+
+// blobRejectionCodes are the TPM response codes that mean the TPM read the
+// blob and found it unusable. TPM_RC_INTEGRITY is what swtpm and the
+// reference simulator return for an altered private area (see the seal
+// tests). The others are the format codes of a malformed area.
+var blobRejectionCodes = []tpm2.TPMRC{
+	tpm2.TPMRCIntegrity, tpm2.TPMRCBinding, tpm2.TPMRCSize, tpm2.TPMRCValue,
+	tpm2.TPMRCAttributes, tpm2.TPMRCHash, tpm2.TPMRCType, tpm2.TPMRCSymmetric,
+	tpm2.TPMRCKey, tpm2.TPMRCKeySize, tpm2.TPMRCAsymmetric, tpm2.TPMRCScheme,
+	tpm2.TPMRCInsufficient,
+}
+
+// unsealSteps unseals obj, turns a TPM policy refusal into a
+// *VerificationError and a refused blob into an error wrapping
+// ErrBlobRejected.
 func unsealSteps(t *tpm.TPM, obj *tpm.Sealed, changed []int, steps ...tpm.PolicyStep) ([]byte, error) {
 	secret, err := t.UnsealPolicy(obj, steps...)
 	if errors.Is(err, tpm.ErrPolicyMismatch) {
@@ -152,6 +169,13 @@ func unsealSteps(t *tpm.TPM, obj *tpm.Sealed, changed []int, steps ...tpm.Policy
 			reason += fmt.Sprintf(": pcrs %s changed since sealing", formatList(changed))
 		}
 		return nil, &VerificationError{Reason: reason, Changed: changed, Err: err}
+	}
+	if err != nil {
+		for _, rc := range blobRejectionCodes {
+			if errors.Is(err, rc) {
+				return nil, fmt.Errorf("%w: %w", ErrBlobRejected, err)
+			}
+		}
 	}
 	return secret, err
 }

@@ -82,6 +82,16 @@ func testSealPCR(t *testing.T, tp *tpm.TPM) {
 		t.Fatalf("Unseal returned %q, want %q", got, secret)
 	}
 
+	// An altered private area: the TPM refuses to load it, which no retry
+	// can change.
+	altered := *b
+	altered.Private.Buffer = bytes.Clone(b.Private.Buffer)
+	altered.Private.Buffer[len(altered.Private.Buffer)/2] ^= 0x5a
+	got, err = Unseal(tp, &altered, nil)
+	if got != nil || !errors.Is(err, ErrBlobRejected) {
+		t.Errorf("Unseal of an altered blob = %q, %v; want ErrBlobRejected", got, err)
+	}
+
 	extend(t, tp, 7, "a new secure boot database")
 	got, err = Unseal(tp, b, nil)
 	expectRejected(t, got, err, 7)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/vouch-attest/vouch/internal/tpmbytes"
 )
 
 // The sealed-blob and approval file formats are described field by field
@@ -71,123 +73,82 @@ func (e *FormatError) Error() string {
 
 // reader walks a file field by field and records the first failure.
 type reader struct {
+	tpmbytes.Reader
 	file string
-	data []byte
-	off  int
-	err  error
 }
 
-func (r *reader) fail(field, format string, args ...any) {
-	if r.err == nil {
-		r.err = &FormatError{File: r.file, Offset: r.off, Field: field, Reason: fmt.Sprintf(format, args...)}
-	}
+func newReader(file string, data []byte) *reader {
+	return &reader{Reader: tpmbytes.NewReader(data), file: file}
 }
 
-func (r *reader) bytes(field string, n int) []byte {
-	if r.err != nil {
+// formatError returns the first failure as a *FormatError, or nil.
+func (r *reader) formatError() error {
+	if r.Err == nil {
 		return nil
 	}
-	if n < 0 || len(r.data)-r.off < n {
-		r.fail(field, "truncated: needs %d bytes, %d left", n, len(r.data)-r.off)
-		return nil
-	}
-	b := r.data[r.off : r.off+n]
-	r.off += n
-	return b
-}
-
-func (r *reader) u8(field string) uint8 {
-	b := r.bytes(field, 1)
-	if b == nil {
-		return 0
-	}
-	return b[0]
-}
-
-func (r *reader) u16(field string) uint16 {
-	b := r.bytes(field, 2)
-	if b == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint16(b)
-}
-
-func (r *reader) u32(field string) uint32 {
-	b := r.bytes(field, 4)
-	if b == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint32(b)
-}
-
-func (r *reader) u64(field string) uint64 {
-	b := r.bytes(field, 8)
-	if b == nil {
-		return 0
-	}
-	return binary.BigEndian.Uint64(b)
+	return &FormatError{File: r.file, Offset: r.Err.Offset, Field: r.Err.Field, Reason: r.Err.Err.Error()}
 }
 
 // sized reads a TPM2B: a 16-bit size and that many bytes. It returns the
 // whole TPM2B, size included, which is what go-tpm unmarshals.
 func (r *reader) sized(field string) []byte {
-	start := r.off
-	n := r.u16(field + " size")
-	if r.err != nil {
+	start := r.Off
+	n := r.U16(field + " size")
+	if r.Failed() {
 		return nil
 	}
 	if n == 0 {
-		r.fail(field, "is empty")
+		r.Failf(field, "is empty")
 		return nil
 	}
-	r.bytes(field, int(n))
-	if r.err != nil {
+	r.Bytes(field, int(n))
+	if r.Failed() {
 		return nil
 	}
-	return r.data[start:r.off]
+	return r.Data[start:r.Off]
 }
 
 // header checks the magic and version.
 func (r *reader) header(magic []byte) {
-	if len(r.data) > MaxFileSize {
-		r.fail("file", "is %d bytes, more than the limit of %d", len(r.data), MaxFileSize)
+	if len(r.Data) > MaxFileSize {
+		r.Failf("file", "is %d bytes, more than the limit of %d", len(r.Data), MaxFileSize)
 		return
 	}
-	if m := r.bytes("magic", len(magic)); m != nil && !bytes.Equal(m, magic) {
-		r.off -= len(magic)
-		r.fail("magic", "is %q, expected %q: this is not a vouch %s file", m, magic, r.file)
+	if m := r.Bytes("magic", len(magic)); m != nil && !bytes.Equal(m, magic) {
+		r.Off -= len(magic)
+		r.Failf("magic", "is %q, expected %q: this is not a vouch %s file", m, magic, r.file)
 		return
 	}
-	if v := r.u16("version"); r.err == nil && v != FormatVersion {
-		r.fail("version", "is %d: this vouch reads version %d, use a vouch release that reads version %d", v, FormatVersion, v)
+	if v := r.U16("version"); !r.Failed() && v != FormatVersion {
+		r.Failf("version", "is %d: this vouch reads version %d, use a vouch release that reads version %d", v, FormatVersion, v)
 	}
 }
 
 func (r *reader) end() {
-	if r.err == nil && r.off != len(r.data) {
-		r.fail("end", "%d trailing bytes after the last field", len(r.data)-r.off)
+	if !r.Failed() && r.Off != len(r.Data) {
+		r.Failf("end", "%d trailing bytes after the last field", len(r.Data)-r.Off)
 	}
 }
 
 // pcrs reads the bank, the selection mask and one digest per selected PCR.
 func (r *reader) pcrs() PCRs {
-	bank := Bank(r.u16("pcr bank"))
-	if r.err == nil && bank.Size() == 0 {
-		r.off -= 2
-		r.fail("pcr bank", "algorithm 0x%04x is not sha1, sha256, sha384 or sha512", uint16(bank))
+	bank := Bank(r.U16("pcr bank"))
+	if !r.Failed() && bank.Size() == 0 {
+		r.Off -= 2
+		r.Failf("pcr bank", "algorithm 0x%04x is not sha1, sha256, sha384 or sha512", uint16(bank))
 	}
-	mask := Selection(r.u32("pcr selection"))
-	if r.err == nil && (mask == 0 || mask >= 1<<MaxPCR) {
-		r.off -= 4
-		r.fail("pcr selection", "mask 0x%08x selects no pcr or a pcr above %d", uint32(mask), MaxPCR-1)
+	mask := Selection(r.U32("pcr selection"))
+	if !r.Failed() && (mask == 0 || mask >= 1<<MaxPCR) {
+		r.Off -= 4
+		r.Failf("pcr selection", "mask 0x%08x selects no pcr or a pcr above %d", uint32(mask), MaxPCR-1)
 	}
-	if r.err != nil {
+	if r.Failed() {
 		return PCRs{}
 	}
 	p := PCRs{Bank: bank, Values: make(map[int][]byte, mask.Len())}
 	for _, i := range mask.Indices() {
-		v := r.bytes(fmt.Sprintf("pcr %d value", i), bank.Size())
-		if r.err != nil {
+		v := r.Bytes(fmt.Sprintf("pcr %d value", i), bank.Size())
+		if r.Failed() {
 			return PCRs{}
 		}
 		p.Values[i] = bytes.Clone(v)
@@ -224,7 +185,7 @@ func unmarshalTPM[T tpm2.Marshallable, P interface {
 	*T
 	tpm2.Unmarshallable
 }](r *reader, field string, raw []byte, start int) *T {
-	if r.err != nil {
+	if r.Failed() {
 		return nil
 	}
 	v, err := tpm2.Unmarshal[T, P](raw)
@@ -232,8 +193,8 @@ func unmarshalTPM[T tpm2.Marshallable, P interface {
 		err = errors.New("trailing bytes inside the structure")
 	}
 	if err != nil {
-		r.off = start
-		r.fail(field, "is not a valid TPM structure: %v", err)
+		r.Off = start
+		r.Failf(field, "is not a valid TPM structure: %v", err)
 		return nil
 	}
 	return v

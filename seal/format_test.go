@@ -329,3 +329,16 @@ func TestParseSwtpmFiles(t *testing.T) {
 		t.Errorf("swtpm.approval verified for a pcr blob")
 	}
 }
+
+func TestParseExpectedRejectsRepeatedMember(t *testing.T) {
+	d := strings.Repeat("ab", 32)
+	for _, doc := range []string{
+		`{"banks":{"sha256":{"0":"` + d + `"}},"banks":{}}`,
+		`{"banks":{"sha256":{"0":"` + d + `","0":"` + strings.Repeat("cd", 32) + `"}}}`,
+	} {
+		_, err := ParseExpected([]byte(doc), SHA256)
+		if err == nil || !strings.Contains(err.Error(), "duplicate member") {
+			t.Errorf("ParseExpected(%s) = %v, want a duplicate member error", doc, err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // MaxPCR is one past the highest PCR index Vouch seals to: PC Client TPMs
@@ -179,7 +180,9 @@ func ParseExpected(data []byte, bank Bank) (PCRs, error) {
 	var doc struct {
 		Banks map[string]map[string]string `json:"banks"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	// Repeated members are rejected: encoding/json would keep the last,
+	// another reader of the file the first.
+	if err := strictjson.Decode(data, &doc, strictjson.Options{AllowUnknown: true}); err != nil {
 		return PCRs{}, fmt.Errorf("expected pcr file is not the {\"banks\": {\"sha256\": {\"0\": \"hex\"}}} json layout: %w", err)
 	}
 	values, ok := doc.Banks[bank.String()]

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vouch-attest/vouch/attest"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 func newAttestCmd() *cobra.Command {
@@ -147,20 +148,30 @@ Exit status: 0 verified, 1 did not verify, 2 usage error, 3 unreadable input.`,
 }
 
 // readAKPublic reads an AK public area: a binary TPMT_PUBLIC, or the
-// "public" field of an AK file written by 'vouch tpm quote --ak'.
+// "public" member of an AK file written by 'vouch tpm quote --ak'. A file
+// that holds neither is an unreadable input, not a failed verification.
 func readAKPublic(path string) ([]byte, error) {
 	b, err := readLimited(path, nil, maxSmallFileSize)
 	if err != nil {
 		return nil, err
 	}
-	var f struct {
-		Public []byte `json:"public"`
-	}
 	if json.Valid(b) {
-		if err := json.Unmarshal(b, &f); err != nil || len(f.Public) == 0 {
-			return nil, fmt.Errorf("%s: a JSON file without an AK \"public\" field", path)
+		var f struct {
+			Public []byte `json:"public"`
 		}
-		return f.Public, nil
+		if err := strictjson.Decode(b, &f, strictjson.Options{AllowUnknown: true}); err != nil {
+			return nil, fmt.Errorf("%s: not an AK file: %w", path, err)
+		}
+		if len(f.Public) == 0 {
+			return nil, fmt.Errorf("%s: a JSON file without an AK \"public\" member: give the AK file of 'vouch tpm quote --ak' or a binary TPMT_PUBLIC", path)
+		}
+		b = f.Public
+	}
+	// The SHA-1 nameAlg is accepted here only to tell a malformed file
+	// from a key that fails the AK checks, which the caller applies.
+	var verr *attest.VerificationError
+	if _, err := attest.ParseAKPublicAllowSHA1Name(b); errors.As(err, &verr) && verr.Reason == attest.ReasonMalformedPublic {
+		return nil, fmt.Errorf("%s: not an AK public area: give the AK file of 'vouch tpm quote --ak' or a binary TPMT_PUBLIC: %w", path, verr.Err)
 	}
 	return b, nil
 }
@@ -207,14 +218,14 @@ func newVerifyEKCertCmd() *cobra.Command {
 				return withExitCode(exitUsage, err)
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "EK certificate verified: serial %s, issuer %s\n", c.SerialNumber.Text(16), c.Issuer)
-			fmt.Fprintf(out, "TPM: manufacturer %s, model %s, version %s\n", c.Manufacturer, c.Model, c.Version)
+			fmt.Fprintf(out, "EK certificate verified: serial %s, issuer %s\n", c.SerialNumber.Text(16), termText(c.Issuer.String()))
+			fmt.Fprintf(out, "TPM: manufacturer %s, model %s, version %s\n", termText(c.Manufacturer), termText(c.Model), termText(c.Version))
 			for depth, cc := range c.Chain {
 				subject := cc.Subject.String()
 				if subject == "" {
 					subject = "(empty subject: the TPM identity is in the subjectAltName)"
 				}
-				fmt.Fprintf(out, "chain %d: %s\n", depth, subject)
+				fmt.Fprintf(out, "chain %d: %s\n", depth, termText(subject))
 			}
 			for _, q := range c.Quirks {
 				fmt.Fprintf(out, "accepted quirk: %s\n", q)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/vouch-attest/vouch/attest"
 	"github.com/vouch-attest/vouch/bundle"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 	"github.com/vouch-attest/vouch/policy"
 )
 
@@ -261,12 +261,15 @@ func parseDays(s string) (time.Duration, error) {
 }
 
 // decodeComponents reads a JSON array of components or an object with a
-// "components" member.
+// "components" member, such as the output of vouch policy learn. The
+// components are about to be signed, so repeated members and member names
+// in another case are rejected: the publisher must sign what a reviewer
+// read.
 func decodeComponents(data []byte) ([]bundle.Component, error) {
 	var list []bundle.Component
 	trimmed := strings.TrimSpace(string(data))
 	if strings.HasPrefix(trimmed, "[") {
-		if err := json.Unmarshal(data, &list); err != nil {
+		if err := strictjson.Decode(data, &list, strictjson.Options{}); err != nil {
 			return nil, fmt.Errorf("decode components: %w", err)
 		}
 		return list, nil
@@ -274,7 +277,9 @@ func decodeComponents(data []byte) ([]bundle.Component, error) {
 	var obj struct {
 		Components []bundle.Component `json:"components"`
 	}
-	if err := json.Unmarshal(data, &obj); err != nil {
+	// Other members, such as the baseline of vouch policy learn, are not
+	// components and are left alone.
+	if err := strictjson.Decode(data, &obj, strictjson.Options{AllowUnknown: true}); err != nil {
 		return nil, fmt.Errorf("decode components: %w", err)
 	}
 	if obj.Components == nil {
@@ -296,7 +301,7 @@ signature over its unchanged payload.`,
 			if keyFile == "" {
 				return withExitCode(exitUsage, errors.New("--key is required: a private key written by vouch bundle keygen"))
 			}
-			keyPEM, err := os.ReadFile(keyFile)
+			keyPEM, err := readLimited(keyFile, nil, maxSmallFileSize)
 			if err != nil {
 				return withExitCode(exitUnreadable, err)
 			}
@@ -364,7 +369,7 @@ func (t *trustFlags) loader() (*bundle.Loader, error) {
 		if !ok || name == "" || file == "" {
 			return nil, withExitCode(exitUsage, fmt.Errorf("--trust %q: expected PUBLISHER=PUBLIC_KEY_FILE", spec))
 		}
-		data, err := os.ReadFile(file)
+		data, err := readLimited(file, nil, maxSmallFileSize)
 		if err != nil {
 			return nil, withExitCode(exitUnreadable, err)
 		}
@@ -438,7 +443,7 @@ or holds no bundle.`,
 			for _, v := range got {
 				b := v.Bundle()
 				fmt.Fprintf(cmd.OutOrStdout(), "ok %s: bundle %s by %s (key %s), valid %s to %s\n",
-					v.Source(), b.ID(), v.Publisher(), shortID(v.KeyID()),
+					termText(v.Source()), termText(b.ID()), termText(v.Publisher()), shortID(v.KeyID()),
 					b.NotBefore.UTC().Format(time.RFC3339), b.NotAfter.UTC().Format(time.RFC3339))
 			}
 			return err

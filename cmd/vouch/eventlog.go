@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -117,9 +115,9 @@ when strict replay does not match (repeat it, or pass "all"):
 				}
 				return writeReplay(cmd.OutOrStdout(), format, values)
 			}
-			raw, err := readInput(cmd, expectPath)
+			raw, err := readLimited(expectPath, cmd.InOrStdin(), maxSmallFileSize)
 			if err != nil {
-				return withExitCode(exitUnreadable, err)
+				return withExitCode(exitUnreadable, fmt.Errorf("--expect: %w", err))
 			}
 			expected, err := eventlog.ParseExpectedPCRs(raw)
 			if err != nil {
@@ -178,30 +176,7 @@ func parseWorkarounds(names []string) (eventlog.VerifyOptions, error) {
 const maxEventLogSize = 64 << 20
 
 func readInput(cmd *cobra.Command, path string) ([]byte, error) {
-	var r io.Reader
-	var buf bytes.Buffer
-	if path == "-" {
-		r = cmd.InOrStdin()
-	} else {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-		// Reading into a buffer of the file's size avoids the copies of a
-		// growing buffer, which would double the memory a large log takes.
-		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() <= maxEventLogSize {
-			buf.Grow(int(fi.Size()) + bytes.MinRead)
-		}
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(r, maxEventLogSize+1)); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if buf.Len() > maxEventLogSize {
-		return nil, fmt.Errorf("%s is larger than %d MiB, which no event log is", path, maxEventLogSize>>20)
-	}
-	return buf.Bytes(), nil
+	return readLimited(path, cmd.InOrStdin(), maxEventLogSize)
 }
 
 func readEventLog(cmd *cobra.Command, path string) (*eventlog.Log, error) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,12 +34,26 @@ ascii_runtime_measurements. The format is detected from the first byte.`,
 	return cmd
 }
 
+// maxIMAListSize bounds a measurement list read from a file, as
+// maxEventLogSize bounds event logs. A list grows by about 100 to 300
+// bytes per measured file, so this is several hundred thousand entries.
+const maxIMAListSize = 64 << 20
+
+// readIMAFile reads a measurement list file up to maxIMAListSize.
+func readIMAFile(path string) ([]byte, error) {
+	data, err := readLimited(path, nil, maxIMAListSize)
+	if err != nil {
+		return nil, withExitCode(exitUnreadable, err)
+	}
+	return data, nil
+}
+
 // readIMAList reads and parses a list. A list cut inside its last entry
 // still returns the complete entries, with the error.
 func readIMAList(path string) ([]ima.Entry, ima.Format, error) {
-	data, err := os.ReadFile(path)
+	data, err := readIMAFile(path)
 	if err != nil {
-		return nil, 0, withExitCode(exitUnreadable, err)
+		return nil, 0, err
 	}
 	entries, format, err := ima.Parse(data, ima.ParseOptions{})
 	if err != nil {
@@ -105,41 +120,30 @@ are marked. Nothing is verified against a TPM.`,
 			if err := checkOutputFormat(format, "table", "json"); err != nil {
 				return err
 			}
-			entries, listFormat, parseErr := readIMAList(args[0])
-			if entries == nil && parseErr != nil {
-				return withExitCode(exitUnreadable, parseErr)
+			data, err := readIMAFile(args[0])
+			if err != nil {
+				return err
 			}
-			out := cmd.OutOrStdout()
-			shown := make([]shownEntry, len(entries))
-			for i := range entries {
-				shown[i] = describeEntry(&entries[i])
+			// A file whose first entry does not decode is not a list:
+			// report it without printing an empty table.
+			if probe, _ := ima.NewDecoder(data, ima.ParseOptions{}); !probe.Next() && probe.Err() != nil {
+				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", args[0], probe.Err()))
 			}
+			out := bufio.NewWriter(cmd.OutOrStdout())
+			var listing imaListing
 			if format == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"format": listFormat.String(), "entries": shown}); err != nil {
-					return err
-				}
+				listing, err = writeIMAJSON(out, data)
 			} else {
-				// The name comes last, so that one long path does not
-				// pad every line to its width.
-				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "#\tPCR\tTEMPLATE\tDIGEST\tNOTE\tNAME")
-				for _, s := range shown {
-					note := s.Signature
-					if s.Violation {
-						note = "VIOLATION"
-					}
-					if s.Problem != "" {
-						note = "ERROR: " + s.Problem
-					}
-					fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.Index, s.PCR, termText(s.Template), termText(s.Digest), termText(note), termText(s.Name))
-				}
-				tw.Flush()
-				fmt.Fprintf(out, "%d entries (%s list)\n", len(entries), listFormat)
+				listing, err = writeIMATable(out, data)
 			}
-			if parseErr != nil {
-				return withExitCode(exitUnreadable, parseErr)
+			if err != nil {
+				return err
+			}
+			if err := out.Flush(); err != nil {
+				return err
+			}
+			if listing.parseErr != nil {
+				return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", args[0], listing.parseErr))
 			}
 			return nil
 		},
@@ -148,9 +152,99 @@ are marked. Nothing is verified against a TPM.`,
 	return cmd
 }
 
-// parsePCRSpec reads expected PCR values from a file in a layout
+// imaListing is the outcome of printing a list: the number of entries, the
+// list's format and the error that stopped decoding, if any.
+type imaListing struct {
+	count    int
+	format   ima.Format
+	parseErr error
+}
+
+// imaColumns are the table columns of ima show. The name comes last, so
+// that one long path does not pad every line to its width.
+var imaColumns = []string{"#", "PCR", "TEMPLATE", "DIGEST", "NOTE", "NAME"}
+
+// imaRow returns the table cells of an entry, escaped for a terminal.
+func imaRow(s *shownEntry) []string {
+	note := s.Signature
+	if s.Violation {
+		note = "VIOLATION"
+	}
+	if s.Problem != "" {
+		note = "ERROR: " + s.Problem
+	}
+	return []string{strconv.Itoa(s.Index), strconv.FormatUint(uint64(s.PCR), 10),
+		termText(s.Template), termText(s.Digest), termText(note), termText(s.Name)}
+}
+
+// writeIMATable prints the list as a table without holding the rows in
+// memory: a first pass over the list measures the columns, a second
+// prints each row as it decodes it. The error is a write error.
+func writeIMATable(w *bufio.Writer, data []byte) (imaListing, error) {
+	widths := make([]int, len(imaColumns))
+	measure := func(cells []string) {
+		for i, c := range cells[:len(cells)-1] {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	measure(imaColumns)
+	dec, listFormat := ima.NewDecoder(data, ima.ParseOptions{})
+	for dec.Next() {
+		s := describeEntry(dec.Entry())
+		measure(imaRow(&s))
+	}
+
+	const padding = 2
+	writeRow := func(cells []string) {
+		for i, c := range cells[:len(cells)-1] {
+			w.WriteString(c)
+			w.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+padding))
+		}
+		w.WriteString(cells[len(cells)-1])
+		w.WriteByte('\n')
+	}
+	writeRow(imaColumns)
+	count := 0
+	dec, _ = ima.NewDecoder(data, ima.ParseOptions{})
+	for dec.Next() {
+		s := describeEntry(dec.Entry())
+		writeRow(imaRow(&s))
+		count++
+	}
+	_, err := fmt.Fprintf(w, "%d entries (%s list)\n", count, listFormat)
+	return imaListing{count: count, format: listFormat, parseErr: dec.Err()}, err
+}
+
+// writeIMAJSON prints the list as one JSON object, {"entries": [...],
+// "format": "binary"}, encoding each entry as it decodes it.
+func writeIMAJSON(w *bufio.Writer, data []byte) (imaListing, error) {
+	dec, listFormat := ima.NewDecoder(data, ima.ParseOptions{})
+	w.WriteString("{\n  \"entries\": [")
+	count := 0
+	for dec.Next() {
+		s := describeEntry(dec.Entry())
+		b, err := json.MarshalIndent(s, "    ", "  ")
+		if err != nil {
+			return imaListing{}, err
+		}
+		if count > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteString("\n    ")
+		w.Write(b)
+		count++
+	}
+	if count > 0 {
+		w.WriteString("\n  ")
+	}
+	_, err := fmt.Fprintf(w, "],\n  \"format\": %q\n}\n", listFormat.String())
+	return imaListing{count: count, format: listFormat, parseErr: dec.Err()}, err
+}
+
+// parsePCRSpec reads the --expect PCR values from a file in a layout
 // eventlog.ParseExpectedPCRs reads, or from an inline list
-// "sha256:10=HEX,sha1:10=HEX".
+// "sha256:10=HEX,sha1:10=HEX". Its errors carry the exit code: usage for
+// an invalid inline list, unreadable input for a file.
 func parsePCRSpec(spec string) (ima.PCRValues, error) {
 	out := ima.PCRValues{}
 	if strings.Contains(spec, "=") {
@@ -158,21 +252,21 @@ func parsePCRSpec(spec string) (ima.PCRValues, error) {
 			bankPCR, value, ok := strings.Cut(strings.TrimSpace(item), "=")
 			bank, pcrText, ok2 := strings.Cut(bankPCR, ":")
 			if !ok || !ok2 {
-				return nil, fmt.Errorf("invalid PCR value %.80q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item)
+				return nil, withExitCode(exitUsage, fmt.Errorf("--expect: invalid PCR value %.80q: want BANK:PCR=HEX, such as sha256:10=<64 hex digits>", item))
 			}
 			if err := addPCR(out, bank, pcrText, value); err != nil {
-				return nil, err
+				return nil, withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
 			}
 		}
 		return out, nil
 	}
 	raw, err := readLimited(spec, nil, maxSmallFileSize)
 	if err != nil {
-		return nil, err
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("--expect: %w", err))
 	}
 	v, err := eventlog.ParseExpectedPCRs(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", spec, err)
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("--expect %s: %w", spec, err))
 	}
 	return v, nil
 }
@@ -238,7 +332,7 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 			if expect != "" {
 				expected, err := parsePCRSpec(expect)
 				if err != nil {
-					return withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
+					return err
 				}
 				_, err = verifyIMA(out, entries, expected)
 				return err
@@ -257,7 +351,10 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 			}
 			fmt.Fprintf(out, "%d entries, %d violations\n", r.Entries, len(r.Violations))
 			for _, e := range r.TemplateHashErrors {
-				fmt.Fprintf(out, "template hash error: %v\n", e)
+				fmt.Fprintf(out, "template hash error: %s\n", termText(e.Error()))
+			}
+			if more := r.TemplateHashErrorCount - len(r.TemplateHashErrors); more > 0 {
+				fmt.Fprintf(out, "template hash errors: %d more not listed\n", more)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "BANK\tPCR\tSCHEME\tVALUE")
@@ -278,8 +375,8 @@ boot_aggregate is checked too. Exit status 1 means no prefix matches.`,
 				}
 			}
 			tw.Flush()
-			if len(r.TemplateHashErrors) > 0 {
-				return withExitCode(exitMismatch, fmt.Errorf("%d entries do not hash to their template hash", len(r.TemplateHashErrors)))
+			if r.TemplateHashErrorCount > 0 {
+				return withExitCode(exitMismatch, fmt.Errorf("%d entries do not hash to their template hash", r.TemplateHashErrorCount))
 			}
 			return nil
 		},
@@ -386,7 +483,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				names = append(names, "signature")
 				rule.Keys = &ima.Keyring{}
 				for _, path := range keys {
-					data, err := os.ReadFile(path)
+					data, err := readLimited(path, nil, maxSmallFileSize)
 					if err != nil {
 						return withExitCode(exitUnreadable, err)
 					}
@@ -407,7 +504,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 			if expect != "" {
 				expected, err := parsePCRSpec(expect)
 				if err != nil {
-					return withExitCode(exitUsage, fmt.Errorf("--expect: %w", err))
+					return err
 				}
 				res, err := verifyIMA(status, entries, expected)
 				if err != nil {
@@ -428,7 +525,7 @@ Exit status 1 means an enforced rule rejected an entry or the replay failed.`,
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "#\tOUTCOME\tACTION\tRULE\tDIGEST\tREASON\tFILE")
 				for _, v := range report.Verdicts {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, v.Rule, v.Digest, termText(v.Reason), printableName([]byte(v.File)))
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Entry, v.Outcome, v.Action, termText(v.Rule), termText(v.Digest), termText(v.Reason), printableName([]byte(v.File)))
 				}
 				tw.Flush()
 				fmt.Fprintf(out, "%d checked, %d accepted, %d excluded, %d verdicts\n", report.Checked, report.Accepted, report.Excluded, len(report.Verdicts))

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"text/tabwriter"
 
 	"github.com/vouch-attest/vouch/ima"
 )
@@ -168,5 +170,51 @@ func TestIMACheckJSONStdout(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "verified 36 entries") {
 		t.Errorf("standard error lacks the replay summary:\n%s", stderr.String())
+	}
+}
+
+// TestIMAShowTableLayout: the table printed row by row is laid out as
+// text/tabwriter lays out the whole table at once.
+func TestIMAShowTableLayout(t *testing.T) {
+	for _, name := range []string{"h12ssl.ima.bin", "ovmf-shim-sbms.ima.ascii", "sml-ima-sig-sha256.bin"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(imaTestdata, name)
+			got, _ := runVouch(t, nil, "ima", "show", path)
+
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, format, parseErr := ima.Parse(data, ima.ParseOptions{})
+			var want bytes.Buffer
+			tw := tabwriter.NewWriter(&want, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, strings.Join(imaColumns, "\t"))
+			for i := range entries {
+				s := describeEntry(&entries[i])
+				fmt.Fprintln(tw, strings.Join(imaRow(&s), "\t"))
+			}
+			tw.Flush()
+			fmt.Fprintf(&want, "%d entries (%s list)\n", len(entries), format)
+			if parseErr != nil {
+				want.WriteString(fmt.Errorf("%s: %w", path, parseErr).Error())
+			}
+			if got != want.String() {
+				t.Errorf("table differs from the tabwriter layout:\ngot:\n%.1000s\nwant:\n%.1000s", got, want.String())
+			}
+		})
+	}
+}
+
+// TestIMAShowNotAList: a file that is not a list prints no empty table.
+func TestIMAShowNotAList(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "text")
+	if err := os.WriteFile(path, []byte("10 not-hex ima-ng sha256:00 /x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"table", "json"} {
+		out, code := runVouch(t, nil, "ima", "show", "-o", format, path)
+		if code != exitUnreadable || !strings.HasPrefix(out, path+": line 1 (entry 0)") {
+			t.Errorf("-o %s: exit %d: %s", format, code, out)
+		}
 	}
 }

@@ -242,6 +242,7 @@ func newPolicyCheckCmd() *cobra.Command {
 		rules    string
 		expect   string
 		format   string
+		sha1     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check LOG (--quote FILE | --pcrs FILE) --bundle SOURCE --trust PUBLISHER=KEY.pub",
@@ -259,7 +260,7 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 			}
 			p := &policy.Policy{}
 			if rules != "" {
-				data, err := bundle.ReadFile(rules)
+				data, err := readLimited(rules, nil, policy.MaxRulesSize)
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
 				}
@@ -268,6 +269,9 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", rules, err))
 				}
 				p.Rules = *r
+			}
+			if sha1 {
+				p.Rules.InsecureAllowSHA1 = true
 			}
 			if expect != "" {
 				pcrs, err := attest.ParsePCRList(expect)
@@ -332,6 +336,7 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 	f.StringVar(&baseline, "baseline", "", "machine firmware values, as written by vouch policy learn; used only when approved")
 	f.StringVar(&rules, "rules", "", "rules file (JSON, see docs/policy.md)")
 	f.StringVar(&expect, "expect", "", "PCRs the quote must cover, such as 0-9,14")
+	f.BoolVar(&sha1, "insecure-allow-sha1", false, "trust a boot whose only verified bank is SHA-1, as the rule insecure_allow_sha1 does; SHA-1 collisions can be computed")
 	addOutputFormatFlag(f, &format, "text", "json")
 	return cmd
 }
@@ -356,12 +361,15 @@ func printVerdict(w io.Writer, ev *policy.Evidence, v *policy.Verdict, p *policy
 	if v.Matched == 0 && len(v.Unmatched) == 0 {
 		fmt.Fprintln(w, "coverage  FAILED: no measured event of a quoted PCR was judged")
 	}
+	if v.SHA1Only && !v.SHA1Accepted {
+		fmt.Fprintln(w, "banks     FAILED: sha1 is the only verified bank and SHA-1 collisions can be computed: quote a sha256 bank, or pass --insecure-allow-sha1")
+	}
 	var sources []string
 	for _, b := range p.Bundles {
-		sources = append(sources, "bundle "+b.Bundle().ID())
+		sources = append(sources, "bundle "+termText(b.Bundle().ID()))
 	}
 	if p.Baseline != nil {
-		sources = append(sources, fmt.Sprintf("baseline %s revision %d", p.Baseline.Machine, p.Baseline.Revision))
+		sources = append(sources, fmt.Sprintf("baseline %s revision %d", termText(p.Baseline.Machine), p.Baseline.Revision))
 	}
 	if len(sources) == 0 {
 		sources = []string{"none"}

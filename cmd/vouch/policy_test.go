@@ -90,6 +90,37 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 		t.Errorf("check of a PCR 23 quote: exit %d:\n%s", code, out)
 	}
 
+	// PCR values of the SHA-1 bank only: trusted only on request.
+	sha1Only := filepath.Join(dir, "sha1-only.json")
+	var banks map[string]json.RawMessage
+	data, err := os.ReadFile(sbms + "pcrs.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &banks); err != nil {
+		t.Fatal(err)
+	}
+	data, err = json.Marshal(map[string]json.RawMessage{"sha1": banks["sha1"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sha1Only, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkSHA1 := func(extra ...string) (string, int) {
+		args := append([]string{"policy", "check", sbms + "eventlog.bin", "--pcrs", sha1Only, "--bundle", signed,
+			"--trust", "lab=" + key + ".pub", "--at", "2026-06-01T00:00:00Z", "--baseline", learned}, extra...)
+		return runVouch(t, nil, args...)
+	}
+	out, code = checkSHA1()
+	if code != exitMismatch || !strings.Contains(out, "banks     FAILED: sha1 is the only verified bank") {
+		t.Errorf("check of SHA-1 PCR values: exit %d:\n%s", code, out)
+	}
+	out, code = checkSHA1("--insecure-allow-sha1")
+	if code != exitOK || !strings.Contains(out, "verdict   trusted") || !strings.Contains(out, "accepted by insecure_allow_sha1") {
+		t.Errorf("check of SHA-1 PCR values with --insecure-allow-sha1: exit %d:\n%s", code, out)
+	}
+
 	out, code = runVouch(t, nil, "policy", "check", sbms+"eventlog.bin")
 	if code != exitUsage || !strings.Contains(out, "--pcrs") {
 		t.Errorf("check without PCR values: exit %d: %s", code, out)

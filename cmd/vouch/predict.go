@@ -102,7 +102,7 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	case f.ovmfVars != "" && f.efivars != "":
 		return withExitCode(exitUsage, errors.New("--ovmf-vars and --efivars both give the Secure Boot variables: use one"))
 	case f.ovmfVars != "":
-		data, err := os.ReadFile(f.ovmfVars)
+		data, err := readLimited(f.ovmfVars, nil, maxFirmwareImageSize)
 		if err != nil {
 			return withExitCode(exitUnreadable, fmt.Errorf("read variable store: %w", err))
 		}
@@ -118,9 +118,11 @@ func runPredict(cmd *cobra.Command, f *predictFlags, args []string) error {
 	}
 
 	for _, a := range args {
+		before := len(p.Prediction().References)
 		if err := p.AddPath(a); err != nil {
 			return withExitCode(exitUnreadable, err)
 		}
+		warnKernelWithoutStub(cmd.ErrOrStderr(), a, p.Prediction().References[before:])
 	}
 	if vars != nil {
 		refs, err := predict.SecureBootReferences(vars, banks)
@@ -213,7 +215,7 @@ func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) 
 		sim.Vars[k] = val
 	}
 	for _, c := range f.grubConfigs {
-		script, err := os.ReadFile(c)
+		script, err := readLimited(c, nil, maxSmallFileSize)
 		if err != nil {
 			return withExitCode(exitUnreadable, fmt.Errorf("read GRUB script: %w", err))
 		}
@@ -228,6 +230,25 @@ func simulateGrub(p *predict.Predictor, f *predictFlags, form predict.GrubForm) 
 	return nil
 }
 
+// warnKernelWithoutStub warns when a kernel named on the command line got
+// only GRUB's file digest (PCR 9). Such a kernel is not a PE/COFF image, so
+// the prediction has no Authenticode digest (PCR 4) for it. That is right
+// for a BIOS boot and a mistake otherwise, such as a wrong or cut file.
+func warnKernelWithoutStub(w io.Writer, path string, added []predict.Reference) {
+	kernelFile, image := false, false
+	for _, r := range added {
+		switch {
+		case r.PCR == 4:
+			image = true
+		case r.PCR == 9 && r.Kind == predict.KindGrubFile:
+			kernelFile = true
+		}
+	}
+	if kernelFile && !image {
+		fmt.Fprintf(w, "warning: %s is not a PE/COFF image (no EFI stub): only its file digest for GRUB (PCR 9) is predicted, no Authenticode digest (PCR 4); a UEFI boot needs a kernel with an EFI stub\n", termText(path))
+	}
+}
+
 func writePredictionTable(w io.Writer, pred *predict.Prediction, banks []predict.Bank) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := "PCR\tKIND\tCOMPONENT\tEVENT"
@@ -237,11 +258,7 @@ func writePredictionTable(w io.Writer, pred *predict.Prediction, banks []predict
 	}
 	fmt.Fprintln(tw, header)
 	for _, r := range pred.References {
-		event := strings.ReplaceAll(r.Event, "\n", `\n`)
-		if len(event) > 48 {
-			event = event[:45] + "..."
-		}
-		line := fmt.Sprintf("%d\t%s\t%s\t%s", r.PCR, r.Kind, r.Component, event)
+		line := fmt.Sprintf("%d\t%s\t%s\t%s", r.PCR, termText(string(r.Kind)), termText(r.Component), cutText(r.Event, 48))
 		for _, b := range banks {
 			line += "\t" + r.Digests[b].String()
 		}

@@ -12,12 +12,14 @@ import (
 	"github.com/vouch-attest/vouch/predict"
 )
 
+// runPredictCmd runs the command tree and returns its standard output.
+// Standard error is left out, so warnings do not break the JSON.
 func runPredictCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	root := newRootCmd()
-	var out bytes.Buffer
+	var out, stderr bytes.Buffer
 	root.SetOut(&out)
-	root.SetErr(&out)
+	root.SetErr(&stderr)
 	root.SetArgs(args)
 	err := root.Execute()
 	return out.String(), err
@@ -114,5 +116,22 @@ func TestPredictUnrecognizedInput(t *testing.T) {
 		if strings.Contains(out, "PCR  KIND") {
 			t.Errorf("predict %s printed a table:\n%s", input, out)
 		}
+	}
+}
+
+// TestPredictWarnsKernelWithoutStub: a kernel that is not a PE image gets
+// only GRUB's file digest, which is right for a BIOS boot but silently
+// lacks the PCR 4 value a UEFI boot measures.
+func TestPredictWarnsKernelWithoutStub(t *testing.T) {
+	kernel := filepath.Join(t.TempDir(), "vmlinuz-6.1.0-57-amd64")
+	if err := os.WriteFile(kernel, []byte("not a PE image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runVouch(t, nil, "predict", "--bank", "sha256", kernel)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if !strings.Contains(out, "warning: "+kernel+" is not a PE/COFF image (no EFI stub)") {
+		t.Errorf("no warning about the missing PCR 4 digest:\n%s", out)
 	}
 }

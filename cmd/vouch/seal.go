@@ -255,12 +255,15 @@ An authorized blob (sealed with --policy-key) needs at least one approval
 	return cmd
 }
 
-// unsealError maps a refusal to exitMismatch and anything else to
-// exitUnavailable.
+// unsealError maps a policy refusal to exitMismatch, a blob the TPM
+// cannot load to exitUnreadable, and anything else to exitUnavailable.
 func unsealError(err error) error {
 	var ve *seal.VerificationError
-	if errors.As(err, &ve) {
+	switch {
+	case errors.As(err, &ve):
 		return withExitCode(exitMismatch, err)
+	case errors.Is(err, seal.ErrBlobRejected):
+		return withExitCode(exitUnreadable, err)
 	}
 	return withExitCode(exitUnavailable, err)
 }
@@ -448,14 +451,7 @@ never goes down. Sign the approvals you keep again with the new
 generation, before or after revoking. Needs an empty owner authorization.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			idx, err := parseCounter(counter)
-			if err != nil {
-				return err
-			}
-			if idx == 0 {
-				return withExitCode(exitUsage, errors.New("--counter none has nothing to revoke"))
-			}
-			t, err := openTPM(tpmSpec)
+			t, idx, err := openCounter(tpmSpec, counter, "has nothing to revoke")
 			if err != nil {
 				return err
 			}
@@ -473,6 +469,23 @@ generation, before or after revoking. Needs an empty owner authorization.`,
 	return cmd
 }
 
+// openCounter parses the --counter flag, which must name a counter, and
+// opens the TPM. noneMessage explains why "--counter none" does not fit.
+func openCounter(tpmSpec, counter, noneMessage string) (*tpm.TPM, tpm2.TPMHandle, error) {
+	idx, err := parseCounter(counter)
+	if err != nil {
+		return nil, 0, err
+	}
+	if idx == 0 {
+		return nil, 0, withExitCode(exitUsage, errors.New("--counter none "+noneMessage))
+	}
+	t, err := openTPM(tpmSpec)
+	if err != nil {
+		return nil, 0, err
+	}
+	return t, idx, nil
+}
+
 func newSealCounterCmd() *cobra.Command {
 	var tpmSpec, counter string
 	cmd := &cobra.Command{
@@ -480,14 +493,7 @@ func newSealCounterCmd() *cobra.Command {
 		Short: "Print the revocation counter, the lowest generation that still unseals",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			idx, err := parseCounter(counter)
-			if err != nil {
-				return err
-			}
-			if idx == 0 {
-				return withExitCode(exitUsage, errors.New("--counter none has no value"))
-			}
-			t, err := openTPM(tpmSpec)
+			t, idx, err := openCounter(tpmSpec, counter, "has no value")
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha1"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +78,31 @@ func TestShowEscapesControlCharacters(t *testing.T) {
 	out, code = runVouch(t, nil, "bundle", "show", bundlePath)
 	if code != exitOK || strings.ContainsAny(out, "\x1b\r\x07") || !strings.Contains(out, `ok\x1b[2J\rall good`) {
 		t.Errorf("bundle show: exit %d:\n%q", code, out)
+	}
+}
+
+// TestPredictTableEscapes: a GRUB command or stub command line with ESC,
+// CR or a tab must not reach the terminal or shift the table's columns.
+func TestPredictTableEscapes(t *testing.T) {
+	out, code := runVouch(t, nil, "predict", "-o", "text", "--bank", "sha256",
+		"--grub-command", "linux /vmlinuz\x1b[2J\rquiet", "--stub-cmdline", "quiet\tsplash")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if strings.ContainsAny(out, "\x1b\r") || strings.Count(out, "\t") != 0 {
+		t.Errorf("control characters in the table:\n%q", out)
+	}
+	if !strings.Contains(out, `linux /vmlinuz\x1b[2J\rquiet`) || !strings.Contains(out, `quiet\tsplash`) {
+		t.Errorf("escaped text missing:\n%s", out)
+	}
+}
+
+// TestPrintErrorEscapes: error messages quote input, so they are escaped
+// too, keeping the newlines of joined errors.
+func TestPrintErrorEscapes(t *testing.T) {
+	var b strings.Builder
+	printError(&b, errors.Join(errors.New("name \x1b[2J\rok"), errors.New("second")))
+	if got, want := b.String(), "vouch: name \\x1b[2J\\rok\nsecond\n"; got != want {
+		t.Errorf("printError = %q, want %q", got, want)
 	}
 }

@@ -120,9 +120,9 @@ func newTPMInfoCmd(f *tpmFlags) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "transport:\t%s\n", t.String())
-			fmt.Fprintf(tw, "manufacturer:\t%s (0x%08x)\n", info.Manufacturer, info.ManufacturerID)
-			fmt.Fprintf(tw, "vendor string:\t%s\n", info.VendorString)
-			fmt.Fprintf(tw, "firmware version:\t%s\n", info.FirmwareVersion)
+			fmt.Fprintf(tw, "manufacturer:\t%s (0x%08x)\n", termText(info.Manufacturer), info.ManufacturerID)
+			fmt.Fprintf(tw, "vendor string:\t%s\n", termText(info.VendorString))
+			fmt.Fprintf(tw, "firmware version:\t%s\n", termText(info.FirmwareVersion))
 			fmt.Fprintf(tw, "spec revision:\t%d.%02d (level %d)\n", info.SpecRevision/100, info.SpecRevision%100, info.SpecLevel)
 			for _, b := range info.Banks {
 				fmt.Fprintf(tw, "PCR bank %s:\tPCRs %s\n", b.Hash, attest.FormatPCRList(b.PCRs))
@@ -133,12 +133,12 @@ func newTPMInfoCmd(f *tpmFlags) *cobra.Command {
 			for _, c := range ekInfo {
 				fmt.Fprintf(tw, "EK certificate %s:\t%s\n", c.Index, c.Key)
 				if c.Error != "" {
-					fmt.Fprintf(tw, "  error:\t%s\n", c.Error)
+					fmt.Fprintf(tw, "  error:\t%s\n", termText(c.Error))
 					continue
 				}
-				fmt.Fprintf(tw, "  subject:\t%s\n", c.Subject)
-				fmt.Fprintf(tw, "  issuer:\t%s\n", c.Issuer)
-				fmt.Fprintf(tw, "  serial:\t%s\n", c.Serial)
+				fmt.Fprintf(tw, "  subject:\t%s\n", termText(c.Subject))
+				fmt.Fprintf(tw, "  issuer:\t%s\n", termText(c.Issuer))
+				fmt.Fprintf(tw, "  serial:\t%s\n", termText(c.Serial))
 			}
 			return tw.Flush()
 		},
