@@ -100,6 +100,20 @@ func TestDecodeRealEvents(t *testing.T) {
 				t.Errorf("authority = %+v, want a 1556-byte X.509 db entry", v.Authority)
 			}
 		}},
+		{"go-eventlog/rhel8-uefi.bin", 27, EV_EFI_VARIABLE_AUTHORITY, func(t *testing.T, d EventData) {
+			// shim 15 logs its vendor certificate as bare DER, with no
+			// EFI_SIGNATURE_DATA owner GUID before it.
+			v := d.(*EFIVariable)
+			if v.Name != "Shim" || v.Authority == nil || !v.Authority.NoOwner || !v.Authority.X509 || len(v.Authority.Data) != 920 || v.Authority.Data[0] != 0x30 {
+				t.Errorf("authority = %+v, want the whole 920-byte certificate without an owner", v.Authority)
+			}
+		}},
+		{"go-eventlog/cos-85-amd-sev.bin", 24, EV_EFI_VARIABLE_AUTHORITY, func(t *testing.T, d EventData) {
+			v := d.(*EFIVariable)
+			if v.Name != "db" || v.Authority == nil || !v.Authority.NoOwner || len(v.Authority.Data) != len(v.Data) {
+				t.Errorf("authority = %+v, want the whole variable data as a certificate without an owner", v.Authority)
+			}
+		}},
 		{"go-attestation/coreos_36_shielded_vm_no_secure_boot_eventlog", 25, EV_EFI_VARIABLE_AUTHORITY, func(t *testing.T, d EventData) {
 			v := d.(*EFIVariable)
 			if v.Name != "SbatLevel" || v.Authority != nil || !strings.HasPrefix(v.Text, "sbat,1,2021030218") {

@@ -74,6 +74,10 @@ type SignatureData struct {
 	// X509 is a cheap structural hint that Data starts like a DER
 	// SEQUENCE; the certificate is not parsed.
 	X509 bool `json:"x509"`
+	// NoOwner is set for an authority event whose data is a bare DER
+	// certificate without the owner GUID, as shim 15 logs its vendor
+	// certificate and some firmware logs db entries. Owner is then zero.
+	NoOwner bool `json:"no_owner,omitempty"`
 }
 
 // LoadOption is an EFI_LOAD_OPTION (the value of a Boot#### variable).
@@ -130,14 +134,7 @@ func (v *EFIVariable) interpret(t EventType) {
 		case "MokListTrusted":
 			err = v.setBool(name)
 		default:
-			if len(v.Data) < 16 {
-				err = fmt.Errorf("authority data is %d bytes, shorter than an EFI_SIGNATURE_DATA owner GUID", len(v.Data))
-				break
-			}
-			s := SignatureData{Data: v.Data[16:]}
-			copy(s.Owner[:], v.Data[:16])
-			s.X509 = looksLikeDER(s.Data)
-			v.Authority = &s
+			v.Authority, err = parseAuthority(v.Data)
 		}
 	case name == "SecureBoot", name == "SetupMode", name == "AuditMode", name == "DeployedMode", name == "MokListTrusted":
 		err = v.setBool(name)
@@ -188,6 +185,45 @@ func isBootOption(name string) bool {
 
 func looksLikeDER(b []byte) bool {
 	return len(b) > 4 && b[0] == 0x30 && b[1] == 0x82
+}
+
+// parseAuthority decodes the data of an authority event: an
+// EFI_SIGNATURE_DATA (owner GUID, then a certificate or digest), or a bare
+// DER certificate. Data is read as bare only when it is exactly one DER
+// SEQUENCE and the part after a would-be owner GUID is not.
+func parseAuthority(d []byte) (*SignatureData, error) {
+	if derSequenceSize(d) == len(d) && (len(d) < 16 || derSequenceSize(d[16:]) != len(d)-16) {
+		return &SignatureData{Data: d, X509: true, NoOwner: true}, nil
+	}
+	if len(d) < 16 {
+		return nil, fmt.Errorf("authority data is %d bytes, shorter than an EFI_SIGNATURE_DATA owner GUID", len(d))
+	}
+	s := &SignatureData{Data: d[16:]}
+	copy(s.Owner[:], d[:16])
+	s.X509 = looksLikeDER(s.Data)
+	return s, nil
+}
+
+// derSequenceSize returns the encoded size of the DER SEQUENCE at the
+// start of b, header included, or -1 when b does not start with one whose
+// length field fits in b. Lengths of up to 3 bytes are read.
+func derSequenceSize(b []byte) int {
+	if len(b) < 2 || b[0] != 0x30 {
+		return -1
+	}
+	n := int(b[1])
+	if n < 0x80 {
+		return 2 + n
+	}
+	k := n & 0x7f
+	if k == 0 || k > 3 || len(b) < 2+k {
+		return -1
+	}
+	size := 0
+	for _, c := range b[2 : 2+k] {
+		size = size<<8 | int(c)
+	}
+	return 2 + k + size
 }
 
 // parseSignatureLists decodes a sequence of EFI_SIGNATURE_LIST structures.

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -257,4 +258,43 @@ func TestParseBaselineRejectsCaseVariants(t *testing.T) {
 			t.Errorf("%s: error = %v, want it to contain %q", tt.name, err, tt.want)
 		}
 	}
+}
+
+// TestRuleAuthoritiesBareCertificate checks the authorities rule on a RHEL
+// 8 boot, whose shim 15 logs its vendor certificate as bare DER: the
+// allowed hash is that of the whole certificate.
+func TestRuleAuthoritiesBareCertificate(t *testing.T) {
+	const redHatCA5 = "40175d4c7c5ab4bd753a493f47952f1d8dcf1c219b836968a693e48bd4766135"
+	dir := filepath.Join("..", "eventlog", "testdata", "corpus", "go-eventlog")
+	raw, err := os.ReadFile(filepath.Join(dir, "rhel8-uefi.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcrData, err := os.ReadFile(filepath.Join(dir, "rhel8-uefi.bin.expected_pcrs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcrs, err := eventlog.ParseExpectedPCRs(pcrData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eventlog.Verify(log, pcrs, eventlog.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := FromVerifiedLog(log, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rule := &AuthorityRule{Allowed: []AllowedAuthority{
+		{Name: "Microsoft UEFI CA 2011", SHA256: mustHex(t, msUEFICA2011)},
+		{Name: "Red Hat Secure Boot CA 5", SHA256: mustHex(t, redHatCA5)},
+	}}
+	r, _ := checkRule(t, ev, Rules{Authorities: rule})
+	wantRule(t, r, true, "authorized by Microsoft UEFI CA 2011, Red Hat Secure Boot CA 5")
 }

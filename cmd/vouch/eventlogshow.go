@@ -167,6 +167,8 @@ func summarizeVariable(v *eventlog.EFIVariable) string {
 			n += len(l.Signatures)
 		}
 		s += fmt.Sprintf(": %d signature lists, %d entries", len(v.SignatureLists), n)
+	case v.Authority != nil && v.Authority.NoOwner:
+		s += fmt.Sprintf(": authority X.509 certificate of %d bytes, logged without an owner GUID", len(v.Authority.Data))
 	case v.Authority != nil:
 		kind := "not a certificate"
 		if v.Authority.X509 {
