@@ -235,7 +235,8 @@ func newUnsealCmd() *cobra.Command {
 		Short: "Unseal a secret that vouch seal sealed",
 		Long: `Unseal a secret. The TPM releases it only while its policy holds; when it
 does not, the error names the PCRs that changed since sealing and the
-command exits with status 1.
+command exits with status 1. A blob that this TPM cannot load (sealed by
+another TPM, before this TPM was cleared, or altered) exits with status 3.
 
 An authorized blob (sealed with --policy-key) needs at least one approval
 (--approval, a file or a directory of *.approval files).`,
