@@ -175,10 +175,11 @@ func (t *TPM) Unseal(s *Sealed) ([]byte, error) {
 	})
 }
 
-// CheckSealed loads s and flushes it again, without unsealing. It tells a
-// blob that this TPM cannot load (another TPM sealed it, this TPM was
-// cleared since, or the blob was altered: TPM_RC_INTEGRITY on swtpm and
-// the reference simulator) from one whose policy fails.
+// CheckSealed loads s and flushes it again, without unsealing. Callers use
+// it to distinguish a blob that this TPM cannot load from one whose policy
+// fails. Loading fails when another TPM sealed the blob, this TPM was
+// cleared since, or the blob was altered (TPM_RC_INTEGRITY on swtpm and
+// the reference simulator).
 func (t *TPM) CheckSealed(s *Sealed) (err error) {
 	if err := t.lock(); err != nil {
 		return err

@@ -242,8 +242,9 @@ The baseline counts only once approved: pass --approve-by to approve it now.`,
 	return cmd
 }
 
-// noReferenceMessage rejects a check that has no reference values: every
-// event would match nothing, so "not trusted" would be a false alarm.
+// noReferenceMessage is the usage error of a check without reference
+// values. Every event would match nothing, so "not trusted" would be a
+// false alarm.
 const noReferenceMessage = "no reference values to judge the events against: give --bundle SOURCE with --trust PUBLISHER=KEY.pub, or --baseline FILE from vouch policy learn; " +
 	`to judge by the rules alone, set "reference_values": "warn" in the --rules file`
 
