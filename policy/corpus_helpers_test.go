@@ -29,12 +29,6 @@ func loadLogFiles(t testing.TB, logPath, pcrsPath string) *Evidence {
 	return ev
 }
 
-func verifyCorpus(t testing.TB, name string) (*eventlog.Log, *eventlog.Result) {
-	t.Helper()
-	dir := filepath.Join("testdata", "ovmf-swtpm", name)
-	return verifyLogFiles(t, filepath.Join(dir, "eventlog.bin"), filepath.Join(dir, "pcrs.json"))
-}
-
 // verifyLogFiles parses the event log at logPath and verifies it against
 // the PCR values in pcrsPath (JSON or tpm2_pcrread YAML), less PCR 10.
 func verifyLogFiles(t testing.TB, logPath, pcrsPath string) (*eventlog.Log, *eventlog.Result) {
