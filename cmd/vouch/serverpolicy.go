@@ -101,7 +101,7 @@ func (p *serverPolicyFlags) trustStore() (*bundle.TrustStore, error) {
 		if !ok || name == "" || file == "" {
 			return nil, withExitCode(exitUsage, fmt.Errorf("--trust %q: expected PUBLISHER=KEY.pub", spec))
 		}
-		data, err := os.ReadFile(file)
+		data, err := readLimited(file, nil, maxSmallFileSize)
 		if err != nil {
 			return nil, withExitCode(exitUnreadable, fmt.Errorf("--trust %s: %w", spec, err))
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -37,5 +39,18 @@ func TestServerPolicyAllowSHA1Flag(t *testing.T) {
 		if firstBoot.InsecureAllowSHA1 != tt.want {
 			t.Errorf("build with %v: InsecureAllowSHA1 = %v, want %v", tt.args, firstBoot.InsecureAllowSHA1, tt.want)
 		}
+	}
+}
+
+// TestServerPolicyTrustKeyBounded: a --trust key that is an endless
+// device fails at the size limit instead of stopping the server's start.
+func TestServerPolicyTrustKeyBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	flags := serverPolicyFlags{trust: []string{"acme=/dev/zero"}}
+	_, err := flags.trustStore()
+	if err == nil || !strings.Contains(err.Error(), "/dev/zero is larger than the limit of") || !strings.Contains(err.Error(), "--trust acme=/dev/zero") {
+		t.Errorf("trustStore with /dev/zero = %v, want the size limit and the flag named", err)
 	}
 }
