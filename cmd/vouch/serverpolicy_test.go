@@ -43,7 +43,7 @@ func TestServerPolicyAllowSHA1Flag(t *testing.T) {
 }
 
 // TestServerPolicyTrustKeyBounded: a --trust key that is an endless
-// device fails at the size limit instead of stopping the server's start.
+// device fails at the size limit instead of hanging the server at start.
 func TestServerPolicyTrustKeyBounded(t *testing.T) {
 	if _, err := os.Stat("/dev/zero"); err != nil {
 		t.Skip("no /dev/zero")
