@@ -309,14 +309,8 @@ func revoked(m store.Machine) bool {
 // handleEvidence verifies the evidence for a challenge and records the verdict.
 func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	release := s.admitEvidence(w, r, name)
-	if release == nil {
-		return
-	}
 	var ev api.Evidence
-	ok := decode(w, r, api.MaxEvidenceBytes, &ev)
-	release()
-	if !ok {
+	if !s.readEvidence(w, r, name, &ev) {
 		return
 	}
 	log := s.log.With("machine", name)

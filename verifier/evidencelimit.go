@@ -2,20 +2,107 @@ package verifier
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 )
 
 // Evidence bodies are large (up to api.MaxEvidenceBytes) and arrive before
-// their signature can be checked, so the server bounds how many it decodes
-// at once and reads none for a machine that the server has issued no
-// challenge to.
+// their signature can be checked. The server therefore reads none for a
+// machine that it has issued no challenge to, and it reads each body in
+// full before it takes one of the decoding slots, so a client that sends
+// its body slowly holds no slot. The limits below bound what bodies still
+// arriving can hold.
 const (
+	// maxConcurrentEvidence bounds the evidence bodies decoded at once.
 	maxConcurrentEvidence = 4
-	evidenceSlotWait      = 10 * time.Second
+	// evidenceSlotWait bounds the wait for a decoding slot once the body
+	// has arrived.
+	evidenceSlotWait = 10 * time.Second
+	// maxEvidenceBodiesPerSource bounds the evidence bodies that one
+	// request source (requestSource) uploads at once. Machines behind one
+	// NAT address share it, and an agent over it gets 429 and retries.
+	maxEvidenceBodiesPerSource = 8
+	// maxEvidenceBufferPerSource bounds the memory that one source's
+	// bodies in flight hold: one body of the maximum size.
+	maxEvidenceBufferPerSource = api.MaxEvidenceBytes
+	// maxEvidenceBuffer bounds the memory that all bodies in flight hold.
+	maxEvidenceBuffer = 4 * maxEvidenceBufferPerSource
+	// evidenceMinRate is the slowest upload, in bytes per second, that
+	// the read deadline of an evidence body allows for after
+	// evidenceReadBase: 256 KiB/s, or about 2 Mbit/s.
+	evidenceMinRate  = 256 << 10
+	evidenceReadBase = 10 * time.Second
+	// evidenceFirstBuffer is the buffer a body starts with. It doubles as
+	// bytes arrive, so a client that declares a large body and sends
+	// little of it makes the server allocate little.
+	evidenceFirstBuffer = 64 << 10
 )
+
+// evidenceBudget counts the evidence bodies being read and the bytes
+// their buffers hold, per request source and in all.
+type evidenceBudget struct {
+	mu       sync.Mutex
+	buffered int64
+	sources  map[string]*sourceUse
+}
+
+type sourceUse struct {
+	bodies   int
+	buffered int64
+}
+
+// admit counts a new body from source, or returns false when the source
+// already uploads maxEvidenceBodiesPerSource bodies.
+func (b *evidenceBudget) admit(source string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sources == nil {
+		b.sources = map[string]*sourceUse{}
+	}
+	u := b.sources[source]
+	if u == nil {
+		u = &sourceUse{}
+		b.sources[source] = u
+	}
+	if u.bodies >= maxEvidenceBodiesPerSource {
+		return false
+	}
+	u.bodies++
+	return true
+}
+
+// charge counts n more buffered bytes for an admitted body of source, or
+// returns false when that would pass the source's or the global limit.
+func (b *evidenceBudget) charge(source string, n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	u := b.sources[source]
+	if u.buffered+n > maxEvidenceBufferPerSource || b.buffered+n > maxEvidenceBuffer {
+		return false
+	}
+	u.buffered += n
+	b.buffered += n
+	return true
+}
+
+// done ends an admitted body of source whose buffer was charged bytes.
+func (b *evidenceBudget) done(source string, charged int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	u := b.sources[source]
+	u.buffered -= charged
+	b.buffered -= charged
+	if u.bodies--; u.bodies == 0 {
+		delete(b.sources, source)
+	}
+}
 
 // hasChallenge reports whether the server holds a challenge issued to the
 // machine. Used and expired challenges count, so that the evidence handler
@@ -47,21 +134,121 @@ func (s *Server) acquireEvidenceSlot(ctx context.Context) (func(), bool) {
 	}
 }
 
-// admitEvidence runs the checks that come before reading an evidence body.
-// It writes the error response and returns nil when the request must not be
-// read. Otherwise it returns the function that frees the decoding slot.
-func (s *Server) admitEvidence(w http.ResponseWriter, r *http.Request, name string) func() {
+// evidenceReadTime returns the time that an evidence body of size bytes
+// may take to arrive. An unknown size (-1) counts as the maximum.
+func (s *Server) evidenceReadTime(size int64) time.Duration {
+	if size < 0 || size > api.MaxEvidenceBytes {
+		size = api.MaxEvidenceBytes
+	}
+	s.mu.Lock()
+	base := s.evidenceReadBase
+	s.mu.Unlock()
+	return base + time.Duration(size)*time.Second/evidenceMinRate
+}
+
+var (
+	errEvidenceBudget = errors.New("the verifier is buffering too much evidence")
+	errEvidenceSize   = errors.New("evidence body too large")
+)
+
+// readEvidenceBody reads r's body of at most api.MaxEvidenceBytes into a
+// buffer that grows as bytes arrive, charging each growth to the budget of
+// source. It returns the bytes charged, which the caller releases, also
+// on error.
+func (s *Server) readEvidenceBody(r *http.Request, source string) (body []byte, charged int64, err error) {
+	limit := int64(api.MaxEvidenceBytes)
+	if r.ContentLength >= 0 {
+		limit = r.ContentLength
+	}
+	buf := make([]byte, 0)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) == limit {
+				// One byte more than the limit means the body is too long.
+				var extra [1]byte
+				n, err := io.ReadFull(r.Body, extra[:])
+				if n > 0 {
+					return nil, charged, errEvidenceSize
+				}
+				if err != io.EOF {
+					return nil, charged, err
+				}
+				return buf, charged, nil
+			}
+			grown := min(max(2*int64(cap(buf)), evidenceFirstBuffer), limit)
+			if !s.evidenceBudget.charge(source, grown-int64(cap(buf))) {
+				return nil, charged, errEvidenceBudget
+			}
+			charged += grown - int64(cap(buf))
+			next := make([]byte, len(buf), grown)
+			copy(next, buf)
+			buf = next
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, charged, nil
+		}
+		if err != nil {
+			return nil, charged, err
+		}
+	}
+}
+
+// readEvidence runs the checks that come before decoding an evidence body,
+// reads the body and decodes it into ev. It writes the error response and
+// returns false when any step fails.
+func (s *Server) readEvidence(w http.ResponseWriter, r *http.Request, name string, ev *api.Evidence) bool {
 	if !s.hasChallenge(name) {
 		s.logRejected(s.log, "evidence rejected before reading: no challenge issued", "machine", name)
 		writeError(w, http.StatusBadRequest, api.CodeChallenge, "no challenge was issued to machine "+name+": request a new one")
-		return nil
+		return false
 	}
+	if r.ContentLength > api.MaxEvidenceBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, api.MaxEvidenceBytes))
+		return false
+	}
+	source := requestSource(r)
+	if !s.evidenceBudget.admit(source) {
+		s.logRejected(s.log, "evidence rejected: too many evidence uploads from one source", "machine", name, "source", source, "remote", r.RemoteAddr, "limit", maxEvidenceBodiesPerSource)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited, fmt.Sprintf("%d evidence uploads from %s are in progress: retry in a few seconds", maxEvidenceBodiesPerSource, source))
+		return false
+	}
+	var charged int64
+	defer func() { s.evidenceBudget.done(source, charged) }()
+
+	readTime := s.evidenceReadTime(r.ContentLength)
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(readTime)); err != nil {
+		s.log.Warn("cannot set the read deadline of an evidence body: it is bounded by the server's read timeout only", "err", err)
+	}
+	body, charged, err := s.readEvidenceBody(r, source)
+	switch {
+	case errors.Is(err, errEvidenceSize):
+		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body exceeds its Content-Length or the limit of "+itoa(api.MaxEvidenceBytes)+" bytes")
+		return false
+	case errors.Is(err, errEvidenceBudget):
+		s.logRejected(s.log, "evidence rejected: evidence buffer limit reached", "machine", name, "source", source, "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "the verifier is receiving too much evidence at once: retry in a few seconds")
+		return false
+	case err != nil:
+		s.logRejected(s.log, "evidence rejected: reading the body failed", "machine", name, "remote", r.RemoteAddr, "err", err)
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("read body: %v (a body of this size must arrive within %s)", err, readTime.Round(time.Second)))
+		return false
+	}
+
 	release, ok := s.acquireEvidenceSlot(r.Context())
 	if !ok {
 		s.logRejected(s.log, "evidence rejected: too many concurrent evidence requests", "machine", name, "limit", maxConcurrentEvidence)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "the verifier is busy decoding other evidence: retry in a few seconds")
-		return nil
+		return false
 	}
-	return release
+	defer release()
+	if err := strictjson.DecodeLarge(body, ev, strictjson.Options{}); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("invalid JSON: %v", err))
+		return false
+	}
+	return true
 }

@@ -110,8 +110,13 @@ type Server struct {
 	logCache map[string]cachedLog
 	// machineLocks holds a lock per machine with a write in progress.
 	machineLocks map[string]*machineLock
-	// evidenceSlots bounds the evidence bodies decoded at once.
-	evidenceSlots chan struct{}
+	// evidenceSlots bounds the evidence bodies decoded at once, and
+	// evidenceBudget those being read.
+	evidenceSlots  chan struct{}
+	evidenceBudget evidenceBudget
+	// evidenceReadBase is the time any evidence body may take to arrive,
+	// before the time its size allows (evidenceReadTime).
+	evidenceReadBase time.Duration
 	// pendingBySource counts the entries of enrollments per request source
 	// (requestSource).
 	pendingBySource map[string]int
@@ -201,6 +206,8 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		logCache:      map[string]cachedLog{},
 		machineLocks:  map[string]*machineLock{},
 		evidenceSlots: make(chan struct{}, maxConcurrentEvidence),
+
+		evidenceReadBase: evidenceReadBase,
 
 		pendingBySource: map[string]int{},
 		enrollLimiter:   newSourceLimiter(enrollRate, enrollBurst, maxTrackedSources),
