@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/bundle"
@@ -67,9 +68,21 @@ func createResultKey(dataDir string) (*bundle.PrivateKey, bool, error) {
 	return key, true, nil
 }
 
+// DefaultResultValidity is the default of Config.ResultValidity. At the
+// default interval of 60 s the unreachable limit (198 s) is shorter, so a
+// result then stays valid through two missed attestations. For machines
+// with long intervals it bounds how long a result outlives a revocation.
+const DefaultResultValidity = 10 * time.Minute
+
+// resultValidity returns how long m's results stay valid after its verdict:
+// Config.ResultValidity, or less when m's unreachable limit is shorter.
+func (s *Server) resultValidity(m store.Machine) time.Duration {
+	return min(s.cfg.ResultValidity, s.unreachableLimit(m))
+}
+
 // signedResult returns the machine's current state as a signed attestation
-// result, valid until the machine would be reported unreachable. It
-// returns nil for a machine without a verdict yet.
+// result, valid for resultValidity after its verdict. It returns nil for a
+// machine without a verdict yet.
 func (s *Server) signedResult(m store.Machine) ([]byte, error) {
 	if m.LastVerdictAt.IsZero() {
 		return nil, nil
@@ -78,11 +91,11 @@ func (s *Server) signedResult(m store.Machine) ([]byte, error) {
 	r := &result.Result{
 		Machine: m.Name, State: m.State, Reasons: m.Reasons, EKSHA256: m.EKHash, AKSHA256: hex.EncodeToString(ak[:]),
 		BootCount: m.BootCount, ResetCount: m.ResetCount, VerifiedAt: m.LastVerdictAt.UTC(),
-		IssuedAt: s.now().UTC(), ExpiresAt: m.LastVerdictAt.Add(s.unreachableLimit(m)).UTC(),
+		IssuedAt: s.now().UTC(), ExpiresAt: m.LastVerdictAt.Add(s.resultValidity(m)).UTC(),
 	}
 	if !r.ExpiresAt.After(r.IssuedAt) {
-		// The machine has missed its attestations: the result expires as
-		// it is issued, and the watch loop marks the machine unreachable.
+		// The verdict is older than the validity: the result expires as it
+		// is issued.
 		r.ExpiresAt = r.IssuedAt.Add(1)
 	}
 	return result.Sign(r, s.resultKey, s.rand)
@@ -98,6 +111,15 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.internalError(w, r, err)
+		return
+	}
+	ek, err := s.store.EK(r.Context(), m.EKHash)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.internalError(w, r, err)
+		return
+	}
+	if revoked(m) || ek.Status == store.EKRevoked {
+		writeError(w, http.StatusConflict, api.CodeEKRevoked, fmt.Sprintf("machine %q is revoked: the server issues no attestation results for it", name))
 		return
 	}
 	signed, err := s.signedResult(m)

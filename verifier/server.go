@@ -64,6 +64,12 @@ type Config struct {
 	// UnreachableAfter is the number of missed intervals after which a
 	// machine becomes unreachable (default 3).
 	UnreachableAfter int
+	// ResultValidity is how long a signed attestation result stays valid
+	// after the verdict it reports (default DefaultResultValidity). Each
+	// machine's results expire at its unreachable limit at the latest.
+	// Results cannot be recalled, so this bounds how long a machine that
+	// was revoked or judged untrusted can still present a trusted one.
+	ResultValidity time.Duration
 	// PCRs are quoted in every active bank (default 0-10 and 14). PCR 10 is
 	// checked against the IMA list, the others against the event log.
 	PCRs []int
@@ -160,6 +166,9 @@ func New(cfg Config, dataDir string) (*Server, error) {
 	}
 	if cfg.UnreachableAfter <= 0 {
 		cfg.UnreachableAfter = 3
+	}
+	if cfg.ResultValidity <= 0 {
+		cfg.ResultValidity = DefaultResultValidity
 	}
 	if len(cfg.PCRs) == 0 {
 		cfg.PCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, imaPCR, 14}

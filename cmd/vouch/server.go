@@ -173,7 +173,7 @@ func newServerCmd() *cobra.Command {
 		tlsCert, tlsKey, tlsCA                    string
 		hosts, ekRoots, ekIntermediates           []string
 		requireApproval, autoApproveRef, insecure bool
-		interval, challengeTTL                    time.Duration
+		interval, challengeTTL, resultValidity    time.Duration
 		unreachableAfter                          int
 		pol                                       serverPolicyFlags
 		imaPolicy                                 imaPolicyFlags
@@ -207,6 +207,9 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			}
 			if err := checkServerFlags(listen, interval, challengeTTL, unreachableAfter); err != nil {
 				return withExitCode(exitUsage, err)
+			}
+			if resultValidity < time.Second {
+				return withExitCode(exitUsage, fmt.Errorf("invalid --result-validity %s: give at least 1s", resultValidity))
 			}
 			pcrList, err := parsePCRList(pcrs)
 			if err != nil {
@@ -270,6 +273,7 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 				Interval:             interval,
 				ChallengeTTL:         challengeTTL,
 				UnreachableAfter:     unreachableAfter,
+				ResultValidity:       resultValidity,
 				PCRs:                 pcrList,
 			}
 			obs.apply(&cfg, observe.metricsPerMachine)
@@ -308,7 +312,7 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			fmt.Fprintf(out, "admin token file: %s\n", tokenPath)
 			fmt.Fprintf(out, "dashboard (log in with the admin token): %s://%s/dashboard\n", scheme, ln.Addr())
 			log.Info("verifier configured", "ek_mode", ekMode, "ek_roots", len(roots), "require_approval", requireApproval,
-				"interval", interval, "pcrs", pcrs, "data_dir", dataDir)
+				"interval", interval, "result_validity", resultValidity, "pcrs", pcrs, "data_dir", dataDir)
 			obs.serveMetrics(ctx, srv)
 			if err := srv.ListenAndServe(ctx, ln, cert); err != nil {
 				return withExitCode(exitUnavailable, err)
@@ -328,6 +332,7 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 	f.DurationVar(&interval, "interval", 60*time.Second, "time between attestations of a machine, 1s to 168h (jittered by 10%)")
 	f.DurationVar(&challengeTTL, "challenge-ttl", 30*time.Second, "time an agent has to answer a nonce, 1s to 1h")
 	f.IntVar(&unreachableAfter, "unreachable-after", 3, "number of missed intervals, 1 to 1000, after which a machine is unreachable")
+	f.DurationVar(&resultValidity, "result-validity", verifier.DefaultResultValidity, "time a signed attestation result stays valid after its verdict; a machine's results expire when it would become unreachable at the latest")
 	f.StringVar(&pcrs, "pcrs", "0-10,14", "PCRs to quote in every bank; PCR 10 is checked against the IMA list, the others against the event log")
 	f.StringSliceVar(&hosts, "host", []string{"localhost", "127.0.0.1", "::1"}, "names and addresses of the generated server certificate")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM server certificate chain to use instead of the generated one")

@@ -21,6 +21,7 @@ func TestServerFlagValidation(t *testing.T) {
 		{[]string{"--challenge-ttl", "0s"}, exitUsage, "invalid --challenge-ttl 0s: give 1s to 1h0m0s"},
 		{[]string{"--unreachable-after", "0"}, exitUsage, "invalid --unreachable-after 0: give 1 to 1000"},
 		{[]string{"--unreachable-after", "-3"}, exitUsage, "invalid --unreachable-after -3"},
+		{[]string{"--result-validity", "0s"}, exitUsage, "invalid --result-validity 0s: give at least 1s"},
 		{[]string{"--listen", "127.0.0.1:99999"}, exitUsage, "port 99999 is out of range: give 0 to 65535"},
 		{[]string{"--listen", "127.0.0.1"}, exitUsage, "give host:port"},
 		{[]string{"--listen", "127.0.0.1:nosuchservice"}, exitUsage, `unknown port "nosuchservice"`},
