@@ -53,6 +53,12 @@ const (
 	sessionVersion     = "v1"
 	// maxLoginBytes bounds the login form's body.
 	maxLoginBytes = 4 << 10
+	// loginRate and loginBurst set each request source's token bucket of
+	// login attempts: loginBurst at once, then one every 6 seconds. The
+	// admin token is too long to guess, so the limit bounds the work and
+	// the log lines of a client that keeps trying.
+	loginRate  = 1.0 / 6
+	loginBurst = 10
 )
 
 // dashboardSecurityHeaders forbid scripts and styles from anywhere but
@@ -188,8 +194,15 @@ func (s *Server) handleDashboardLogin(w http.ResponseWriter, r *http.Request) {
 		s.renderDashboard(w, r, http.StatusBadRequest, "login.html", loginPage{Error: "The login form could not be read: send it again."})
 		return
 	}
+	source := requestSource(r)
+	if ok, wait := s.loginLimiter.allow(source, s.now()); !ok {
+		s.logRejected(s.log, "dashboard login rejected: rate limit", "source", source, "remote", r.RemoteAddr)
+		writeRetryAfter(w, wait)
+		s.renderDashboard(w, r, http.StatusTooManyRequests, "login.html", loginPage{Error: fmt.Sprintf("Too many login attempts from %s: retry in %s.", source, retrySeconds(wait))})
+		return
+	}
 	if !s.tokens.check(strings.TrimSpace(r.PostForm.Get("token"))) {
-		s.log.Warn("rejected dashboard login with an invalid token", "remote", r.RemoteAddr)
+		s.logRejected(s.log, "rejected dashboard login with an invalid token", "remote", r.RemoteAddr)
 		s.renderDashboard(w, r, http.StatusUnauthorized, "login.html", loginPage{Error: "Invalid admin token. The token is in the admin-token file of the server's data directory."})
 		return
 	}

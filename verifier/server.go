@@ -126,9 +126,11 @@ type Server struct {
 	// pendingBySource counts the entries of enrollments per request source
 	// (requestSource).
 	pendingBySource map[string]int
-	// enrollLimiter bounds the enrollment requests of each source, and
-	// rejectLog the log lines about rejected agent requests.
+	// enrollLimiter bounds the enrollment requests of each source,
+	// loginLimiter its dashboard login attempts, and rejectLog the log
+	// lines about rejected requests.
 	enrollLimiter *sourceLimiter
+	loginLimiter  *sourceLimiter
 	rejectLog     *logLimiter
 
 	stop chan struct{}
@@ -220,6 +222,7 @@ func New(cfg Config, dataDir string) (*Server, error) {
 
 		pendingBySource: map[string]int{},
 		enrollLimiter:   newSourceLimiter(enrollRate, enrollBurst, maxTrackedSources),
+		loginLimiter:    newSourceLimiter(loginRate, loginBurst, maxTrackedSources),
 		rejectLog:       &logLimiter{max: maxRejectLogsPerMinute},
 		stop:            make(chan struct{}),
 	}
