@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 	"unicode"
@@ -38,14 +39,23 @@ const (
 	enrollBurst = 20
 	// maxTrackedSources bounds the token buckets held in memory.
 	maxTrackedSources = 65536
+	// reservedPendingEnrollments of the table are kept for sources whose
+	// widest prefix (pendingLimits) has no enrollment in progress, so that
+	// a client that holds many prefixes still leaves room for other sites.
+	reservedPendingEnrollments = maxPendingEnrollments / 10
 	// maxRejectLogsPerMinute bounds the log lines about rejected
 	// enrollment and evidence requests.
 	maxRejectLogsPerMinute = 30
+	// maxEnrollLogsPerMinute bounds the log lines about enrollment
+	// challenges sent, which any client can ask for.
+	maxEnrollLogsPerMinute = 60
 )
 
 type enrollment struct {
-	// source is the request source that asked for the enrollment.
+	// source is the request source that asked for the enrollment, and
+	// limits the prefixes it is counted under (pendingLimits).
 	source   string
+	limits   []pendingLimit
 	name     string
 	ek       EKKey
 	ekHash   string
@@ -184,17 +194,18 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	e := &enrollment{
-		source: source, name: req.Name, ek: ek, ekHash: ekHash, ekCert: req.EKCertificate, ekTrust: trust,
+		source: source, limits: pendingLimits(r.RemoteAddr), name: req.Name, ek: ek, ekHash: ekHash, ekCert: req.EKCertificate, ekTrust: trust,
 		akPublic: req.AKPublic, facts: req.Facts, secret: secret, expires: now.Add(enrollmentTTL),
 	}
 	s.mu.Lock()
 	replaced, err := s.addEnrollmentLocked(id, e, now)
 	s.mu.Unlock()
+	var full *prefixFullError
 	switch {
-	case errors.Is(err, errSourceFull):
-		s.logRejected(log, "enrollment rejected: too many pending enrollments from one source", "source", source, "limit", maxPendingPerSource)
+	case errors.As(err, &full):
+		s.logRejected(log, "enrollment rejected: too many pending enrollments from one source", "source", source, "prefix", full.key, "limit", full.max)
 		writeRetryAfter(w, enrollmentTTL/4)
-		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited, fmt.Sprintf("%d enrollments from %s are in progress: retry in a minute", maxPendingPerSource, source))
+		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited, fmt.Sprintf("%d enrollments from %s are in progress: retry in a minute", full.max, full.key))
 		return
 	case errors.Is(err, errTableFull):
 		s.logRejected(log, "enrollment rejected: too many pending enrollments", "limit", maxPendingEnrollments)
@@ -202,23 +213,33 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "too many enrollments in progress: retry in a minute")
 		return
 	}
-	log.Info("enrollment challenge sent", "ek_trust", trust, "replaced", replaced)
+	s.enrollLog.log(log, now, slog.LevelInfo, "enrollment challenge sent", "ek_trust", trust, "replaced", replaced)
 	writeJSON(w, http.StatusOK, api.EnrollChallenge{
 		EnrollmentID: id, Credential: cred, EncryptedSecret: encSecret, ExpiresAt: e.expires,
 	})
 }
 
-var (
-	errSourceFull = errors.New("too many pending enrollments from this source")
-	errTableFull  = errors.New("too many pending enrollments")
-)
+var errTableFull = errors.New("too many pending enrollments")
+
+// prefixFullError reports that the enrollments in progress from a prefix
+// reached its cap.
+type prefixFullError struct {
+	key string
+	max int
+}
+
+func (e *prefixFullError) Error() string {
+	return fmt.Sprintf("%d enrollments from %s are in progress", e.max, e.key)
+}
 
 // addEnrollmentLocked stores e under id after dropping expired
 // enrollments. An enrollment of the same source for the same EK or the same
 // name is replaced (an agent that retries), and replaced counts those.
 // Enrollments of other sources stay: a client that names another machine,
 // or sends another machine's public EK, cannot cancel its enrollment. It
-// fails with errSourceFull or errTableFull at the limits.
+// fails with a *prefixFullError at the cap of one of e.limits, and with
+// errTableFull when the table is full, or when only its reserved part is
+// left and e's widest prefix already has an enrollment in progress.
 func (s *Server) addEnrollmentLocked(id string, e *enrollment, now time.Time) (replaced int, err error) {
 	for k, old := range s.enrollments {
 		switch {
@@ -229,14 +250,22 @@ func (s *Server) addEnrollmentLocked(id string, e *enrollment, now time.Time) (r
 			replaced++
 		}
 	}
-	if s.pendingBySource[e.source] >= maxPendingPerSource {
-		return replaced, errSourceFull
+	for _, l := range e.limits {
+		if s.pendingBySource[l.key] >= l.max {
+			return replaced, &prefixFullError{key: l.key, max: l.max}
+		}
 	}
 	if len(s.enrollments) >= maxPendingEnrollments {
 		return replaced, errTableFull
 	}
+	widest := e.limits[len(e.limits)-1].key
+	if len(s.enrollments) >= maxPendingEnrollments-reservedPendingEnrollments && s.pendingBySource[widest] > 0 {
+		return replaced, errTableFull
+	}
 	s.enrollments[id] = e
-	s.pendingBySource[e.source]++
+	for _, l := range e.limits {
+		s.pendingBySource[l.key]++
+	}
 	return replaced, nil
 }
 
@@ -246,8 +275,10 @@ func (s *Server) removeEnrollmentLocked(id string) {
 		return
 	}
 	delete(s.enrollments, id)
-	if s.pendingBySource[e.source]--; s.pendingBySource[e.source] <= 0 {
-		delete(s.pendingBySource, e.source)
+	for _, l := range e.limits {
+		if s.pendingBySource[l.key]--; s.pendingBySource[l.key] <= 0 {
+			delete(s.pendingBySource, l.key)
+		}
 	}
 }
 

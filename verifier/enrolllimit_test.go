@@ -60,6 +60,16 @@ func (c countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	return c.Handler.Handle(ctx, r)
 }
 
+// WithAttrs and WithGroup keep counting the records of loggers derived
+// with Logger.With.
+func (c countingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return countingHandler{Handler: c.Handler.WithAttrs(attrs), prefix: c.prefix, n: c.n}
+}
+
+func (c countingHandler) WithGroup(name string) slog.Handler {
+	return countingHandler{Handler: c.Handler.WithGroup(name), prefix: c.prefix, n: c.n}
+}
+
 func TestEnrollmentFloodDoesNotBlockAgent(t *testing.T) {
 	var rejections atomic.Int64
 	logger := slog.New(countingHandler{Handler: slog.NewTextHandler(testWriter{t}, nil), prefix: "enrollment rejected", n: &rejections})

@@ -17,20 +17,70 @@ import (
 // usually holds a whole /64. Requests that arrive through a proxy all count
 // as the proxy's.
 func requestSource(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	return pendingLimits(r.RemoteAddr)[0].key
+}
+
+// remoteHost returns the host of a request's RemoteAddr, and its address
+// when the host is an IP address.
+func remoteHost(remoteAddr string) (string, netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
-		host = r.RemoteAddr
+		host = remoteAddr
 	}
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return host, netip.Addr{}, false
 	}
-	addr = addr.Unmap().WithZone("")
+	return host, addr.Unmap().WithZone(""), true
+}
+
+// pendingLimit caps the enrollments in progress whose source lies in one
+// network prefix.
+type pendingLimit struct {
+	// key is the prefix, or for the narrowest limit the request source.
+	key string
+	max int
+}
+
+// prefixCap caps the enrollments in progress from one prefix of bits.
+type prefixCap struct{ bits, max int }
+
+// Caps on the enrollments in progress per network prefix, narrowest
+// first. A site usually holds an IPv6 /48 or /56 (65,536 or 256 /64
+// prefixes), and a provider may give a customer many IPv4 addresses of a
+// /24, so a per-source cap alone would let one site fill the table of
+// maxPendingEnrollments. With these caps it takes 9 /48 prefixes, or 18
+// IPv4 /24 prefixes, to fill the part of the table that is not reserved
+// (reservedPendingEnrollments). Machines behind one NAT address share its
+// cap of maxPendingPerSource, which the /24 cap does not lower.
+var (
+	ipv4PendingCaps = []prefixCap{{32, maxPendingPerSource}, {24, 512}}
+	ipv6PendingCaps = []prefixCap{{64, maxPendingPerSource}, {56, 256}, {48, 1024}}
+)
+
+// pendingLimits returns the keys under which the enrollments in progress
+// of a client at remoteAddr are counted, with their caps, narrowest first.
+// The first key is the request source (requestSource): the IPv4 address
+// or the IPv6 /64 prefix.
+func pendingLimits(remoteAddr string) []pendingLimit {
+	host, addr, ok := remoteHost(remoteAddr)
+	if !ok {
+		return []pendingLimit{{key: host, max: maxPendingPerSource}}
+	}
+	caps := ipv4PendingCaps
 	if addr.Is6() {
-		prefix, _ := addr.Prefix(64)
-		return prefix.String()
+		caps = ipv6PendingCaps
 	}
-	return addr.String()
+	limits := make([]pendingLimit, len(caps))
+	for i, c := range caps {
+		prefix, _ := addr.Prefix(c.bits)
+		key := prefix.String()
+		if c.bits == addr.BitLen() {
+			key = addr.String()
+		}
+		limits[i] = pendingLimit{key: key, max: c.max}
+	}
+	return limits
 }
 
 // sourceLimiter is a token bucket per request source: each source may send

@@ -124,7 +124,7 @@ type Server struct {
 	// before the time its size allows (evidenceReadTime).
 	evidenceReadBase time.Duration
 	// pendingBySource counts the entries of enrollments per request source
-	// (requestSource).
+	// and per wider prefix (pendingLimits).
 	pendingBySource map[string]int
 	// enrollLimiter bounds the enrollment requests of each source,
 	// loginLimiter its dashboard login attempts, and rejectLog the log
@@ -132,6 +132,8 @@ type Server struct {
 	enrollLimiter *sourceLimiter
 	loginLimiter  *sourceLimiter
 	rejectLog     *logLimiter
+	// enrollLog bounds the log lines about enrollment challenges sent.
+	enrollLog *logLimiter
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -224,6 +226,7 @@ func New(cfg Config, dataDir string) (*Server, error) {
 		enrollLimiter:   newSourceLimiter(enrollRate, enrollBurst, maxTrackedSources),
 		loginLimiter:    newSourceLimiter(loginRate, loginBurst, maxTrackedSources),
 		rejectLog:       &logLimiter{max: maxRejectLogsPerMinute},
+		enrollLog:       &logLimiter{max: maxEnrollLogsPerMinute},
 		stop:            make(chan struct{}),
 	}
 	if s.metrics, err = newMetrics(s, cfg.Registry); err != nil {
