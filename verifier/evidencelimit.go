@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -231,6 +232,10 @@ func (s *Server) readEvidence(w http.ResponseWriter, r *http.Request, name strin
 		s.logRejected(s.log, "evidence rejected: evidence buffer limit reached", "machine", name, "source", source, "remote", r.RemoteAddr)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, api.CodeUnavailable, "the verifier is receiving too much evidence at once: retry in a few seconds")
+		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.logRejected(s.log, "evidence rejected: the body timed out", "machine", name, "remote", r.RemoteAddr, "limit", readTime)
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("the evidence body timed out: a body of this size must arrive within %s (at least %d KiB/s)", readTime.Round(time.Second), evidenceMinRate>>10))
 		return false
 	case err != nil:
 		s.logRejected(s.log, "evidence rejected: reading the body failed", "machine", name, "remote", r.RemoteAddr, "err", err)

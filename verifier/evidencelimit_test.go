@@ -65,13 +65,22 @@ func slowUpload(t *testing.T, h *harness, ip, machine string, size int) net.Conn
 // most wait.
 func readStatus(t *testing.T, conn net.Conn, wait time.Duration) (int, error) {
 	t.Helper()
+	status, _, err := readResponse(t, conn, wait)
+	return status, err
+}
+
+// readResponse reads the status code and body of the response on conn,
+// waiting at most wait.
+func readResponse(t *testing.T, conn net.Conn, wait time.Duration) (int, string, error) {
+	t.Helper()
 	conn.SetReadDeadline(time.Now().Add(wait))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 func TestSlowEvidenceUploadsDoNotBlockAgent(t *testing.T) {
@@ -131,12 +140,15 @@ func TestSlowEvidenceBodyTimesOut(t *testing.T) {
 
 	start := time.Now()
 	conn := slowUpload(t, h, "127.0.0.2", "slow", 1000)
-	status, err := readStatus(t, conn, 5*time.Second)
+	status, body, err := readResponse(t, conn, 5*time.Second)
 	if err != nil {
 		t.Fatalf("no response to a body that stopped arriving: %v", err)
 	}
 	if status != http.StatusBadRequest {
 		t.Errorf("status %d, want 400", status)
+	}
+	if !strings.Contains(body, "timed out") {
+		t.Errorf("response %q does not say that the body timed out", body)
 	}
 	if elapsed := time.Since(start); elapsed > 2*time.Second {
 		t.Errorf("the server waited %s for a body of 1000 bytes, want about 300ms", elapsed)
