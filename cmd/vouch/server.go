@@ -276,6 +276,12 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 				ResultValidity:       resultValidity,
 				PCRs:                 pcrList,
 			}
+			// The next result arrives up to an interval plus 10 % jitter and
+			// the challenge TTL after the last verdict.
+			if due := interval + interval/10 + challengeTTL; resultValidity < due {
+				log.Warn("signed attestation results expire before the next attestation is due; raise --result-validity to keep them valid in between, which also lengthens how long a result outlives a revocation",
+					"result_validity", resultValidity, "next_result_within", due)
+			}
 			obs.apply(&cfg, observe.metricsPerMachine)
 			srv, err := verifier.New(cfg, dataDir)
 			if err != nil {
