@@ -134,11 +134,15 @@ func (f *clientFlags) client() (*api.Client, error) {
 }
 
 // checkServerURL rejects a verifier URL without an http or https scheme
-// and a host, such as 127.0.0.1:8443.
+// and a host, such as 127.0.0.1:8443, and one with a path, query or
+// fragment: the API lives at the root of the verifier's address.
 func checkServerURL(server string) error {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("invalid --server %q: use https://HOST:PORT", server)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("invalid --server %q: give https://HOST:PORT without a path, query or user", server)
 	}
 	return nil
 }
