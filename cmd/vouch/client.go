@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -175,14 +177,24 @@ func first(values ...string) string {
 }
 
 // apiExit maps an API call's error to an exit code: the server returned
-// an error (usage), or it could not be reached (unavailable).
+// an error (usage), or it could not be reached (unavailable). It adds the
+// next step for the errors a wrong --server or token causes.
 func apiExit(err error) error {
 	if err == nil {
 		return nil
 	}
 	var e *api.Error
-	if errors.As(err, &e) {
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &e):
+		if e.Code == api.CodeUnauthorized {
+			err = fmt.Errorf("%w: check --token-file or VOUCH_TOKEN", err)
+		}
 		return withExitCode(exitUsage, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		err = fmt.Errorf("%w: is vouch server running at that address? check --server", err)
+	case errors.As(err, &dns):
+		err = fmt.Errorf("%w: check the host name in --server", err)
 	}
 	return withExitCode(exitUnavailable, err)
 }

@@ -53,7 +53,7 @@ the client config file.`,
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a machine's last verdict with its event-level explanation, and its history",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs("machine NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := flags.client()
 			if err != nil {
@@ -76,7 +76,7 @@ the client config file.`,
 		c := &cobra.Command{
 			Use:   use + " NAME",
 			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Args:  exactArgs("machine NAME"),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				c, err := flags.client()
 				if err != nil {
@@ -107,7 +107,7 @@ the client config file.`,
 	interval := &cobra.Command{
 		Use:   "interval NAME DURATION",
 		Short: "Set a machine's attestation interval, such as 30s or 5m (0 restores the server's default)",
-		Args:  cobra.ExactArgs(2),
+		Args:  exactArgs("machine NAME", "DURATION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := time.ParseDuration(args[1])
 			if args[1] == "0" {
@@ -257,7 +257,7 @@ pins the hex SHA-256 of the PKIX public key instead.`,
 	revoke := &cobra.Command{
 		Use:   "revoke SHA256",
 		Short: "Revoke an EK, enrolled or not: its TPM can never enroll again",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs("EK SHA256"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := flags.client()
 			if err != nil {
