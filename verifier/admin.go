@@ -155,7 +155,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	ek.Status = store.EKRevoked
 	ek.Machine = m.Name
-	ek.Note = strings.TrimSpace("revoked with machine " + m.Name + ": " + req.Reason)
+	ek.Note = "revoked with machine " + m.Name
+	if reason := strings.TrimSpace(req.Reason); reason != "" {
+		ek.Note += ": " + reason
+	}
 	if err := s.store.PutEK(ctx, ek, store.Event{Machine: m.Name, Kind: "ek-revoked", Detail: "EK " + ek.Hash}); err != nil {
 		s.internalError(w, r, err)
 		return
@@ -328,6 +331,9 @@ func pinnedEK(req api.PinEKRequest) (store.EK, error) {
 		if err != nil {
 			return store.EK{}, fmt.Errorf("invalid EK certificate: %w", err)
 		}
+		if err := CheckEKCertificate(cert); err != nil {
+			return store.EK{}, fmt.Errorf("invalid EK certificate: %w", err)
+		}
 		pkix, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
 		if err != nil {
 			return store.EK{}, fmt.Errorf("EK certificate key: %w", err)
@@ -338,6 +344,9 @@ func pinnedEK(req api.PinEKRequest) (store.EK, error) {
 		key, err := x509.ParsePKIXPublicKey(der)
 		if err != nil {
 			return store.EK{}, fmt.Errorf("invalid EK public key (want PKIX DER or PEM): %w", err)
+		}
+		if err := CheckEKKey(key); err != nil {
+			return store.EK{}, fmt.Errorf("invalid EK public key: %w", err)
 		}
 		pkix, err := x509.MarshalPKIXPublicKey(key)
 		if err != nil {

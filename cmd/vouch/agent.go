@@ -76,7 +76,8 @@ TPM cannot be opened or the state directory cannot be written.`,
 				return withExitCode(exitUsage, errors.New("missing server pin: give --server-fingerprint (or set VOUCH_SERVER_FINGERPRINT) with the fingerprint vouch server prints, --ca with the CA file, or --system-roots to trust the system's CAs"))
 			}
 			if name == "" {
-				name, _ = os.Hostname()
+				// The verifier takes lower-case names without a final dot.
+				name = strings.TrimSuffix(strings.ToLower(hostname()), ".")
 			}
 			tlsConfig, err := api.TLSConfig(fingerprint, caFile)
 			if err != nil {
@@ -209,7 +210,7 @@ TPM cannot be opened or the state directory cannot be written.`,
 	f.StringVar(&caFile, "ca", "", "PEM file of the CA that signed the verifier's certificate")
 	f.BoolVar(&insecureHTTP, "insecure-http", false, "allow an http:// verifier URL (a server started with --insecure-http); evidence then travels unauthenticated")
 	f.BoolVar(&systemRoots, "system-roots", false, "verify the verifier's certificate with the system's CAs when neither --server-fingerprint nor --ca is given")
-	f.StringVar(&name, "name", "", "machine name at the verifier (default: the host name)")
+	f.StringVar(&name, "name", "", "machine name at the verifier: lower-case letters, digits, '.', '_' or '-' (default: the host name in lower case)")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/vouch-agent", "directory of the AK and the enrollment state")
 	f.StringVar(&resultPath, "result-file", "", "file to write the verifier's signed attestation result to after each verdict (default: result.json in --state-dir)")
 	f.StringVar(&tpmSpec, "tpm", "device", "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:/path, swtpm:tcp:HOST:PORT or simulator")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,5 +197,3 @@ func apiExit(err error) error {
 	}
 	return withExitCode(exitUnavailable, err)
 }
-
-func parsePKIX(der []byte) (any, error) { return x509.ParsePKIXPublicKey(der) }

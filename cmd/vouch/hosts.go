@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -197,14 +196,12 @@ pins the hex SHA-256 of the PKIX public key instead.`,
 			case len(args) == 1 && hash != "":
 				return withExitCode(exitUsage, fmt.Errorf("give FILE or --sha256, not both"))
 			case len(args) == 1:
-				data, err := os.ReadFile(args[0])
+				data, err := readLimited(args[0], cmd.InOrStdin(), maxSmallFileSize)
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
 				}
-				if looksLikePublicKey(data) {
-					req.PublicKey = data
-				} else {
-					req.Certificate = data
+				if req, err = ekPinRequest(args[0], data, cmd.ErrOrStderr()); err != nil {
+					return err
 				}
 			case hash != "":
 				req.SHA256 = hash
@@ -273,20 +270,6 @@ pins the hex SHA-256 of the PKIX public key instead.`,
 	}
 	cmd.AddCommand(pin, list, revoke)
 	return cmd
-}
-
-func looksLikePublicKey(data []byte) bool {
-	if strings.Contains(string(data), "-----BEGIN PUBLIC KEY-----") {
-		return true
-	}
-	if strings.Contains(string(data), "-----BEGIN") {
-		return false
-	}
-	// DER: a certificate is SEQUENCE { SEQUENCE tbsCertificate ... } whose
-	// tbsCertificate starts with the [0] version tag; a PKIX key is
-	// SEQUENCE { SEQUENCE algorithm, BIT STRING }.
-	_, err := parsePKIX(data)
-	return err == nil
 }
 
 func printJSON(w io.Writer, v any) error {
