@@ -325,7 +325,7 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	now := time.Now()
 	fmt.Fprintf(w, "Machine:   %s\n", termText(d.Name))
 	fmt.Fprintf(w, "State:     %s (since %s)\n", termText(d.State), ago(d.Since, now))
-	fmt.Fprintf(w, "Approved:  %v (reference values approved: %v)\n", d.Approved, d.ReferenceApproved)
+	fmt.Fprintf(w, "Approval:  %s\n", approvalText(d.Name, d.Approved, d.ReferenceApproved))
 	fmt.Fprintf(w, "Boots:     %d\n", d.BootCount)
 	if d.IntervalSeconds > 0 {
 		fmt.Fprintf(w, "Interval:  %s\n", intervalText(d.IntervalSeconds))
@@ -353,6 +353,23 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	if len(d.History) > 0 {
 		fmt.Fprintln(w, "History (newest first):")
 		printHistory(w, d.History)
+	}
+}
+
+// approvalText states the two approvals of a machine apart: its
+// enrollment (approved at once unless the server runs with
+// --require-approval) and the reference values learned from it.
+func approvalText(name string, enrollment, reference bool) string {
+	next := fmt.Sprintf(" (run 'vouch hosts approve %s')", termText(name))
+	switch {
+	case enrollment && reference:
+		return "enrollment and reference values approved"
+	case enrollment:
+		return "enrollment approved, reference values not approved yet" + next
+	case reference:
+		return "enrollment pending" + next + ", reference values approved"
+	default:
+		return "enrollment and reference values pending" + next
 	}
 }
 
