@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// TestClientErrorsNameNextStep checks that the admin commands' errors say
-// what to check: the server address, the token or the missing argument.
+// TestClientErrorsNameNextStep checks that each admin command error names
+// what to check next: the server address, the token or the argument.
 func TestClientErrorsNameNextStep(t *testing.T) {
 	t.Setenv("VOUCH_CONFIG", "")
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())

@@ -26,8 +26,8 @@ import (
 )
 
 // TestEKPinChecksFileLocally runs 'vouch ek pin' against a server that
-// records each request: a private key, a CA certificate or a key that
-// cannot be an EK is rejected before anything is sent, and an EK-shaped
+// records each request. A private key, a CA certificate or a key that
+// cannot be an EK is rejected before anything is sent. An EK-shaped
 // certificate or key is sent as DER.
 func TestEKPinChecksFileLocally(t *testing.T) {
 	var mu sync.Mutex
