@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 	"github.com/vouch-attest/vouch/store"
 )
 
@@ -139,6 +141,10 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	var req api.RevokeRequest
 	if r.ContentLength != 0 && !decode(w, r, api.MaxRequestBytes, &req) {
+		return
+	}
+	if err := checkAdminText("reason", req.Reason); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 		return
 	}
 	ctx := r.Context()
@@ -284,6 +290,9 @@ func (s *Server) handlePinEK(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ek, err := pinnedEK(req)
+	if err == nil {
+		err = checkAdminText("note", req.Note)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 		return
@@ -406,4 +415,23 @@ func (s *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("admin token rotated")
 	writeJSON(w, http.StatusOK, api.TokenResponse{Token: tok})
+}
+
+// maxAdminTextBytes bounds an EK note or a revocation reason.
+const maxAdminTextBytes = 1024
+
+// checkAdminText rejects an administrator's free text (an EK note, a
+// revocation reason) that is too long or contains a character that is
+// not printable, as enrollment rejects such host facts: the text is
+// shown in terminals and logs.
+func checkAdminText(field, value string) error {
+	if len(value) > maxAdminTextBytes {
+		return fmt.Errorf("invalid %s: %d bytes, the limit is %d", field, len(value), maxAdminTextBytes)
+	}
+	for i, r := range value {
+		if r != ' ' && !unicode.IsPrint(r) {
+			return fmt.Errorf("invalid %s %s: character %U at byte %d is not printable: give printable text only", field, strictjson.Quote(value), r, i)
+		}
+	}
+	return nil
 }

@@ -64,3 +64,16 @@ func TestPinnedEKRejectsNonEKKeys(t *testing.T) {
 		t.Errorf("P-256 key: %v", err)
 	}
 }
+
+func TestAdminTextRejectsControlCharacters(t *testing.T) {
+	for _, value := range []string{"rack 4\x1b[31m", "line\nbreak", strings.Repeat("a", maxAdminTextBytes+1)} {
+		if err := checkAdminText("note", value); err == nil {
+			t.Errorf("checkAdminText accepted %q", value)
+		}
+	}
+	for _, value := range []string{"", "rack 4, asset tag 0042", "ünïcödé"} {
+		if err := checkAdminText("note", value); err != nil {
+			t.Errorf("checkAdminText rejected %q: %v", value, err)
+		}
+	}
+}
