@@ -13,7 +13,15 @@ import (
 // evidence.
 func loadCorpus(t testing.TB, name string) *Evidence {
 	t.Helper()
-	log, res := verifyCorpus(t, name)
+	dir := filepath.Join("testdata", "ovmf-swtpm", name)
+	return loadLogFiles(t, filepath.Join(dir, "eventlog.bin"), filepath.Join(dir, "pcrs.json"))
+}
+
+// loadLogFiles returns the evidence of the event log at logPath, verified
+// against the PCR values in pcrsPath.
+func loadLogFiles(t testing.TB, logPath, pcrsPath string) *Evidence {
+	t.Helper()
+	log, res := verifyLogFiles(t, logPath, pcrsPath)
 	ev, err := FromVerifiedLog(log, res)
 	if err != nil {
 		t.Fatal(err)
@@ -21,10 +29,11 @@ func loadCorpus(t testing.TB, name string) *Evidence {
 	return ev
 }
 
-func verifyCorpus(t testing.TB, name string) (*eventlog.Log, *eventlog.Result) {
+// verifyLogFiles parses the event log at logPath and verifies it against
+// the PCR values in pcrsPath (JSON or tpm2_pcrread YAML), less PCR 10.
+func verifyLogFiles(t testing.TB, logPath, pcrsPath string) (*eventlog.Log, *eventlog.Result) {
 	t.Helper()
-	dir := filepath.Join("testdata", "ovmf-swtpm", name)
-	raw, err := os.ReadFile(filepath.Join(dir, "eventlog.bin"))
+	raw, err := os.ReadFile(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +41,7 @@ func verifyCorpus(t testing.TB, name string) (*eventlog.Log, *eventlog.Result) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcrData, err := os.ReadFile(filepath.Join(dir, "pcrs.json"))
+	pcrData, err := os.ReadFile(pcrsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +55,7 @@ func verifyCorpus(t testing.TB, name string) (*eventlog.Log, *eventlog.Result) {
 	}
 	res, err := eventlog.Verify(log, pcrs, eventlog.VerifyOptions{})
 	if err != nil {
-		t.Fatalf("%s: verify: %v", name, err)
+		t.Fatalf("%s: verify: %v", logPath, err)
 	}
 	return log, res
 }

@@ -266,30 +266,7 @@ func TestParseBaselineRejectsCaseVariants(t *testing.T) {
 func TestRuleAuthoritiesBareCertificate(t *testing.T) {
 	const redHatCA5 = "40175d4c7c5ab4bd753a493f47952f1d8dcf1c219b836968a693e48bd4766135"
 	dir := filepath.Join("..", "eventlog", "testdata", "corpus", "go-eventlog")
-	raw, err := os.ReadFile(filepath.Join(dir, "rhel8-uefi.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := eventlog.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcrData, err := os.ReadFile(filepath.Join(dir, "rhel8-uefi.bin.expected_pcrs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcrs, err := eventlog.ParseExpectedPCRs(pcrData)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := eventlog.Verify(log, pcrs, eventlog.VerifyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := FromVerifiedLog(log, res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := loadLogFiles(t, filepath.Join(dir, "rhel8-uefi.bin"), filepath.Join(dir, "rhel8-uefi.bin.expected_pcrs.json"))
 
 	rule := &AuthorityRule{Allowed: []AllowedAuthority{
 		{Name: "Microsoft UEFI CA 2011", SHA256: mustHex(t, msUEFICA2011)},

@@ -224,14 +224,7 @@ func ReadEfivarsDir(dir string) (Variables, error) {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		info, err := e.Info()
-		if err != nil {
-			return nil, fmt.Errorf("stat %s: %w", path, err)
-		}
-		if info.Size() > maxEfivarSize {
-			return nil, fmt.Errorf("variable file %s is %d bytes, more than the %d-byte limit", path, info.Size(), maxEfivarSize)
-		}
-		raw, err := os.ReadFile(path)
+		raw, err := readFileLimited(path, maxEfivarSize, "an efivars file")
 		if err != nil {
 			return nil, fmt.Errorf("read variable: %w", err)
 		}

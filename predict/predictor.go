@@ -216,14 +216,11 @@ func componentName(name string) string {
 func (p *Predictor) addArtifact(pkg *Package, name string, role Role, size int64, r io.Reader) error {
 	art := Artifact{Role: role, Component: componentName(name), Path: filepath.ToSlash(name), Package: pkg}
 	if role == RoleInitrd {
-		m, err := newMultiHash(p.banks)
+		digests, err := hashLimited(p.banks, r, maxHashedFileSize, name, "an initrd")
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(m, r); err != nil {
-			return fmt.Errorf("read %s: %w", name, err)
-		}
-		art.FileDigests = m.digests()
+		art.FileDigests = digests
 		p.artifacts = append(p.artifacts, art)
 		p.Add(art.fileReference())
 		return nil
@@ -394,14 +391,7 @@ func (m *GrubFileMap) Read(p string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("no local file for GRUB path %s: map it with a file mapping or a boot directory", p)
 	}
-	info, err := os.Stat(local)
-	if err != nil {
-		return nil, err
-	}
-	if info.Size() > maxGrubScript {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d-byte limit for a GRUB script", local, info.Size(), maxGrubScript)
-	}
-	return os.ReadFile(local)
+	return readFileLimited(local, maxGrubScript, "a GRUB script")
 }
 
 // Digests returns a mapped file's digests.
@@ -421,12 +411,5 @@ func (m *GrubFileMap) Digests(p string, banks []Bank) (Digests, error) {
 		return nil, err
 	}
 	defer f.Close()
-	h, err := newMultiHash(banks)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(h, f); err != nil {
-		return nil, fmt.Errorf("read %s: %w", local, err)
-	}
-	return h.digests(), nil
+	return hashLimited(banks, f, maxHashedFileSize, local, "a file GRUB loads")
 }

@@ -71,8 +71,10 @@ func Seal(t *tpm.TPM, secret []byte, req Request) (*Blob, error) {
 //
 // The software checks only choose the approval and explain failures: the
 // TPM enforces each of them again. A refusal is a *VerificationError
-// naming the PCRs that differ from the values sealed against; other
-// failures are operational errors.
+// naming the PCRs that differ from the values sealed against. A blob that
+// this TPM cannot load (another TPM sealed it) fails with an error
+// wrapping ErrBlobRejected, even when the PCRs differ too. Other failures
+// are operational errors.
 func Unseal(t *tpm.TPM, b *Blob, approvals []*Approval) ([]byte, error) {
 	current, err := ReadPCRs(t, b.PCRs.Bank, b.PCRs.Selection())
 	if err != nil {
@@ -84,11 +86,20 @@ func Unseal(t *tpm.TPM, b *Blob, approvals []*Approval) ([]byte, error) {
 	switch b.Kind {
 	case PolicyPCRValues:
 		if len(changed) > 0 {
+			if err := checkLoads(t, obj); err != nil {
+				return nil, err
+			}
 			return nil, &VerificationError{Reason: fmt.Sprintf("pcrs %s of bank %s changed since sealing: this boot differs from the one sealed to", formatList(changed), b.PCRs.Bank), Changed: changed}
 		}
 		return unsealSteps(t, obj, changed, pcrStep(b.PCRs))
 	case PolicyAuthorized:
 		chosen, err := chooseApproval(t, b, approvals, changed)
+		var ve *VerificationError
+		if errors.As(err, &ve) {
+			if err := checkLoads(t, obj); err != nil {
+				return nil, err
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -158,6 +169,30 @@ var blobRejectionCodes = []tpm2.TPMRC{
 	tpm2.TPMRCInsufficient,
 }
 
+// isBlobRejection reports whether err carries one of blobRejectionCodes.
+func isBlobRejection(err error) bool {
+	for _, rc := range blobRejectionCodes {
+		if errors.Is(err, rc) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkLoads returns an error wrapping ErrBlobRejected when the TPM cannot
+// load obj. Unseal calls it before it reports changed PCRs, because PCRs
+// also differ on another TPM, where no boot would unseal the blob.
+func checkLoads(t *tpm.TPM, obj *tpm.Sealed) error {
+	err := t.CheckSealed(obj)
+	switch {
+	case err == nil:
+		return nil
+	case isBlobRejection(err):
+		return fmt.Errorf("%w: %w", ErrBlobRejected, err)
+	}
+	return fmt.Errorf("checking that the TPM loads the sealed blob: %w", err)
+}
+
 // unsealSteps unseals obj, turns a TPM policy refusal into a
 // *VerificationError and a refused blob into an error wrapping
 // ErrBlobRejected.
@@ -170,12 +205,8 @@ func unsealSteps(t *tpm.TPM, obj *tpm.Sealed, changed []int, steps ...tpm.Policy
 		}
 		return nil, &VerificationError{Reason: reason, Changed: changed, Err: err}
 	}
-	if err != nil {
-		for _, rc := range blobRejectionCodes {
-			if errors.Is(err, rc) {
-				return nil, fmt.Errorf("%w: %w", ErrBlobRejected, err)
-			}
-		}
+	if err != nil && isBlobRejection(err) {
+		return nil, fmt.Errorf("%w: %w", ErrBlobRejected, err)
 	}
 	return secret, err
 }

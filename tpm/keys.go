@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -455,11 +456,26 @@ func (ak *AK) Save(path string) error {
 	return nil
 }
 
-// LoadAKFile reads an AK that Save wrote.
+// MaxAKFileSize bounds an AK file that LoadAKFile reads. Save writes a
+// JSON object with the base64 public area and private blob of one key:
+// about 1.5 KiB for an RSA 2048 AK and 400 bytes for an ECC P-256 AK.
+const MaxAKFileSize = 64 << 10
+
+// LoadAKFile reads an AK that Save wrote. It stops at MaxAKFileSize, so a
+// device or an endless pipe given as path fails instead of being read
+// forever.
 func LoadAKFile(path string) (*AK, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading AK: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxAKFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading AK %s: %w", path, err)
+	}
+	if len(b) > MaxAKFileSize {
+		return nil, fmt.Errorf("AK file %s is larger than the %d-byte limit: give the file that vouch agent or vouch tpm quote --ak wrote", path, MaxAKFileSize)
 	}
 	ak, err := UnmarshalAK(b)
 	if err != nil {

@@ -175,12 +175,30 @@ func (t *TPM) Unseal(s *Sealed) ([]byte, error) {
 	})
 }
 
-// unseal loads the sealed object under the SRK and unseals it in a policy
-// session that satisfy prepares.
-func (t *TPM) unseal(s *Sealed, satisfy func(tpm2.Session) error) (secret []byte, err error) {
+// CheckSealed loads s and flushes it again, without unsealing. Callers use
+// it to distinguish a blob that this TPM cannot load from one whose policy
+// fails. Loading fails when another TPM sealed the blob, this TPM was
+// cleared since, or the blob was altered (TPM_RC_INTEGRITY on swtpm and
+// the reference simulator).
+func (t *TPM) CheckSealed(s *Sealed) (err error) {
+	if err := t.lock(); err != nil {
+		return err
+	}
+	defer t.unlock()
+	obj, err := t.loadSealed(s)
+	if err != nil {
+		return err
+	}
+	t.flush(obj.Handle, &err)
+	return err
+}
+
+// loadSealed loads s under a transient SRK, which it flushes again. The
+// caller flushes the returned handle.
+func (t *TPM) loadSealed(s *Sealed) (obj tpm2.NamedHandle, err error) {
 	srk, err := t.createSRK()
 	if err != nil {
-		return nil, err
+		return tpm2.NamedHandle{}, err
 	}
 	rsp, err := tpm2.Load{
 		ParentHandle: tpm2.AuthHandle{Handle: srk.Handle, Name: srk.Name, Auth: tpm2.PasswordAuth(nil)},
@@ -192,9 +210,19 @@ func (t *TPM) unseal(s *Sealed, satisfy func(tpm2.Session) error) (secret []byte
 		if rsp != nil {
 			t.flush(rsp.ObjectHandle, &err)
 		}
-		return nil, fmt.Errorf("unseal: loading the sealed object: %w (was it sealed by this TPM?)", err)
+		return tpm2.NamedHandle{}, fmt.Errorf("unseal: loading the sealed object: %w (was it sealed by this TPM?)", err)
 	}
-	defer t.flush(rsp.ObjectHandle, &err)
+	return tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}, nil
+}
+
+// unseal loads the sealed object under the SRK and unseals it in a policy
+// session that satisfy prepares.
+func (t *TPM) unseal(s *Sealed, satisfy func(tpm2.Session) error) (secret []byte, err error) {
+	obj, err := t.loadSealed(s)
+	if err != nil {
+		return nil, err
+	}
+	defer t.flush(obj.Handle, &err)
 
 	sess, closeSession, err := tpm2.PolicySession(t.t, tpm2.TPMAlgSHA256, 16)
 	if err != nil {
@@ -211,7 +239,7 @@ func (t *TPM) unseal(s *Sealed, satisfy func(tpm2.Session) error) (secret []byte
 		}
 		return nil, fmt.Errorf("unseal: running the policy: %w", err)
 	}
-	out, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: rsp.ObjectHandle, Name: rsp.Name, Auth: sess}}.Execute(t.t)
+	out, err := tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: obj.Handle, Name: obj.Name, Auth: sess}}.Execute(t.t)
 	if err != nil {
 		if isPolicyFailure(err) {
 			return nil, fmt.Errorf("unseal: %w: %w", ErrPolicyMismatch, err)

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/policy"
 )
 
 // Policy judges a verified boot against reference values. The verifier
@@ -32,6 +33,10 @@ type PCRSelector interface {
 const (
 	ReasonEventUnexpected = "event_unexpected"
 	ReasonEventMissing    = "event_missing"
+	// ReasonSHA1Only: SHA-1 was the only verified bank, and the policy
+	// does not accept SHA-1 evidence. The bundle policy reports the same
+	// code.
+	ReasonSHA1Only = policy.ReasonSHA1Only
 )
 
 // FirstBootPolicy takes a machine's first attested boot as its reference:
@@ -40,7 +45,35 @@ const (
 // An event whose digest the reference does not have for that PCR is
 // reported with the reference event at the same position. A reference
 // event absent from the boot is reported as missing.
-type FirstBootPolicy struct{}
+//
+// A boot whose only verified bank is SHA-1 is untrusted (ReasonSHA1Only)
+// unless InsecureAllowSHA1 is set, as in the bundle policy's rules.
+type FirstBootPolicy struct {
+	// InsecureAllowSHA1 lets a boot whose only verified bank is SHA-1
+	// match. SHA-1 collisions can be computed, so a component crafted to
+	// collide with the reference boot's would match. Set it only for TPMs
+	// or firmware that have no SHA-256 bank.
+	InsecureAllowSHA1 bool
+}
+
+const sha1OnlyMessage = "sha1 is the only verified bank, and SHA-1 collisions can be computed, so a matching digest proves little: " +
+	"activate the sha256 PCR bank of the machine's TPM (the agent quotes every active bank), " +
+	"or accept SHA-1 explicitly with vouch server --policy-insecure-allow-sha1"
+
+// onlySHA1 reports whether the events carry digests in the sha1 bank and
+// in no other. The events carry digests of the verified banks only.
+func onlySHA1(events []MeasuredEvent) bool {
+	sha1 := false
+	for _, e := range events {
+		for bank := range e.Digests {
+			if bank != "sha1" {
+				return false
+			}
+			sha1 = true
+		}
+	}
+	return sha1
+}
 
 type firstBootReference struct {
 	Bank string                   `json:"bank"`
@@ -90,7 +123,7 @@ func (FirstBootPolicy) Learn(boot *Boot) ([]byte, error) {
 }
 
 // Evaluate implements Policy.
-func (FirstBootPolicy) Evaluate(reference []byte, boot *Boot) (*Outcome, error) {
+func (p FirstBootPolicy) Evaluate(reference []byte, boot *Boot) (*Outcome, error) {
 	events := boot.Events
 	var ref firstBootReference
 	if err := json.Unmarshal(reference, &ref); err != nil {
@@ -114,6 +147,9 @@ func (FirstBootPolicy) Evaluate(reference []byte, boot *Boot) (*Outcome, error) 
 	sort.Ints(order)
 
 	var reasons []api.Reason
+	if onlySHA1(events) && !p.InsecureAllowSHA1 {
+		reasons = append(reasons, api.Reason{Code: ReasonSHA1Only, Bank: "sha1", Message: sha1OnlyMessage})
+	}
 	for _, pcr := range order {
 		reasons = append(reasons, comparePCR(pcr, ref.Bank, ref.PCRs[pcr], byPCR[pcr])...)
 	}

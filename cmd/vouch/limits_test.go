@@ -35,10 +35,11 @@ func TestPolicyCheckBoundsInputs(t *testing.T) {
 	}
 	sbms := corpusDir + "shim-sbms/"
 	imaList := "../../ima/testdata/ovmf-shim-sbms.ima.bin"
+	rulesOnly := writeRulesOnly(t)
 	for _, args := range [][]string{
-		{"policy", "check", "/dev/zero", "--pcrs", sbms + "pcrs.json"},
-		{"policy", "check", sbms + "eventlog.bin", "--pcrs", "/dev/zero"},
-		{"policy", "check", sbms + "eventlog.bin", "--quote", "/dev/zero", "--insecure-unpinned-ak"},
+		{"policy", "check", "/dev/zero", "--pcrs", sbms + "pcrs.json", "--rules", rulesOnly},
+		{"policy", "check", sbms + "eventlog.bin", "--pcrs", "/dev/zero", "--rules", rulesOnly},
+		{"policy", "check", sbms + "eventlog.bin", "--quote", "/dev/zero", "--insecure-unpinned-ak", "--rules", rulesOnly},
 		{"policy", "check", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--rules", "/dev/zero"},
 		{"policy", "check", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json", "--bundle", sbms + "pcrs.json", "--trust", "acme=/dev/zero"},
 		{"attest", "verify-quote", "--in", "/dev/zero"},
@@ -54,6 +55,17 @@ func TestPolicyCheckBoundsInputs(t *testing.T) {
 			t.Errorf("%v: exit %d: %.300s", args, code, out)
 		}
 	}
+}
+
+// writeRulesOnly writes rules under which policy check runs without any
+// reference values, and returns the file's path.
+func writeRulesOnly(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rules-only.json")
+	if err := os.WriteFile(path, []byte(`{"reference_values": "warn"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // TestBundleCreateRejectsRepeatedMember: the components about to be signed
@@ -121,7 +133,7 @@ func TestOfflineInputExitCodes(t *testing.T) {
 		{"ima check missing expect", []string{"ima", "check", imaList, "--allowlist", os.DevNull, "--expect", missing}, missing},
 		{"verify-quote text AK", []string{"attest", "verify-quote", "--in", quote, "--ak", text}, text + ": not an AK public area"},
 		{"verify-quote duplicate AK member", []string{"attest", "verify-quote", "--in", quote, "--ak", dupAK}, `duplicate member "public"`},
-		{"policy check text AK", []string{"policy", "check", corpusDir + "shim-sbms/eventlog.bin", "--quote", quote, "--ak", text}, text + ": not an AK public area"},
+		{"policy check text AK", []string{"policy", "check", corpusDir + "shim-sbms/eventlog.bin", "--quote", quote, "--ak", text, "--rules", writeRulesOnly(t)}, text + ": not an AK public area"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out, code := runVouch(t, nil, tt.args...)

@@ -57,14 +57,8 @@ func (f *logFlags) register(cmd *cobra.Command) {
 // the policy evidence. The PCR values stand in for a verified quote: the
 // offline commands do not verify one.
 func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, error) {
-	sources := 0
-	for _, set := range []bool{f.pcrs != "", f.quote != "", f.replayAsQuote} {
-		if set {
-			sources++
-		}
-	}
-	if sources != 1 {
-		return nil, withExitCode(exitUsage, errors.New("pass one of --quote FILE, --pcrs FILE or --insecure-replay-as-quote to give the PCR values the log must reproduce"))
+	if err := f.checkSource(); err != nil {
+		return nil, err
 	}
 	raw, err := readLimited(path, nil, maxEventLogSize)
 	if err != nil {
@@ -113,6 +107,21 @@ func (f *logFlags) evidence(cmd *cobra.Command, path string) (*policy.Evidence, 
 		return nil, withExitCode(exitMismatch, err)
 	}
 	return ev, nil
+}
+
+// checkSource returns a usage error unless exactly one source of PCR
+// values is given.
+func (f *logFlags) checkSource() error {
+	sources := 0
+	for _, set := range []bool{f.pcrs != "", f.quote != "", f.replayAsQuote} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return withExitCode(exitUsage, errors.New("pass one of --quote FILE, --pcrs FILE or --insecure-replay-as-quote to give the PCR values the log must reproduce"))
+	}
+	return nil
 }
 
 // quoteEvidence verifies the quote file and replays the log against the
@@ -233,6 +242,12 @@ The baseline counts only once approved: pass --approve-by to approve it now.`,
 	return cmd
 }
 
+// noReferenceMessage is the usage error of a check without reference
+// values. Every event would match nothing, so "not trusted" would be a
+// false alarm.
+const noReferenceMessage = "no reference values to judge the events against: give --bundle SOURCE with --trust PUBLISHER=KEY.pub, or --baseline FILE from vouch policy learn; " +
+	`to judge by the rules alone, set "reference_values": "warn" in the --rules file`
+
 func newPolicyCheckCmd() *cobra.Command {
 	var (
 		lf       logFlags
@@ -251,11 +266,16 @@ func newPolicyCheckCmd() *cobra.Command {
 first) or that --pcrs lists (taken as quoted, not verified here), then judges
 each event of a quoted PCR against the verified bundles (files, directories
 or URLs) and the approved machine baseline, and applies the rules. Prints the
-verdict with one line per event that matched nothing. Exits 0 when trusted,
-1 when not, 3 when an input cannot be read.`,
+verdict with one line per event that matched nothing. Give at least one
+reference (--bundle or --baseline), or rules that set "reference_values"
+to "warn". Exits 0 when trusted, 1 when not, 2 for invalid flags, 3 when
+an input cannot be read.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutputFormat(format, "text", "json"); err != nil {
+				return err
+			}
+			if err := lf.checkSource(); err != nil {
 				return err
 			}
 			p := &policy.Policy{}
@@ -269,6 +289,9 @@ verdict with one line per event that matched nothing. Exits 0 when trusted,
 					return withExitCode(exitUnreadable, fmt.Errorf("%s: %w", rules, err))
 				}
 				p.Rules = *r
+			}
+			if len(bundles) == 0 && baseline == "" && p.Rules.ReferenceValues != policy.Warn {
+				return withExitCode(exitUsage, errors.New(noReferenceMessage))
 			}
 			if sha1 {
 				p.Rules.InsecureAllowSHA1 = true

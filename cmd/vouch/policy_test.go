@@ -127,6 +127,50 @@ func TestPolicyCLILearnAndCheck(t *testing.T) {
 	}
 }
 
+// TestPolicyCheckWithoutReference: with no bundle and no baseline every
+// event matches nothing, so the check is a usage error (exit 2), not a
+// verdict of "not trusted" (exit 1) that a script would take for tampering.
+func TestPolicyCheckWithoutReference(t *testing.T) {
+	dir := t.TempDir()
+	sbms := corpusDir + "shim-sbms/"
+	check := func(extra ...string) (string, int) {
+		args := append([]string{"policy", "check", sbms + "eventlog.bin", "--pcrs", sbms + "pcrs.json"}, extra...)
+		return runVouch(t, nil, args...)
+	}
+
+	out, code := check()
+	if code != exitUsage {
+		t.Errorf("check without a reference: exit %d, want %d:\n%s", code, exitUsage, out)
+	}
+	for _, want := range []string{"no reference values", "--bundle", "--baseline", `"reference_values": "warn"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check without a reference: output lacks %q:\n%s", want, out)
+		}
+	}
+
+	enforce := filepath.Join(dir, "enforce.json")
+	if err := os.WriteFile(enforce, []byte(`{"secure_boot": {}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := check("--rules", enforce); code != exitUsage || !strings.Contains(out, "no reference values") {
+		t.Errorf("check with enforcing rules and no reference: exit %d, want %d:\n%s", code, exitUsage, out)
+	}
+
+	// Rules alone are a valid check once unmatched events only warn.
+	rulesOnly := filepath.Join(dir, "rules-only.json")
+	if err := os.WriteFile(rulesOnly, []byte(`{"reference_values": "warn", "secure_boot": {}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = check("--rules", rulesOnly)
+	if code != exitOK || !strings.Contains(out, "rule      secure_boot passed") || !strings.Contains(out, "reference none") {
+		t.Errorf("check with rules alone on the Secure Boot log: exit %d:\n%s", code, out)
+	}
+	out, code = runVouch(t, nil, "policy", "check", corpusDir+"shim-sboff/eventlog.bin", "--pcrs", corpusDir+"shim-sboff/pcrs.json", "--rules", rulesOnly)
+	if code != exitMismatch || !strings.Contains(out, "rule      secure_boot FAILED") {
+		t.Errorf("check with rules alone on the log with Secure Boot off: exit %d:\n%s", code, out)
+	}
+}
+
 func TestBundleCreateFromLog(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "lab")

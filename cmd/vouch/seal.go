@@ -176,10 +176,10 @@ approvals can be revoked with vouch seal revoke.
 
 The secret is read from --in (a file, or - for standard input), never
 from the command line. The blob format is described in docs/sealing.md.`,
-		Args: cobra.NoArgs,
+		Args: sealArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if in == "" || out == "" {
-				return withExitCode(exitUsage, errors.New("--in and --out are required"))
+				return withExitCode(exitUsage, errors.New("--in FILE (the secret, or - for standard input) and --out BLOB are both required"))
 			}
 			secret, err := readLimited(in, cmd.InOrStdin(), seal.MaxSecretSize)
 			if err != nil {
@@ -207,6 +207,23 @@ from the command line. The blob format is described in docs/sealing.md.`,
 	return cmd
 }
 
+// sealArgs rejects arguments of vouch seal. Cobra would report a file
+// name as an unknown subcommand, because seal has subcommands.
+func sealArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	var names []string
+	for _, sub := range cmd.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	return withExitCode(exitUsage, fmt.Errorf("seal takes no argument, but got %q: it reads the secret from --in FILE (or --in - for standard input), "+
+		"so that the secret stays off the command line, where other users and the shell history can see it; its subcommands are %s",
+		args[0], strings.Join(names, ", ")))
+}
+
 func newUnsealCmd() *cobra.Command {
 	var (
 		tpmSpec   string
@@ -218,7 +235,8 @@ func newUnsealCmd() *cobra.Command {
 		Short: "Unseal a secret that vouch seal sealed",
 		Long: `Unseal a secret. The TPM releases it only while its policy holds; when it
 does not, the error names the PCRs that changed since sealing and the
-command exits with status 1.
+command exits with status 1. A blob that this TPM cannot load (sealed by
+another TPM, before this TPM was cleared, or altered) exits with status 3.
 
 An authorized blob (sealed with --policy-key) needs at least one approval
 (--approval, a file or a directory of *.approval files).`,

@@ -25,6 +25,9 @@ type serverPolicyFlags struct {
 	trust   []string
 	rules   string
 	refresh time.Duration
+	// allowSHA1 accepts boots whose only verified bank is SHA-1, in both
+	// policies.
+	allowSHA1 bool
 }
 
 func (p *serverPolicyFlags) register(cmd *cobra.Command) {
@@ -33,6 +36,7 @@ func (p *serverPolicyFlags) register(cmd *cobra.Command) {
 	f.StringArrayVar(&p.trust, "trust", nil, "trusted bundle publisher key as PUBLISHER=KEY.pub (repeatable, needed with --bundles)")
 	f.StringVar(&p.rules, "policy-rules", "", "policy rules file (JSON, see docs/policy.md), with --bundles")
 	f.DurationVar(&p.refresh, "bundles-refresh", 10*time.Minute, "how often bundles given as URLs are fetched again (SIGHUP reloads every source at once)")
+	f.BoolVar(&p.allowSHA1, "policy-insecure-allow-sha1", false, "trust boots whose only verified PCR bank is SHA-1, in the first-boot and the bundle policy (as the rule insecure_allow_sha1); SHA-1 collisions can be computed, so set it only for TPMs without a SHA-256 bank")
 }
 
 // build returns the policy and, in bundle mode, the bundle set after its
@@ -42,7 +46,7 @@ func (p *serverPolicyFlags) build(ctx context.Context, log *slog.Logger) (verifi
 		if len(p.trust) > 0 || p.rules != "" {
 			return nil, nil, withExitCode(exitUsage, errors.New("--trust and --policy-rules apply to bundles: give --bundles DIR|URL"))
 		}
-		return verifier.FirstBootPolicy{}, nil, nil
+		return verifier.FirstBootPolicy{InsecureAllowSHA1: p.allowSHA1}, nil, nil
 	}
 	if len(p.trust) == 0 {
 		return nil, nil, withExitCode(exitUsage, errors.New("--bundles needs at least one --trust PUBLISHER=KEY.pub"))
@@ -63,6 +67,9 @@ func (p *serverPolicyFlags) build(ctx context.Context, log *slog.Logger) (verifi
 			return nil, nil, withExitCode(exitUnreadable, fmt.Errorf("--policy-rules %s: %w", p.rules, err))
 		}
 		rules = *r
+	}
+	if p.allowSHA1 {
+		rules.InsecureAllowSHA1 = true
 	}
 
 	engine, err := policy.NewEngine(rules)
@@ -94,7 +101,7 @@ func (p *serverPolicyFlags) trustStore() (*bundle.TrustStore, error) {
 		if !ok || name == "" || file == "" {
 			return nil, withExitCode(exitUsage, fmt.Errorf("--trust %q: expected PUBLISHER=KEY.pub", spec))
 		}
-		data, err := os.ReadFile(file)
+		data, err := readLimited(file, nil, maxSmallFileSize)
 		if err != nil {
 			return nil, withExitCode(exitUnreadable, fmt.Errorf("--trust %s: %w", spec, err))
 		}

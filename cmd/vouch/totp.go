@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -156,13 +157,18 @@ func newTOTPShowCmd(env totpEnv) *cobra.Command {
 		Long: `Unseal the TOTP secret and print the current code in large digits, with
 the time of this machine's clock it is based on. If the TPM refuses, the
 boot differs from the enrolled one: the error names the PCRs that changed
-and the command exits with status 1.
+and the command exits with status 1. A blob that this TPM cannot load
+(sealed by another TPM, or before this TPM was cleared) exits with
+status 3.
 
 The machine's clock is not trusted: a code proves the secret was unsealed,
 not when. See docs/totp.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := loadBlob(blobPath)
+			if errors.Is(err, fs.ErrNotExist) {
+				return withExitCode(exitUnreadable, fmt.Errorf("no sealed TOTP secret at %s: run vouch totp enroll first, or give --blob with the file that enroll wrote", blobPath))
+			}
 			if err != nil {
 				return err
 			}
@@ -206,8 +212,11 @@ func unsealTOTP(tpmSpec string, b *seal.Blob, approvals []*seal.Approval) (totp.
 	data, err := seal.Unseal(t, b, approvals)
 	if err != nil {
 		var ve *seal.VerificationError
-		if errors.As(err, &ve) {
+		switch {
+		case errors.As(err, &ve):
 			return totp.Key{}, withExitCode(exitMismatch, fmt.Errorf("%w\nno code: this boot differs from the enrolled one, so any code shown here would not match your app", err))
+		case errors.Is(err, seal.ErrBlobRejected):
+			return totp.Key{}, withExitCode(exitUnreadable, fmt.Errorf("%w\nno code: check --tpm and --blob, or enroll this machine again with vouch totp enroll --force", err))
 		}
 		return totp.Key{}, withExitCode(exitUnavailable, err)
 	}

@@ -225,6 +225,47 @@ func TestTOTPSwtpm(t *testing.T) {
 	mustExitMismatch(t, []string{"pcrs 7 of bank sha256 changed", "no code"}, "totp", "show", "--tpm", spec, "--blob", blob)
 }
 
+// TestTOTPShowOnAnotherTPM: a blob that another TPM sealed is reported as
+// such, not as changed PCRs, although the PCRs differ too.
+func TestTOTPShowOnAnotherTPM(t *testing.T) {
+	enrolled := tpmtest.Swtpm(t)
+	other := tpmtest.Swtpm(t)
+	blob := filepath.Join(t.TempDir(), "totp.seal")
+	mustRun(t, "", "totp", "enroll", "--tpm", enrolled, "--blob", blob, "--account", "host", "--no-qr")
+	extendPCR(t, other, 7)
+
+	out, errOut, code := runBinary(t, "", "totp", "show", "--tpm", other, "--blob", blob)
+	if code != exitUnreadable {
+		t.Errorf("totp show on another TPM exited %d, want %d\nstderr: %s", code, exitUnreadable, errOut)
+	}
+	for _, want := range []string{"another TPM", "TPM_RC_INTEGRITY", "no code", "vouch totp enroll --force"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("totp show on another TPM: stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if strings.Contains(errOut, "changed since sealing") {
+		t.Errorf("totp show on another TPM blames changed PCRs:\n%s", errOut)
+	}
+	if regexp.MustCompile(`\b\d{3} \d{3}\b`).MatchString(out) {
+		t.Errorf("totp show on another TPM printed something like a code:\n%s", out)
+	}
+}
+
+// TestTOTPShowMissingBlob: without a sealed secret, show asks for vouch
+// totp enroll or --blob.
+func TestTOTPShowMissingBlob(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "totp.seal")
+	out, code := runVouch(t, nil, "totp", "show", "--tpm", "simulator", "--blob", missing)
+	if code != exitUnreadable {
+		t.Errorf("totp show without a blob: exit %d, want %d: %s", code, exitUnreadable, out)
+	}
+	for _, want := range []string{missing, "vouch totp enroll", "--blob"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("totp show without a blob: output lacks %q: %s", want, out)
+		}
+	}
+}
+
 func TestTOTPAuthorizedSwtpm(t *testing.T) {
 	spec := tpmtest.Swtpm(t)
 	dir := t.TempDir()
