@@ -176,6 +176,13 @@ func New(cfg Config) (*Agent, error) {
 	if a.state.Name == "" {
 		return nil, errors.New("agent: no machine name: give --name")
 	}
+	if !a.state.Enrolled || a.state.Server != cfg.Server {
+		// Checked here rather than only at the verifier, which would reject
+		// every enrollment attempt of the agent's retry loop.
+		if err := api.CheckNewMachineName(a.state.Name); err != nil {
+			return nil, fmt.Errorf("--name: %w", err)
+		}
+	}
 	if a.state.Server != cfg.Server {
 		// A new verifier has not seen this machine.
 		a.state.Server = cfg.Server

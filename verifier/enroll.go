@@ -97,7 +97,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("machine", req.Name, "remote", r.RemoteAddr)
-	if err := checkNewMachineName(req.Name); err != nil {
+	if err := api.CheckNewMachineName(req.Name); err != nil {
 		s.logRejected(log, "enrollment rejected: invalid machine name", "err", err)
 		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 		return

@@ -4,9 +4,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/vouch-attest/vouch/api"
@@ -132,25 +130,6 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		s.internalError(w, r, err)
 	}
-}
-
-var machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
-func validName(name string) bool { return machineNamePattern.MatchString(name) }
-
-// checkNewMachineName returns an error when a machine may not enroll as
-// name. Host names are compared without case and a trailing dot names
-// the same DNS host, so new names are lower case without a trailing dot:
-// WEB1 and web1. cannot enroll beside web1 as look-alikes. Machines
-// enrolled before this rule keep their names.
-func checkNewMachineName(name string) error {
-	if !validName(name) {
-		return fmt.Errorf("invalid machine name %q: use 1 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", name)
-	}
-	if lower := strings.TrimSuffix(strings.ToLower(name), "."); lower != name {
-		return fmt.Errorf("invalid machine name %q: machine names are lower case and end without a dot, as host names compare that way: use %q", name, lower)
-	}
-	return nil
 }
 
 func itoa(n int64) string {

@@ -43,6 +43,22 @@ func TestAgentFlagValidation(t *testing.T) {
 	}
 }
 
+// TestAgentRejectsLookAlikeName checks that an agent that has not
+// enrolled yet stops on a name the verifier would reject, instead of
+// retrying its enrollment.
+func TestAgentRejectsLookAlikeName(t *testing.T) {
+	needSimulator(t)
+	dir := t.TempDir()
+	bootLog := demoLog(t, dir, "rhel8-uefi.bin")
+	for name, want := range map[string]string{"WEB1": `use "web1"`, "web1.": `use "web1"`, "bad name": "use 1 to 63 lower-case letters"} {
+		out, code := runVouchTimeout(t, 30*time.Second, "agent", "--server", "https://127.0.0.1:1", "--server-fingerprint", strings.Repeat("ab", 32),
+			"--name", name, "--state-dir", filepath.Join(dir, "state"), "--tpm", "simulator", "--simulate-boot", bootLog)
+		if code != exitUsage || !strings.Contains(out, `--name: invalid machine name "`+name+`"`) || !strings.Contains(out, want) {
+			t.Errorf("agent --name %q: exit %d, want %d with %q:\n%s", name, code, exitUsage, want, out)
+		}
+	}
+}
+
 // TestAgentStopsOnWrongPin runs an agent whose pin matches no
 // certificate of the server: it stops with exit code 2 at once instead of
 // retrying.
