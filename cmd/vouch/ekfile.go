@@ -15,9 +15,9 @@ import (
 // ekPinRequest reads the EK certificate or public key of 'vouch ek pin'
 // from data (PEM or DER) and returns the request carrying its DER. A
 // private key is rejected before anything is sent, with exit code 2, and
-// so is a CA certificate or a key that cannot be a TPM EK. A certificate
-// that x509 cannot parse is sent as is: the verifier's message names the
-// cause.
+// so is a CA certificate or a key that cannot be a TPM EK. A DER that
+// starts as a certificate but that x509 cannot parse is sent as is, with a
+// warning, and the verifier's message names the cause.
 func ekPinRequest(path string, data []byte, warn io.Writer) (api.PinEKRequest, error) {
 	der, kind, err := ekDER(path, data)
 	if err != nil {
@@ -26,9 +26,12 @@ func ekPinRequest(path string, data []byte, warn io.Writer) (api.PinEKRequest, e
 	switch kind {
 	case "CERTIFICATE":
 		cert, err := x509.ParseCertificate(der)
+		if err != nil && !looksLikeCertificateDER(der) {
+			return api.PinEKRequest{}, withExitCode(exitUnreadable, fmt.Errorf("%s: invalid certificate: %w", path, err))
+		}
 		if err != nil {
-			// Some TPM vendors' EK certificates have encoding errors that
-			// Go's parser rejects; the verifier reports them.
+			// A DER that starts as a certificate but that Go's parser
+			// rejects goes to the verifier, whose message names the cause.
 			fmt.Fprintf(warn, "warning: %s: %v; sending it to the verifier as is\n", path, err)
 			return api.PinEKRequest{Certificate: der}, nil
 		}

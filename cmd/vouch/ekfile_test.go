@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -147,4 +148,41 @@ func TestEKPinChecksFileLocally(t *testing.T) {
 			t.Errorf("ek pin %s sent public key %x, want the DER %x", tc.name, received[0].PublicKey, tc.key)
 		}
 	}
+}
+
+// FuzzEKPinRequest checks that any file content gets a request or an
+// error, and that a file with a PRIVATE KEY PEM block is never sent.
+func FuzzEKPinRequest(f *testing.F) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	cert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(pub)
+	f.Add(cert)
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert}))
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := ekPinRequest("fuzz", data, io.Discard)
+		if err != nil {
+			return
+		}
+		if len(req.Certificate) == 0 && len(req.PublicKey) == 0 {
+			t.Fatalf("no error and an empty request for %q", data)
+		}
+		if strings.Contains(string(data), "PRIVATE KEY-----") {
+			if block, _ := pem.Decode(data); block != nil && strings.Contains(block.Type, "PRIVATE KEY") {
+				t.Fatalf("a file starting with a %s block was accepted", block.Type)
+			}
+		}
+	})
 }
