@@ -378,7 +378,10 @@ func printHistory(w io.Writer, hist []api.HistoryEvent) {
 	fmt.Fprintln(tw, "  TIME\tMACHINE\tEVENT\tCHANGE\tDETAIL")
 	for _, h := range hist {
 		change := "-"
-		if h.From != "" || h.To != "" {
+		switch {
+		case h.From != "" && h.From == h.To:
+			change = h.To + " (unchanged)"
+		case h.From != "" || h.To != "":
 			change = dash(h.From) + " -> " + dash(h.To)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.At.Local().Format(time.DateTime), dash(termText(h.Machine)), termText(h.Kind), termText(change), dash(termText(h.Detail)))

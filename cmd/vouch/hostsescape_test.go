@@ -90,3 +90,17 @@ func TestHostsShowApprovalLine(t *testing.T) {
 		}
 	}
 }
+
+func TestHostsHistoryUnchangedState(t *testing.T) {
+	var out strings.Builder
+	printHistory(&out, []api.HistoryEvent{
+		{Machine: "db1", Kind: "revoked", From: "untrusted", To: "untrusted"},
+		{Machine: "db1", Kind: "verdict", From: "trusted", To: "untrusted"},
+	})
+	if !strings.Contains(out.String(), "untrusted (unchanged)") {
+		t.Errorf("a revocation that keeps the state is not marked unchanged:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "trusted -> untrusted") {
+		t.Errorf("a state change lost its arrow:\n%s", out.String())
+	}
+}
