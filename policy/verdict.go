@@ -2,8 +2,8 @@ package policy
 
 import (
 	"fmt"
-	"sort"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/vouch-attest/vouch/bundle"
