@@ -7,6 +7,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -111,6 +112,24 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// ServerIdentityError is a verifier whose TLS certificate does not match
+// the agent's --server-fingerprint, --ca or system roots, before the agent
+// ever reached it: a configuration error, which retrying cannot change.
+type ServerIdentityError struct{ Err error }
+
+func (e *ServerIdentityError) Error() string { return e.Err.Error() }
+func (e *ServerIdentityError) Unwrap() error { return e.Err }
+
+// serverIdentityRejected reports whether err is the TLS client's rejection
+// of the verifier's certificate for its pin, CA or host name. An expired
+// certificate is not one: the verifier can renew it.
+func serverIdentityRejected(err error) bool {
+	var pin *api.PinMismatchError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	return errors.As(err, &pin) || errors.As(err, &unknown) || errors.As(err, &host)
+}
+
 // New returns an agent loaded with the state stored in cfg.StateDir.
 func New(cfg Config) (*Agent, error) {
 	if cfg.TPM == nil || cfg.Server == "" || cfg.StateDir == "" {
@@ -157,6 +176,13 @@ func New(cfg Config) (*Agent, error) {
 	if a.state.Name == "" {
 		return nil, errors.New("agent: no machine name: give --name")
 	}
+	if !a.state.Enrolled || a.state.Server != cfg.Server {
+		// Checked here rather than only at the verifier, which would reject
+		// every enrollment attempt of the agent's retry loop.
+		if err := api.CheckNewMachineName(a.state.Name); err != nil {
+			return nil, fmt.Errorf("--name: %w", err)
+		}
+	}
 	if a.state.Server != cfg.Server {
 		// A new verifier has not seen this machine.
 		a.state.Server = cfg.Server
@@ -186,12 +212,16 @@ func (a *Agent) saveState() error {
 }
 
 // Run enrolls when needed and responds to challenges until ctx is done. It
-// returns ctx's error, or a *PermanentError when the verifier rejects the
-// machine for good.
+// returns ctx's error, a *PermanentError when the verifier rejects the
+// machine for good, or a *ServerIdentityError when the verifier's
+// certificate does not match the agent's pin or CA at its first contact.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "machine", a.state.Name, "server", a.cfg.Server, "enrolled", a.state.Enrolled)
 	defer a.log.Info("agent stopped", "machine", a.state.Name)
 	failures := 0
+	// reached is whether this agent has talked to the verifier before: in
+	// this run, or in an earlier one that enrolled it there.
+	reached := a.state.Enrolled
 	for ctx.Err() == nil {
 		var err error
 		if !a.state.Enrolled {
@@ -201,7 +231,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if err == nil {
 			failures = 0
+			reached = true
 			continue
+		}
+		identity := serverIdentityRejected(err)
+		if identity && !reached {
+			a.log.Error("the verifier's certificate does not match this agent's pin or CA; stopping", "server", a.cfg.Server, "err", err)
+			return &ServerIdentityError{Err: err}
 		}
 		var perm *PermanentError
 		var stale *AKNotInTPMError
@@ -219,7 +255,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		failures++
 		delay := a.backoff(failures)
-		a.log.Warn("verifier request failed; retrying", "err", err, "attempt", failures, "retry_in", delay.Round(time.Millisecond))
+		if identity {
+			// A verifier this agent reached before changed its certificate.
+			// During a CA rotation behind a load balancer some replicas may
+			// still serve the old one, so the agent keeps trying them.
+			a.log.Error("the verifier's certificate no longer matches this agent's pin or CA; retrying in case its CA rotation is rolled back or a replica still serves the old CA: if the CA was replaced, give the agent the new --server-fingerprint or --ca and restart it",
+				"server", a.cfg.Server, "err", err, "attempt", failures, "retry_in", delay.Round(time.Millisecond))
+		} else {
+			a.log.Warn("verifier request failed; retrying", "err", err, "attempt", failures, "retry_in", delay.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(delay):

@@ -166,5 +166,16 @@ func verifyPinned(raw [][]byte, want []byte) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("no certificate of the server matches the pinned fingerprint %x: check --server-fingerprint against the one vouch server printed", want)
+	return &PinMismatchError{Pinned: want}
+}
+
+// PinMismatchError reports a server whose certificate chain contains no
+// certificate with the pinned fingerprint: the pin is wrong, or the server
+// is another one or uses a new CA.
+type PinMismatchError struct {
+	Pinned []byte // SHA-256 of the expected certificate's DER
+}
+
+func (e *PinMismatchError) Error() string {
+	return fmt.Sprintf("no certificate of the server matches the pinned fingerprint %x: check --server-fingerprint against the one vouch server printed", e.Pinned)
 }

@@ -451,3 +451,35 @@ func TestParseDamagedSpecIDHint(t *testing.T) {
 		t.Errorf("error %q does not wrap ErrMalformed", err)
 	}
 }
+
+// TestVerifyChecksDataInCoveringBank covers a quote that selects other
+// PCRs in each bank: SHA-1 covers PCR 4, SHA-256 only PCR 23. The event's
+// SHA-256 digest fits its data but is not authenticated, because no quoted
+// SHA-256 PCR holds it, so the data must be checked against the SHA-1
+// digest, which does not fit.
+func TestVerifyChecksDataInCoveringBank(t *testing.T) {
+	shown, measured := []byte("Calling EFI Application from Boot Option"), []byte("something else")
+	s1 := sha1.Sum(measured)
+	raw := append(agileHeader(AlgorithmSize{SHA1, 20}, sha256Only),
+		agileEvent(4, EV_EFI_ACTION, shown, agileDigest{SHA1, s1[:]}, sha256Of(shown))...)
+	log, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replayed, err := Replay(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := PCRValues{
+		SHA1:   {4: replayed[SHA1][4]},
+		SHA256: {23: replayed[SHA256][23]},
+	}
+
+	res, err := Verify(log, quoted, VerifyOptions{})
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if len(res.Findings) != 1 || res.Findings[0].Event != 1 || res.Findings[0].Bank != SHA1 || res.Findings[0].Kind != FindingDigestMismatch {
+		t.Errorf("findings = %v, want a SHA-1 digest mismatch on event 1", res.Findings)
+	}
+}

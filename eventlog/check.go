@@ -69,6 +69,22 @@ func checkBank(log *Log, bank Algorithm) []Finding {
 	return out
 }
 
+// checkCovered checks each event against the bank that banks names for
+// its PCR, or against all banks when it names none (0) or the PCR index is
+// out of range.
+func checkCovered(log *Log, banks *[NumPCRs]Algorithm) []Finding {
+	var out []Finding
+	for i := range log.Events {
+		e := &log.Events[i]
+		var bank Algorithm
+		if e.PCR < NumPCRs {
+			bank = banks[e.PCR]
+		}
+		out = checkEvent(e, bank, out)
+	}
+	return out
+}
+
 func checkEvent(e *Event, bank Algorithm, out []Finding) []Finding {
 	if reason := malformed(e); reason != "" {
 		out = append(out, Finding{Event: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Kind: FindingMalformedData, Detail: reason})

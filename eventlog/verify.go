@@ -200,10 +200,12 @@ var ErrNoVerifiedBank = errors.New("no quoted bank can be verified from the even
 //  5. quoted banks the log has no digests for are reported unused when
 //     every value is a reset value, and not in the log otherwise;
 //  6. every event's data hashes to its digest in the strongest matching
-//     bank (see Check), and failures are returned as findings. Checking
-//     one verified bank suffices: its digests are authenticated by the
-//     replay, so data that hashes to them is what was measured. With no
-//     matching bank, every bank is checked.
+//     bank whose quote covered the event's PCR (see Check), and failures
+//     are returned as findings. Checking one such bank suffices: its
+//     digests are authenticated by the replay, so data that hashes to
+//     them is what was measured. A bank that matched but did not cover
+//     the PCR authenticates nothing about the event. Events of PCRs no
+//     matching bank covered are checked in every bank.
 //
 // It returns the result with a nil error when Result.Verified is true,
 // the result with a *MismatchError when a bank mismatches, and the result
@@ -268,7 +270,7 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 			}
 		}
 	}
-	res.Findings = checkBank(log, strongestMatch(res))
+	res.Findings = checkCovered(log, strongestCoveringBanks(res))
 
 	switch {
 	case len(mismatchedBanks(res)) > 0:
@@ -279,16 +281,24 @@ func Verify(log *Log, quoted PCRValues, opts VerifyOptions) (*Result, error) {
 	return res, nil
 }
 
-// strongestMatch returns the bank with the largest digest among those that
-// matched, or 0 when none did.
-func strongestMatch(r *Result) Algorithm {
-	var best Algorithm
+// strongestCoveringBanks returns, for each PCR, the bank with the largest
+// digest among the matching banks whose quote covered that PCR, or 0 where
+// none did. A quote may select different PCRs in each bank, so a bank
+// authenticates the digests of an event only when it covered the event's
+// PCR.
+func strongestCoveringBanks(r *Result) *[NumPCRs]Algorithm {
+	var best [NumPCRs]Algorithm
 	for _, b := range r.Banks {
-		if b.Status == BankMatch && b.Bank.Size() > best.Size() {
-			best = b.Bank
+		if b.Status != BankMatch {
+			continue
+		}
+		for _, p := range b.PCRs {
+			if p.Match && p.Index >= 0 && p.Index < NumPCRs && b.Bank.Size() > best[p.Index].Size() {
+				best[p.Index] = b.Bank
+			}
 		}
 	}
-	return best
+	return &best
 }
 
 func mismatchedBanks(r *Result) []int {

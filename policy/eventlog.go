@@ -16,10 +16,12 @@ import (
 //
 // FromVerifiedLog keeps:
 //
-//  1. the banks whose replay matched the quote (BankMatch), and only those
-//     digests of each event;
-//  2. the events of PCRs the quote covered in such a bank; events of other
-//     PCRs prove nothing and are dropped;
+//  1. the banks whose replay matched the quote (BankMatch);
+//  2. the events of PCRs the quote covered in such a bank, each with the
+//     digests of only the banks that covered its PCR. A quote may select
+//     other PCRs in each bank, and a bank that did not cover a PCR
+//     authenticates nothing about its events. Events of PCRs no such bank
+//     covered prove nothing and are dropped;
 //  3. decoded data, marked trusted only for event types whose digest is
 //     the hash of the data and that eventlog.Check found no fault with.
 //
@@ -33,7 +35,9 @@ func FromVerifiedLog(log *eventlog.Log, res *eventlog.Result) (*Evidence, error)
 	}
 
 	ev := &Evidence{quoted: make(map[int]bool), logged: make(map[int]int)}
+	// covering maps each bank to the PCRs its quote covered and matched.
 	algs := make(map[eventlog.Algorithm]bundle.Bank)
+	covering := make(map[eventlog.Algorithm]map[int]bool)
 	for _, b := range res.Banks {
 		if b.Status != eventlog.BankMatch {
 			continue
@@ -43,10 +47,12 @@ func FromVerifiedLog(log *eventlog.Log, res *eventlog.Result) (*Evidence, error)
 			continue
 		}
 		algs[b.Bank] = bank
+		covering[b.Bank] = make(map[int]bool, len(b.PCRs))
 		ev.banks = append(ev.banks, bank)
 		for _, p := range b.PCRs {
 			if p.Match {
 				ev.quoted[p.Index] = true
+				covering[b.Bank][p.Index] = true
 			}
 		}
 	}
@@ -78,7 +84,7 @@ func FromVerifiedLog(log *eventlog.Log, res *eventlog.Result) (*Evidence, error)
 			DataTrusted: digestIsDataHash(le) && !faulty[le.Number],
 		}
 		for _, d := range le.Digests {
-			if bank, ok := algs[d.Alg]; ok {
+			if bank, ok := algs[d.Alg]; ok && covering[d.Alg][e.PCR] {
 				e.Digests[bank] = d.Value
 			}
 		}

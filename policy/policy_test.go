@@ -3,11 +3,13 @@ package policy
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -820,5 +822,66 @@ func TestParseRulesInsecureAllowSHA1(t *testing.T) {
 	}
 	if !r.InsecureAllowSHA1 {
 		t.Error("insecure_allow_sha1 not decoded")
+	}
+}
+
+// TestCheckPerBankCoverage is the attack of a machine whose quote selects
+// other PCRs in each bank: PCRs 0-9 and 14 in SHA-1, only PCR 23 in
+// SHA-256. Its log carries the true SHA-1 digest of an unapproved boot
+// loader and the approved SHA-256 digest, which no quoted SHA-256 PCR
+// checks. The SHA-256 digests must not count, so the boot is judged on
+// SHA-1 alone and is not trusted.
+func TestCheckPerBankCoverage(t *testing.T) {
+	golden := evidenceQuotingBank(t, eventlog.SHA256, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14)
+	p := &Policy{
+		Bundles:  []*bundle.Verified{signBundle(t, "golden-1", Learn(golden, osPCRs))},
+		Baseline: approvedBaseline(t, golden),
+	}
+
+	raw, err := os.ReadFile("testdata/ovmf-swtpm/shim-sbms/eventlog.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := eventlog.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grub := &log.Events[30]
+	if grub.PCR != 4 || grub.Type != eventlog.EV_EFI_BOOT_SERVICES_APPLICATION {
+		t.Fatalf("event 30 is %s in PCR %d, want the boot loader in PCR 4", grub.Type, grub.PCR)
+	}
+	evil := sha1.Sum([]byte("evil grub"))
+	copy(grub.Digest(eventlog.SHA1), evil[:]) // the digests share the parsed bytes
+	replayed, err := eventlog.Replay(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := eventlog.PCRValues{eventlog.SHA1: {}, eventlog.SHA256: {23: replayed[eventlog.SHA256][23]}}
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14} {
+		quoted[eventlog.SHA1][i] = replayed[eventlog.SHA1][i]
+	}
+	res, err := eventlog.Verify(log, quoted, eventlog.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := FromVerifiedLog(log, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, e := range ev.Events() {
+		if _, ok := e.Digests["sha256"]; ok {
+			t.Fatalf("event %d (PCR %d) keeps its sha256 digest, which no quoted sha256 PCR covers", e.Number, e.PCR)
+		}
+	}
+	v, err := p.Check(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Trusted {
+		t.Errorf("boot with an unapproved boot loader trusted: matched %d, unmatched %d", v.Matched, len(v.Unmatched))
+	}
+	if !v.SHA1Only || !slices.Contains(v.SHA1OnlyPCRs, 4) {
+		t.Errorf("SHA1Only = %v, PCRs %v: want sha1_only naming PCR 4", v.SHA1Only, v.SHA1OnlyPCRs)
 	}
 }

@@ -53,9 +53,9 @@ func (s *referenceSet) addComponents(source string, comps []bundle.Component) {
 // match returns the first reference the event matches, or nil. A
 // reference matches when it is for the event's PCR, agrees with the event
 // on every verified bank both carry, and shares at least one such bank. A
-// match on SHA-1 alone counts only when SHA-1 is the only verified bank,
-// because SHA-1 collisions can be computed. Check then distrusts the whole
-// boot unless Rules.InsecureAllowSHA1 is set.
+// match on SHA-1 alone counts only when SHA-1 is the event's only verified
+// bank, because SHA-1 collisions can be computed. Check then distrusts the
+// whole boot unless Rules.InsecureAllowSHA1 is set.
 func (s *referenceSet) match(ev *Event, banks []bundle.Bank) *reference {
 	for _, bank := range banks {
 		d, ok := ev.Digests[bank]
@@ -73,7 +73,10 @@ func (s *referenceSet) match(ev *Event, banks []bundle.Bank) *reference {
 
 func agrees(ev *Event, v *bundle.Value, banks []bundle.Bank) bool {
 	strong := false
-	onlySHA1 := len(banks) == 1 && banks[0] == "sha1"
+	// An event whose only verified digest is SHA-1 may match on it; the
+	// verdict then reports sha1_only (see sha1OnlyPCRs).
+	_, hasSHA1 := ev.Digests["sha1"]
+	onlySHA1 := hasSHA1 && len(ev.Digests) == 1
 	shared := 0
 	for _, bank := range banks {
 		want, ok := v.Digests[bank]

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,10 +35,13 @@ type Verdict struct {
 	// UnquotedPCRs lists the required PCRs the verified quote did not
 	// cover: their events were not judged, so the verdict is untrusted.
 	UnquotedPCRs []int `json:"unquoted_pcrs,omitempty"`
-	// SHA1Only is true when SHA-1 is the only verified bank, so events
-	// matched on SHA-1 digests alone. The verdict is then untrusted unless
+	// SHA1Only is true when some events have no verified digest but
+	// SHA-1, because SHA-1 is the only verified bank or the only bank whose
+	// quote covered their PCR (SHA1OnlyPCRs). Those events matched on
+	// SHA-1 digests alone, so the verdict is untrusted unless
 	// Rules.InsecureAllowSHA1 is set.
-	SHA1Only bool `json:"sha1_only,omitempty"`
+	SHA1Only     bool  `json:"sha1_only,omitempty"`
+	SHA1OnlyPCRs []int `json:"sha1_only_pcrs,omitempty"`
 	// SHA1Accepted is true when SHA1Only evidence was accepted because of
 	// Rules.InsecureAllowSHA1.
 	SHA1Accepted bool `json:"sha1_accepted,omitempty"`
@@ -134,8 +138,12 @@ func (v *Verdict) unquotedDetail() string {
 
 const noEventsDetail = "no measured event of a quoted PCR was judged: the quote proves nothing about the boot"
 
-const sha1OnlyDetail = "sha1 is the only verified bank, and SHA-1 collisions can be computed, so a matching digest proves little: " +
-	"quote a sha256 bank, or accept SHA-1 explicitly (rule insecure_allow_sha1, --insecure-allow-sha1)"
+const sha1OnlyDetail = "sha1 is the only verified bank of the events of PCR %s, and SHA-1 collisions can be computed, so a matching digest proves little: " +
+	"quote a sha256 bank covering these PCRs, or accept SHA-1 explicitly (rule insecure_allow_sha1, --insecure-allow-sha1)"
+
+func (v *Verdict) sha1OnlyDetail() string {
+	return fmt.Sprintf(sha1OnlyDetail, joinInts(v.SHA1OnlyPCRs))
+}
 
 func joinInts(list []int) string {
 	s := make([]string, len(list))
@@ -156,7 +164,7 @@ func (v *Verdict) Failures() []string {
 		out = append(out, string(Enforce)+": "+noEventsDetail)
 	}
 	if v.SHA1Only && !v.SHA1Accepted {
-		out = append(out, string(Enforce)+": "+sha1OnlyDetail)
+		out = append(out, string(Enforce)+": "+v.sha1OnlyDetail())
 	}
 	for i := range v.Unmatched {
 		out = append(out, string(v.UnmatchedAction)+": "+v.Unmatched[i].String())
@@ -211,8 +219,8 @@ func (p *Policy) RequiredPCRs() []int {
 //  1. the verified quote covers every PCR of [Policy.RequiredPCRs], so
 //     that a machine cannot escape judgement by quoting fewer PCRs;
 //  2. at least one measured event was judged;
-//  3. a bank other than SHA-1 was verified, unless
-//     Rules.InsecureAllowSHA1 accepts SHA-1 alone;
+//  3. every event has a verified digest in a bank other than SHA-1,
+//     unless Rules.InsecureAllowSHA1 accepts SHA-1 alone;
 //  4. every event of a quoted PCR matches a reference value of a bundle
 //     or of the approved baseline, in the verified banks (see
 //     referenceSet.match for what a match is);
@@ -259,10 +267,11 @@ func (p *Policy) Check(ev *Evidence) (*Verdict, error) {
 	}
 	v.Rules = p.Rules.check(ev)
 	v.BootAuthorities = BootAuthorities(ev)
-	v.SHA1Only = len(ev.banks) == 1 && ev.banks[0] == "sha1"
+	v.SHA1OnlyPCRs = sha1OnlyPCRs(ev)
+	v.SHA1Only = len(v.SHA1OnlyPCRs) > 0
 	if v.SHA1Only && p.Rules.InsecureAllowSHA1 {
 		v.SHA1Accepted = true
-		v.Notes = append(v.Notes, "sha1 is the only verified bank and was accepted by insecure_allow_sha1: SHA-1 collisions can be computed")
+		v.Notes = append(v.Notes, fmt.Sprintf("sha1 is the only verified bank of the events of PCR %s and was accepted by insecure_allow_sha1: SHA-1 collisions can be computed", joinInts(v.SHA1OnlyPCRs)))
 	}
 
 	v.Trusted = len(v.Unmatched) == 0 || v.UnmatchedAction == Warn
@@ -303,7 +312,7 @@ const (
 	ReasonPCRNotQuoted = "pcr_not_quoted"
 	// ReasonNoEvents: the quote covered no PCR with a measured event.
 	ReasonNoEvents = "no_events"
-	// ReasonSHA1Only: SHA-1 was the only verified bank and
+	// ReasonSHA1Only: SHA-1 was the only verified bank of some events and
 	// Rules.InsecureAllowSHA1 was not set.
 	ReasonSHA1Only = "sha1_only"
 )
@@ -339,7 +348,7 @@ func (v *Verdict) Reasons() []Reason {
 		out = append(out, Reason{Code: ReasonNoEvents, Action: Enforce, Message: noEventsDetail})
 	}
 	if v.SHA1Only && !v.SHA1Accepted {
-		out = append(out, Reason{Code: ReasonSHA1Only, Action: Enforce, Message: sha1OnlyDetail})
+		out = append(out, Reason{Code: ReasonSHA1Only, Action: Enforce, Message: v.sha1OnlyDetail()})
 	}
 	for i := range v.Unmatched {
 		u := &v.Unmatched[i]
@@ -364,5 +373,21 @@ func (v *Verdict) Reasons() []Reason {
 		}
 		out = append(out, r)
 	}
+	return out
+}
+
+// sha1OnlyPCRs returns the PCRs of the events whose only verified digest
+// is SHA-1, in increasing order.
+func sha1OnlyPCRs(ev *Evidence) []int {
+	seen := map[int]bool{}
+	var out []int
+	for i := range ev.events {
+		e := &ev.events[i]
+		if _, ok := e.Digests["sha1"]; ok && len(e.Digests) == 1 && !seen[e.PCR] {
+			seen[e.PCR] = true
+			out = append(out, e.PCR)
+		}
+	}
+	slices.Sort(out)
 	return out
 }

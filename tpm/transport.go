@@ -49,30 +49,53 @@ var devicePaths = []string{"/dev/tpmrm0", "/dev/tpm0"}
 // are at most a few KiB (MAX_RESPONSE_SIZE is 4096 on most TPMs).
 const maxResponseSize = 1 << 16
 
-// openTransport parses a transport string and opens it.
-func openTransport(spec string, swtpmTimeout time.Duration) (transport.TPMCloser, string, error) {
+// CheckTransport returns an error when spec is not a valid TPM transport
+// string, without opening anything.
+func CheckTransport(spec string) error {
+	_, _, _, err := parseTransport(spec)
+	return err
+}
+
+// parseTransport splits a transport string into its kind and, for swtpm,
+// the network and address; a device's path is returned as addr.
+func parseTransport(spec string) (kind, network, addr string, err error) {
 	kind, rest, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "", TransportDevice:
-		return openDevice(rest)
+		return TransportDevice, "", rest, nil
 	case TransportSimulator:
 		if rest != "" {
-			return nil, "", fmt.Errorf("invalid TPM transport %q: the simulator takes no address", spec)
+			return "", "", "", fmt.Errorf("invalid TPM transport %q: the simulator takes no address", spec)
 		}
-		t, err := openSimulator()
-		return t, "simulator", err
+		return kind, "", "", nil
 	case TransportSwtpm:
 		network, addr, ok := strings.Cut(rest, ":")
 		if !ok || addr == "" || (network != "tcp" && network != "unix") {
-			return nil, "", fmt.Errorf("invalid TPM transport %q: use swtpm:tcp:HOST:PORT or swtpm:unix:/path/to/socket", spec)
+			return "", "", "", fmt.Errorf("invalid TPM transport %q: use swtpm:tcp:HOST:PORT or swtpm:unix:/path/to/socket", spec)
 		}
+		return kind, network, addr, nil
+	}
+	return "", "", "", fmt.Errorf("invalid TPM transport %q: use device, device:/dev/tpmrm0, swtpm:tcp:HOST:PORT, swtpm:unix:/path or simulator", spec)
+}
+
+// openTransport parses a transport string and opens it.
+func openTransport(spec string, swtpmTimeout time.Duration) (transport.TPMCloser, string, error) {
+	kind, network, addr, err := parseTransport(spec)
+	if err != nil {
+		return nil, "", err
+	}
+	switch kind {
+	case TransportSimulator:
+		t, err := openSimulator()
+		return t, "simulator", err
+	case TransportSwtpm:
 		t, err := dialSwtpm(network, addr, swtpmTimeout)
 		if err != nil {
 			return nil, "", err
 		}
 		return t, "swtpm " + network + " " + addr, nil
 	}
-	return nil, "", fmt.Errorf("invalid TPM transport %q: use device, device:/dev/tpmrm0, swtpm:tcp:HOST:PORT, swtpm:unix:/path or simulator", spec)
+	return openDevice(addr)
 }
 
 func openDevice(path string) (transport.TPMCloser, string, error) {

@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/vouch-attest/vouch/api"
+	"github.com/vouch-attest/vouch/internal/strictjson"
 	"github.com/vouch-attest/vouch/store"
 )
 
@@ -141,6 +143,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decode(w, r, api.MaxRequestBytes, &req) {
 		return
 	}
+	if err := checkAdminText("reason", req.Reason); err != nil {
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		return
+	}
 	ctx := r.Context()
 	defer s.lockMachine(r.PathValue("name"))()
 	m, err := s.store.Machine(ctx, r.PathValue("name"))
@@ -155,7 +161,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	ek.Status = store.EKRevoked
 	ek.Machine = m.Name
-	ek.Note = strings.TrimSpace("revoked with machine " + m.Name + ": " + req.Reason)
+	ek.Note = "revoked with machine " + m.Name
+	if reason := strings.TrimSpace(req.Reason); reason != "" {
+		ek.Note += ": " + reason
+	}
 	if err := s.store.PutEK(ctx, ek, store.Event{Machine: m.Name, Kind: "ek-revoked", Detail: "EK " + ek.Hash}); err != nil {
 		s.internalError(w, r, err)
 		return
@@ -281,6 +290,9 @@ func (s *Server) handlePinEK(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ek, err := pinnedEK(req)
+	if err == nil {
+		err = checkAdminText("note", req.Note)
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 		return
@@ -328,6 +340,9 @@ func pinnedEK(req api.PinEKRequest) (store.EK, error) {
 		if err != nil {
 			return store.EK{}, fmt.Errorf("invalid EK certificate: %w", err)
 		}
+		if err := CheckEKCertificate(cert); err != nil {
+			return store.EK{}, fmt.Errorf("invalid EK certificate: %w", err)
+		}
 		pkix, err := x509.MarshalPKIXPublicKey(cert.PublicKey)
 		if err != nil {
 			return store.EK{}, fmt.Errorf("EK certificate key: %w", err)
@@ -338,6 +353,9 @@ func pinnedEK(req api.PinEKRequest) (store.EK, error) {
 		key, err := x509.ParsePKIXPublicKey(der)
 		if err != nil {
 			return store.EK{}, fmt.Errorf("invalid EK public key (want PKIX DER or PEM): %w", err)
+		}
+		if err := CheckEKKey(key); err != nil {
+			return store.EK{}, fmt.Errorf("invalid EK public key: %w", err)
 		}
 		pkix, err := x509.MarshalPKIXPublicKey(key)
 		if err != nil {
@@ -397,4 +415,23 @@ func (s *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("admin token rotated")
 	writeJSON(w, http.StatusOK, api.TokenResponse{Token: tok})
+}
+
+// maxAdminTextBytes bounds an EK note or a revocation reason.
+const maxAdminTextBytes = 1024
+
+// checkAdminText rejects an administrator's free text (an EK note, a
+// revocation reason) that is too long or contains a character that is
+// not printable, as enrollment rejects such host facts: the text is
+// shown in terminals and logs.
+func checkAdminText(field, value string) error {
+	if len(value) > maxAdminTextBytes {
+		return fmt.Errorf("invalid %s: %d bytes, the limit is %d", field, len(value), maxAdminTextBytes)
+	}
+	for i, r := range value {
+		if r != ' ' && !unicode.IsPrint(r) {
+			return fmt.Errorf("invalid %s %s: character %U at byte %d is not printable: give printable text only", field, strictjson.Quote(value), r, i)
+		}
+	}
+	return nil
 }

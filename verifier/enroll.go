@@ -107,8 +107,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("machine", req.Name, "remote", r.RemoteAddr)
-	if !validName(req.Name) {
-		writeError(w, http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("invalid machine name %q: use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name))
+	if err := api.CheckNewMachineName(req.Name); err != nil {
+		s.logRejected(log, "enrollment rejected: invalid machine name", "err", err)
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
 		return
 	}
 	if err := checkFacts(req.Facts); err != nil {

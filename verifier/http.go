@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/vouch-attest/vouch/api"
@@ -132,10 +131,6 @@ func (s *Server) storeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.internalError(w, r, err)
 	}
 }
-
-var machineNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
-func validName(name string) bool { return machineNamePattern.MatchString(name) }
 
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)

@@ -228,8 +228,25 @@ func imaPolicyReason(p *ima.Policy, v *ima.Verdict, verified []ima.Entry, offset
 	case e != nil && signedUnderKeys(p, e, v.Rule):
 		r.Code = ReasonIMASignatureInvalid
 	}
-	r.Message = fmt.Sprintf("IMA entry %d: file %s with digest %s is not accepted by rule %s (%s): %s", v.Entry, quoteName(v.File), dash(v.Digest), v.Rule, v.Action, v.Reason)
+	r.Message = fmt.Sprintf("IMA entry %d: file %s with digest %s is not accepted by %s (%s): %s", v.Entry, quoteName(v.File), dash(v.Digest), ruleNames(v.Rule), v.Action, ruleReason(v.Rule, v.Reason))
 	return r
+}
+
+// ruleNames names the comma-separated rules that judged an entry.
+func ruleNames(rules string) string {
+	if strings.Contains(rules, ",") {
+		return "rules " + rules
+	}
+	return "rule " + rules
+}
+
+// ruleReason drops the "NAME: " prefix the IMA policy puts before the
+// reason of a single rule, which the message already names.
+func ruleReason(rules, reason string) string {
+	if strings.Contains(rules, ",") {
+		return reason
+	}
+	return strings.TrimPrefix(reason, rules+": ")
 }
 
 // signedUnderKeys reports whether the entry carries a signature and a rule

@@ -236,6 +236,9 @@ func TestVerifyIMAPolicy(t *testing.T) {
 		r.Event == nil || *r.Event != 7 || !strings.Contains(r.Message, string(f7.Name)) || !strings.Contains(r.Message, digest7) {
 		t.Errorf("enforce: reason %+v", r)
 	}
+	if want := "is not accepted by rule allowlist (enforce): digest is not in the allowlist"; !strings.HasSuffix(r.Message, want) {
+		t.Errorf("enforce: message %q does not end with %q", r.Message, want)
+	}
 	if res.Report.Policy != "on" || res.Report.Checked != 36 || res.Report.Accepted != 35 {
 		t.Errorf("enforce: report %+v", res.Report)
 	}

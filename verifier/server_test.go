@@ -522,6 +522,15 @@ func TestEnrollmentRules(t *testing.T) {
 	if _, err := h.anon.Do(context.Background(), http.MethodGet, "/v1/agents/pinme/challenge?wait=0", nil, nil); api.ErrorCode(err) != api.CodeEKRevoked {
 		t.Errorf("challenge for a revoked machine: %v", err)
 	}
+	var eks []api.EK
+	if _, err := h.admin.Do(context.Background(), http.MethodGet, "/v1/eks", nil, &eks); err != nil {
+		t.Fatal(err)
+	}
+	for _, ek := range eks {
+		if ek.SHA256 == pinned.SHA256 && ek.Note != "revoked with machine pinme" {
+			t.Errorf("note of an EK revoked without a reason: %q, want %q", ek.Note, "revoked with machine pinme")
+		}
+	}
 	if _, err := h.admin.Do(context.Background(), http.MethodDelete, "/v1/machines/pinme", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -606,6 +615,13 @@ func TestRequestValidation(t *testing.T) {
 	}
 	if code, e := post("/v1/enroll", `{"name":"bad name!"}`); code != 400 || !strings.Contains(e.Message, "invalid machine name") {
 		t.Errorf("bad name: %d %+v", code, e)
+	}
+	// Look-alikes of a host name: a name in another case, or with the
+	// trailing dot of a fully qualified DNS name.
+	for name, want := range map[string]string{"WEB1": `use "web1"`, "web1.": `use "web1"`, "Web1.example.": `use "web1.example"`} {
+		if code, e := post("/v1/enroll", `{"name":"`+name+`"}`); code != 400 || !strings.Contains(e.Message, want) {
+			t.Errorf("look-alike name %q: %d %+v, want 400 with %q", name, code, e, want)
+		}
 	}
 	if code, e := post("/v1/enroll", `{"name":"x","surprise":1}`); code != 400 || e.Code != api.CodeBadRequest {
 		t.Errorf("unknown field: %d %+v", code, e)

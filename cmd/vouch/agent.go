@@ -42,7 +42,15 @@ enrollment are kept in --state-dir across restarts.
 swtpm (once per TPM power-on) and attests with that log. With it, SIGUSR1
 makes the agent record an unapproved boot application in PCR 4 and in its
 log, to show how the verifier reports it; SIGUSR2 extends PCR 4 without
-recording an event.`,
+recording an event. The agent then sends the replayed log, so --eventlog
+cannot be given with it.
+
+Exit codes: 0 stopped by SIGINT or SIGTERM; 1 the verifier rejected the
+machine for good (revoked or untrusted EK, name taken, invalid AK) or the
+TPM rejects the saved AK; 2 invalid flags, or a verifier certificate that
+does not match --server-fingerprint or --ca at the first contact; 3 the
+--simulate-boot or --simulate-ima-log file cannot be read or parsed; 4 the
+TPM cannot be opened or the state directory cannot be written.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -53,7 +61,7 @@ recording an event.`,
 				server = os.Getenv("VOUCH_SERVER")
 			}
 			if server == "" {
-				return withExitCode(exitUsage, errors.New("no verifier URL: give --server"))
+				return withExitCode(exitUsage, errors.New("no verifier URL: give --server or set VOUCH_SERVER"))
 			}
 			if err := checkServerURL(server); err != nil {
 				return withExitCode(exitUsage, err)
@@ -68,11 +76,26 @@ recording an event.`,
 				return withExitCode(exitUsage, errors.New("missing server pin: give --server-fingerprint (or set VOUCH_SERVER_FINGERPRINT) with the fingerprint vouch server prints, --ca with the CA file, or --system-roots to trust the system's CAs"))
 			}
 			if name == "" {
-				name, _ = os.Hostname()
+				// The verifier takes lower-case names without a final dot.
+				name = strings.TrimSuffix(strings.ToLower(hostname()), ".")
 			}
 			tlsConfig, err := api.TLSConfig(fingerprint, caFile)
 			if err != nil {
 				return withExitCode(exitUsage, err)
+			}
+			if simulateBoot != "" && cmd.Flags().Changed("eventlog") {
+				return withExitCode(exitUsage, errors.New("--simulate-boot and --eventlog both name the event log to send: give one (the agent sends the --simulate-boot log it replayed into the TPM)"))
+			}
+			if err := tpm.CheckTransport(tpmSpec); err != nil {
+				return withExitCode(exitUsage, fmt.Errorf("--tpm: %w", err))
+			}
+			var bootLog []byte
+			if simulateBoot != "" {
+				// Read before anything is created, so a wrong path leaves no
+				// state directory behind.
+				if bootLog, err = os.ReadFile(simulateBoot); err != nil {
+					return withExitCode(exitUnreadable, fmt.Errorf("--simulate-boot: %w", err))
+				}
 			}
 			if err := os.MkdirAll(stateDir, 0o700); err != nil {
 				return withExitCode(exitUnavailable, fmt.Errorf("create state directory: %w", err))
@@ -97,10 +120,7 @@ recording an event.`,
 			}
 			freshBoot := false
 			if simulateBoot != "" {
-				raw, err := os.ReadFile(simulateBoot)
-				if err != nil {
-					return withExitCode(exitUnreadable, err)
-				}
+				raw := bootLog
 				eventLog = filepath.Join(stateDir, "simulated-eventlog.bin")
 				applied, err := agent.SimulateBoot(dev, raw)
 				freshBoot = applied
@@ -174,6 +194,10 @@ recording an event.`,
 			if errors.As(err, &perm) {
 				return withExitCode(exitMismatch, err)
 			}
+			var identity *agent.ServerIdentityError
+			if errors.As(err, &identity) {
+				return withExitCode(exitUsage, err)
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return withExitCode(exitUnavailable, err)
 			}
@@ -186,16 +210,16 @@ recording an event.`,
 	f.StringVar(&caFile, "ca", "", "PEM file of the CA that signed the verifier's certificate")
 	f.BoolVar(&insecureHTTP, "insecure-http", false, "allow an http:// verifier URL (a server started with --insecure-http); evidence then travels unauthenticated")
 	f.BoolVar(&systemRoots, "system-roots", false, "verify the verifier's certificate with the system's CAs when neither --server-fingerprint nor --ca is given")
-	f.StringVar(&name, "name", "", "machine name at the verifier (default: the host name)")
+	f.StringVar(&name, "name", "", "machine name at the verifier: lower-case letters, digits, '.', '_' or '-' (default: the host name in lower case)")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/vouch-agent", "directory of the AK and the enrollment state")
 	f.StringVar(&resultPath, "result-file", "", "file to write the verifier's signed attestation result to after each verdict (default: result.json in --state-dir)")
 	f.StringVar(&tpmSpec, "tpm", "device", "TPM to use: device, device:/dev/tpmrm0, swtpm:unix:/path, swtpm:tcp:HOST:PORT or simulator")
 	f.StringVar(&eventLog, "eventlog", agent.DefaultEventLogPath, "TCG boot event log to send")
-	f.StringVar(&imaPath, "ima", agent.DefaultIMAPath, "binary IMA measurement list to send (empty: none)")
-	f.StringVar(&imaPath, "ima-log", agent.DefaultIMAPath, "IMA measurement list to send, binary or ascii (same as --ima)")
+	f.StringVar(&imaPath, "ima", agent.DefaultIMAPath, "IMA measurement list to send, binary or ascii (empty: none)")
+	f.StringVar(&imaPath, "ima-log", agent.DefaultIMAPath, "same as --ima")
 	f.IntVar(&simulateIMA, "simulate-ima", 0, "with --simulate-boot, write an IMA list of a boot_aggregate and this many files and extend PCR 10 to match")
 	f.StringVar(&simulateIMALog, "simulate-ima-log", "", "with --simulate-boot, play the kernel for a recorded IMA list (binary or ascii): before each quote, append its entries that the agent's list lacks and extend them into the TPM")
-	f.StringVar(&simulateBoot, "simulate-boot", "", "event log to replay into a simulator or swtpm at start (testing and demonstrations)")
+	f.StringVar(&simulateBoot, "simulate-boot", "", "event log to replay into a simulator or swtpm at start and to send in place of --eventlog (testing and demonstrations)")
 	f.DurationVar(&minBackoff, "min-backoff", time.Second, "first reconnection delay; it doubles up to --max-backoff")
 	f.DurationVar(&maxBackoff, "max-backoff", time.Minute, "longest reconnection delay")
 	f.DurationVar(&wait, "wait", 25*time.Second, "how long each challenge request stays open")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -27,7 +28,7 @@ func simulateIMAList(dev *agent.DeviceTPM, source, simulateBoot, stateDir string
 	}
 	sim := &agent.SimulatedIMA{Device: dev, Source: source, List: *imaPath}
 	if _, err := sim.Sync(); err != nil {
-		return nil, withExitCode(exitUnreadable, err)
+		return nil, withExitCode(exitUnreadable, fmt.Errorf("--simulate-ima-log: %w", err))
 	}
 	return agent.WithBeforeQuote(dev, func() error { _, err := sim.Sync(); return err }), nil
 }

@@ -1,16 +1,17 @@
 package main
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -134,11 +135,15 @@ func (f *clientFlags) client() (*api.Client, error) {
 }
 
 // checkServerURL rejects a verifier URL without an http or https scheme
-// and a host, such as 127.0.0.1:8443.
+// and a host, such as 127.0.0.1:8443, and one with a path, query or
+// fragment: the API lives at the root of the verifier's address.
 func checkServerURL(server string) error {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("invalid --server %q: use https://HOST:PORT", server)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("invalid --server %q: give https://HOST:PORT without a path, query or user", server)
 	}
 	return nil
 }
@@ -171,16 +176,24 @@ func first(values ...string) string {
 }
 
 // apiExit maps an API call's error to an exit code: the server returned
-// an error (usage), or it could not be reached (unavailable).
+// an error (usage), or it could not be reached (unavailable). It adds the
+// next step for the errors a wrong --server or token causes.
 func apiExit(err error) error {
 	if err == nil {
 		return nil
 	}
 	var e *api.Error
-	if errors.As(err, &e) {
+	var dns *net.DNSError
+	switch {
+	case errors.As(err, &e):
+		if e.Code == api.CodeUnauthorized {
+			err = fmt.Errorf("%w: check --token-file or VOUCH_TOKEN", err)
+		}
 		return withExitCode(exitUsage, err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		err = fmt.Errorf("%w: is vouch server running at that address? check --server", err)
+	case errors.As(err, &dns):
+		err = fmt.Errorf("%w: check the host name in --server", err)
 	}
 	return withExitCode(exitUnavailable, err)
 }
-
-func parsePKIX(der []byte) (any, error) { return x509.ParsePKIXPublicKey(der) }

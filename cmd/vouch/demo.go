@@ -46,7 +46,9 @@ agents on simulated TPMs, each booted from a real recorded event log; approve
 them, then tamper with two (an unapproved boot application measured into
 PCR 4 and logged, and an extend of PCR 4 the log does not record) and show
 how the verifier reports each. Needs a build with cgo (the
-TPM simulator). It takes about 15 seconds and cleans up after itself.`,
+TPM simulator). Once built it runs in 5 to 15 seconds; the first build
+compiles the simulator, which takes about a minute on two cores. It deletes
+its temporary directory, with the logs, at the end unless --keep is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), keep)
@@ -54,6 +56,14 @@ TPM simulator). It takes about 15 seconds and cleans up after itself.`,
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory (database, logs) for a look afterwards")
 	return cmd
+}
+
+// workDirLine names the demo's directory and whether it is kept.
+func workDirLine(dir string, keep bool) string {
+	if keep {
+		return fmt.Sprintf("Working directory: %s (logs of the server and agents; kept after the demo)", dir)
+	}
+	return fmt.Sprintf("Working directory: %s (logs of the server and agents; deleted at the end unless you pass --keep)", dir)
 }
 
 type demo struct {
@@ -93,7 +103,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 
 	d := &demo{out: out, dir: dir, agents: map[string]*exec.Cmd{}}
 	d.say("Vouch demo: one verifier, three machines with simulated TPMs, two of them tampered with.")
-	d.say("Working directory: %s (logs of the server and agents are there)", dir)
+	d.say("%s", workDirLine(dir, keep))
 
 	// The verifier, in this process.
 	dataDir := filepath.Join(dir, "server")

@@ -33,3 +33,12 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoWorkDirLineSaysDeletion(t *testing.T) {
+	if got := workDirLine("/tmp/d", false); !strings.Contains(got, "deleted at the end unless you pass --keep") {
+		t.Errorf("without --keep: %q", got)
+	}
+	if got := workDirLine("/tmp/d", true); !strings.Contains(got, "kept after the demo") {
+		t.Errorf("with --keep: %q", got)
+	}
+}

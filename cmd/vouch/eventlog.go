@@ -43,7 +43,7 @@ func newEventlogShowCmd() *cobra.Command {
 of its decoded data, followed by findings such as events whose data does not
 hash to their digest. -o json and -o yaml also print each event's digests,
 raw data and full decoding. FILE "-" reads standard input.` + eventlogExitCodes,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs("event log FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return withExitCode(exitUsage, err)
@@ -87,7 +87,7 @@ when strict replay does not match (repeat it, or pass "all"):
                               to PCR 5
   windows-capped-sha1         accept a SHA-1 bank Windows capped with an
                               unlogged extend; the bank is not verified` + eventlogExitCodes,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs("event log FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkFormat(format); err != nil {
 				return withExitCode(exitUsage, err)

@@ -21,11 +21,20 @@ type showEvent struct {
 	Data    string             `json:"data,omitempty"`
 	Kind    string             `json:"kind"`
 	Decoded eventlog.EventData `json:"decoded,omitempty"`
-	Summary string             `json:"summary"`
+	// DecodedOmitted says why Decoded is missing for a large event.
+	DecodedOmitted string `json:"decoded_omitted,omitempty"`
+	Summary        string `json:"summary"`
 }
 
 // maxShownData bounds the raw data printed per event in JSON and YAML.
 const maxShownData = 1024
+
+// maxShownDecoded bounds the data size of an event whose full decoding
+// JSON and YAML print. The largest real events, dbx updates and db
+// variables with several certificates, are tens of KiB. The decoding of a
+// larger event, such as millions of signature list entries, would print
+// ten times its size and hold it in memory.
+const maxShownDecoded = 256 << 10
 
 // writeShow prints a log in the format. Events are decoded and written one
 // at a time, so memory use stays close to that of the parsed log however
@@ -73,7 +82,12 @@ func showEventOf(e *eventlog.Event) showEvent {
 	if len(e.Data) <= maxShownData {
 		se.Data = hex.EncodeToString(e.Data)
 	}
-	if _, opaque := d.(*eventlog.Opaque); !opaque {
+	_, opaque := d.(*eventlog.Opaque)
+	switch {
+	case opaque:
+	case len(e.Data) > maxShownDecoded:
+		se.DecodedOmitted = fmt.Sprintf("event data of %d bytes is larger than %d KiB: the summary describes it", len(e.Data), maxShownDecoded>>10)
+	default:
 		se.Decoded = d
 	}
 	return se

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -113,5 +115,59 @@ func TestShowNamesReplayError(t *testing.T) {
 	out, code = runVouch(t, nil, "eventlog", "replay", path)
 	if code != exitUnreadable || !strings.Contains(out, path+": event 3") {
 		t.Errorf("replay exit %d, output %q: want exit %d naming %s and event 3", code, out, exitUnreadable, path)
+	}
+}
+
+// TestShowOmitsLargeDecoding checks that -o json prints the summary, but
+// not the full decoding, of an event larger than maxShownDecoded: a db
+// variable of 6000 signature entries.
+func TestShowOmitsLargeDecoding(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(testLogs, "go-eventlog", "rhel8-uefi.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const entries = 6000
+	list := make([]byte, 28, 28+entries*48)
+	copy(list, eventlog.CertSHA256GUID[:])
+	binary.LittleEndian.PutUint32(list[16:], uint32(28+entries*48))
+	binary.LittleEndian.PutUint32(list[24:], 48)
+	list = append(list, make([]byte, entries*48)...)
+	name := []byte{'d', 0, 'b', 0}
+	data := append([]byte(nil), eventlog.EFIImageSecurityDatabase[:]...)
+	data = binary.LittleEndian.AppendUint64(data, 2)
+	data = binary.LittleEndian.AppendUint64(data, uint64(len(list)))
+	data = append(append(data, name...), list...)
+
+	s1, s256 := sha1.Sum(data), sha256.Sum256(data)
+	ev := binary.LittleEndian.AppendUint32(nil, 7)
+	ev = binary.LittleEndian.AppendUint32(ev, uint32(eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG))
+	ev = binary.LittleEndian.AppendUint32(ev, 2)
+	ev = append(binary.LittleEndian.AppendUint16(ev, uint16(eventlog.SHA1)), s1[:]...)
+	ev = append(binary.LittleEndian.AppendUint16(ev, uint16(eventlog.SHA256)), s256[:]...)
+	ev = binary.LittleEndian.AppendUint32(ev, uint32(len(data)))
+	path := filepath.Join(t.TempDir(), "bigdb.bin")
+	if err := os.WriteFile(path, append(append(raw, ev...), data...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	out, code := runVouch(t, nil, "eventlog", "show", "-o", "json", path)
+	if code != exitOK {
+		t.Fatalf("show -o json exit %d: %.500s", code, out)
+	}
+	var doc struct {
+		Events []struct {
+			DecodedOmitted string `json:"decoded_omitted"`
+			Summary        string `json:"summary"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("show -o json output is not JSON: %v", err)
+	}
+	last := doc.Events[len(doc.Events)-1]
+	if last.DecodedOmitted == "" || last.Summary != "db: 1 signature lists, 6000 entries" {
+		t.Errorf("last event: decoded_omitted %q, summary %q; want the decoding omitted and the entries counted", last.DecodedOmitted, last.Summary)
+	}
+	if len(out) > 400<<10 {
+		t.Errorf("output is %d bytes: the large event's decoding was printed", len(out))
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,7 +52,7 @@ the client config file.`,
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a machine's last verdict with its event-level explanation, and its history",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs("machine NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := flags.client()
 			if err != nil {
@@ -76,7 +75,7 @@ the client config file.`,
 		c := &cobra.Command{
 			Use:   use + " NAME",
 			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Args:  exactArgs("machine NAME"),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				c, err := flags.client()
 				if err != nil {
@@ -107,7 +106,7 @@ the client config file.`,
 	interval := &cobra.Command{
 		Use:   "interval NAME DURATION",
 		Short: "Set a machine's attestation interval, such as 30s or 5m (0 restores the server's default)",
-		Args:  cobra.ExactArgs(2),
+		Args:  exactArgs("machine NAME", "DURATION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := time.ParseDuration(args[1])
 			if args[1] == "0" {
@@ -197,14 +196,12 @@ pins the hex SHA-256 of the PKIX public key instead.`,
 			case len(args) == 1 && hash != "":
 				return withExitCode(exitUsage, fmt.Errorf("give FILE or --sha256, not both"))
 			case len(args) == 1:
-				data, err := os.ReadFile(args[0])
+				data, err := readLimited(args[0], cmd.InOrStdin(), maxSmallFileSize)
 				if err != nil {
 					return withExitCode(exitUnreadable, err)
 				}
-				if looksLikePublicKey(data) {
-					req.PublicKey = data
-				} else {
-					req.Certificate = data
+				if req, err = ekPinRequest(args[0], data, cmd.ErrOrStderr()); err != nil {
+					return err
 				}
 			case hash != "":
 				req.SHA256 = hash
@@ -257,7 +254,7 @@ pins the hex SHA-256 of the PKIX public key instead.`,
 	revoke := &cobra.Command{
 		Use:   "revoke SHA256",
 		Short: "Revoke an EK, enrolled or not: its TPM can never enroll again",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs("EK SHA256"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := flags.client()
 			if err != nil {
@@ -273,20 +270,6 @@ pins the hex SHA-256 of the PKIX public key instead.`,
 	}
 	cmd.AddCommand(pin, list, revoke)
 	return cmd
-}
-
-func looksLikePublicKey(data []byte) bool {
-	if strings.Contains(string(data), "-----BEGIN PUBLIC KEY-----") {
-		return true
-	}
-	if strings.Contains(string(data), "-----BEGIN") {
-		return false
-	}
-	// DER: a certificate is SEQUENCE { SEQUENCE tbsCertificate ... } whose
-	// tbsCertificate starts with the [0] version tag; a PKIX key is
-	// SEQUENCE { SEQUENCE algorithm, BIT STRING }.
-	_, err := parsePKIX(data)
-	return err == nil
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -342,7 +325,7 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	now := time.Now()
 	fmt.Fprintf(w, "Machine:   %s\n", termText(d.Name))
 	fmt.Fprintf(w, "State:     %s (since %s)\n", termText(d.State), ago(d.Since, now))
-	fmt.Fprintf(w, "Approved:  %v (reference values approved: %v)\n", d.Approved, d.ReferenceApproved)
+	fmt.Fprintf(w, "Approval:  %s\n", approvalText(d.Name, d.Approved, d.ReferenceApproved))
 	fmt.Fprintf(w, "Boots:     %d\n", d.BootCount)
 	if d.IntervalSeconds > 0 {
 		fmt.Fprintf(w, "Interval:  %s\n", intervalText(d.IntervalSeconds))
@@ -373,12 +356,32 @@ func printMachineDetail(w io.Writer, d api.MachineDetail) {
 	}
 }
 
+// approvalText states the two approvals of a machine apart: its
+// enrollment (approved at once unless the server runs with
+// --require-approval) and the reference values learned from it.
+func approvalText(name string, enrollment, reference bool) string {
+	next := fmt.Sprintf(" (run 'vouch hosts approve %s')", termText(name))
+	switch {
+	case enrollment && reference:
+		return "enrollment and reference values approved"
+	case enrollment:
+		return "enrollment approved, reference values not approved yet" + next
+	case reference:
+		return "enrollment pending" + next + ", reference values approved"
+	default:
+		return "enrollment and reference values pending" + next
+	}
+}
+
 func printHistory(w io.Writer, hist []api.HistoryEvent) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  TIME\tMACHINE\tEVENT\tCHANGE\tDETAIL")
 	for _, h := range hist {
 		change := "-"
-		if h.From != "" || h.To != "" {
+		switch {
+		case h.From != "" && h.From == h.To:
+			change = h.To + " (unchanged)"
+		case h.From != "" || h.To != "":
 			change = dash(h.From) + " -> " + dash(h.To)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", h.At.Local().Format(time.DateTime), dash(termText(h.Machine)), termText(h.Kind), termText(change), dash(termText(h.Detail)))

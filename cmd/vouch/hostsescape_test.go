@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vouch-attest/vouch/api"
 	"github.com/vouch-attest/vouch/store"
 	"github.com/vouch-attest/vouch/verifier"
 )
@@ -70,5 +71,36 @@ func TestHostsEscapeStoredText(t *testing.T) {
 				t.Errorf("%s output lacks %s:\n%s", strings.Join(tc.args, " "), w, out)
 			}
 		}
+	}
+}
+
+func TestHostsShowApprovalLine(t *testing.T) {
+	for _, tc := range []struct {
+		enrollment, reference bool
+		want                  string
+	}{
+		{true, true, "Approval:  enrollment and reference values approved\n"},
+		{true, false, "Approval:  enrollment approved, reference values not approved yet (run 'vouch hosts approve web3')\n"},
+		{false, false, "Approval:  enrollment and reference values pending (run 'vouch hosts approve web3')\n"},
+	} {
+		var out strings.Builder
+		printMachineDetail(&out, api.MachineDetail{Machine: api.Machine{Name: "web3", Approved: tc.enrollment, ReferenceApproved: tc.reference}})
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("enrollment %v, reference %v: output lacks %q:\n%s", tc.enrollment, tc.reference, tc.want, out.String())
+		}
+	}
+}
+
+func TestHostsHistoryUnchangedState(t *testing.T) {
+	var out strings.Builder
+	printHistory(&out, []api.HistoryEvent{
+		{Machine: "db1", Kind: "revoked", From: "untrusted", To: "untrusted"},
+		{Machine: "db1", Kind: "verdict", From: "trusted", To: "untrusted"},
+	})
+	if !strings.Contains(out.String(), "untrusted (unchanged)") {
+		t.Errorf("a revocation that keeps the state is not marked unchanged:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "trusted -> untrusted") {
+		t.Errorf("a state change lost its arrow:\n%s", out.String())
 	}
 }

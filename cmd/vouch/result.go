@@ -45,7 +45,7 @@ Exit codes:
      machine than --machine, or says the machine is not trusted
   2  invalid flags or arguments
   3  FILE or --key cannot be read, or FILE is not an attestation result`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs("result FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutputFormat(format, "table", "json"); err != nil {
 				return withExitCode(exitUsage, err)
@@ -133,7 +133,7 @@ func newHostsResultCmd(flags *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "result NAME",
 		Short: "Fetch a machine's signed attestation result, for 'vouch result verify'",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs("machine NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := flags.client()
 			if err != nil {

@@ -226,6 +226,14 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			if err := checkDatabaseFlag(database); err != nil {
 				return err
 			}
+			switch ekMode {
+			case verifier.EKModeVendorRoots, verifier.EKModePinned, verifier.EKModeTOFU:
+			default:
+				return withExitCode(exitUsage, fmt.Errorf("invalid --ek-mode %q: use vendor-roots, pinned or tofu", ekMode))
+			}
+			if tlsCert != "" && (tlsKey == "" || tlsCA == "") {
+				return withExitCode(exitUsage, errors.New("--tls-cert needs --tls-key and --tls-ca (the CA agents pin)"))
+			}
 			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -244,15 +252,17 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			// Deferred first, so it runs after the server stopped: queued
 			// webhook deliveries drain last.
 			defer obs.close()
-			if err := verifier.EnsureDataDir(dataDir); err != nil {
-				return withExitCode(exitUnavailable, err)
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
+			// Load the policy before the data directory is created, so a
+			// bundle or rules file that fails leaves nothing behind.
 			policy, bundles, err := pol.build(ctx, log)
 			if err != nil {
 				return err
+			}
+			if err := verifier.EnsureDataDir(dataDir); err != nil {
+				return withExitCode(exitUnavailable, err)
 			}
 			pol.runReloads(ctx, bundles)
 
@@ -294,9 +304,6 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			if !insecure {
 				var c tls.Certificate
 				if tlsCert != "" {
-					if tlsKey == "" || tlsCA == "" {
-						return withExitCode(exitUsage, errors.New("--tls-cert needs --tls-key and --tls-ca (the CA agents pin)"))
-					}
 					c, fingerprint, err = verifier.LoadTLS(tlsCert, tlsKey, tlsCA)
 				} else {
 					c, fingerprint, err = verifier.LoadOrCreateTLS(dataDir, hosts, time.Now())

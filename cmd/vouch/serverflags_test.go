@@ -10,6 +10,10 @@ import (
 func TestServerFlagValidation(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
+	if out, code := runVouch(t, nil, "bundle", "keygen", "--out", filepath.Join(dir, "acme")); code != exitOK {
+		t.Fatalf("bundle keygen: exit %d\n%s", code, out)
+	}
+	trust := "acme=" + filepath.Join(dir, "acme.pub")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -28,6 +32,10 @@ func TestServerFlagValidation(t *testing.T) {
 		{[]string{"--listen", "bad_host!:8443"}, exitUsage, `host "bad_host!" is neither`},
 		{[]string{"--ek-roots", filepath.Join(dir, "nonexistent.pem")}, exitUnreadable, "--ek-roots: read EK root"},
 		{[]string{"--ek-intermediates", filepath.Join(dir, "nonexistent.pem")}, exitUnreadable, "--ek-intermediates: read EK root"},
+		{[]string{"--ek-mode", "foo"}, exitUsage, `invalid --ek-mode "foo": use vendor-roots, pinned or tofu`},
+		{[]string{"--tls-cert", filepath.Join(dir, "cert.pem")}, exitUsage, "--tls-cert needs --tls-key and --tls-ca"},
+		{[]string{"--bundles", filepath.Join(dir, "nonexistent"), "--trust", trust}, exitUsage, "no bundle of"},
+		{[]string{"--bundles", filepath.Join(dir, "nonexistent"), "--trust", "acme=" + filepath.Join(dir, "nonexistent.pub")}, exitUnreadable, "--trust acme="},
 	} {
 		args := append([]string{"server", "--data-dir", dataDir, "--listen", "127.0.0.1:0"}, tc.args...)
 		out, code := runVouch(t, nil, args...)
