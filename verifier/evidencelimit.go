@@ -16,8 +16,8 @@ import (
 
 // Evidence bodies are large (up to api.MaxEvidenceBytes) and arrive before
 // their signature can be checked. The server therefore reads none for a
-// machine that it has issued no challenge to, and it reads each body in
-// full before it takes one of the decoding slots, so a client that sends
+// machine that it has issued no challenge to. It reads each body in full
+// before the body takes one of the decoding slots, so a client that sends
 // its body slowly holds no slot. The limits below bound what bodies still
 // arriving can hold.
 const (
@@ -30,11 +30,20 @@ const (
 	// request source (requestSource) uploads at once. Machines behind one
 	// NAT address share it, and an agent over it gets 429 and retries.
 	maxEvidenceBodiesPerSource = 8
-	// maxEvidenceBufferPerSource bounds the memory that one source's
-	// bodies in flight hold: one body of the maximum size.
-	maxEvidenceBufferPerSource = api.MaxEvidenceBytes
-	// maxEvidenceBuffer bounds the memory that all bodies in flight hold.
-	maxEvidenceBuffer = 4 * maxEvidenceBufferPerSource
+	// The first evidenceSmallBody bytes of each body's buffer come from
+	// one pool of memory and the rest from another. Agents' bodies are
+	// usually below 1 MiB (an event log of tens of KiB and new IMA
+	// entries), so clients that hold large bodies cannot starve them.
+	// Each pool has a cap per source and one for all sources together.
+	evidenceSmallBody = 1 << 20
+	// maxSmallBufferPerSource and maxSmallBuffer bound the small pool:
+	// to fill it, clients need 16 sources.
+	maxSmallBufferPerSource = 2 << 20
+	maxSmallBuffer          = 32 << 20
+	// maxLargeBufferPerSource and maxLargeBuffer bound the large pool:
+	// one body of the maximum size per source, 4 in all.
+	maxLargeBufferPerSource = api.MaxEvidenceBytes - evidenceSmallBody
+	maxLargeBuffer          = 4 * maxLargeBufferPerSource
 	// evidenceMinRate is the slowest upload, in bytes per second, that
 	// the read deadline of an evidence body allows for after
 	// evidenceReadBase: 256 KiB/s, or about 2 Mbit/s.
@@ -47,16 +56,23 @@ const (
 )
 
 // evidenceBudget counts the evidence bodies being read and the bytes
-// their buffers hold, per request source and in all.
+// their buffers hold in each pool, per request source and in all.
 type evidenceBudget struct {
-	mu       sync.Mutex
-	buffered int64
-	sources  map[string]*sourceUse
+	mu           sync.Mutex
+	small, large int64
+	sources      map[string]*sourceUse
 }
 
 type sourceUse struct {
-	bodies   int
-	buffered int64
+	bodies       int
+	small, large int64
+}
+
+// splitBuffer returns how much of a buffer of size bytes comes from the
+// small pool and how much from the large one.
+func splitBuffer(size int64) (small, large int64) {
+	small = min(size, evidenceSmallBody)
+	return small, size - small
 }
 
 // admit counts a new body from source, or returns false when the source
@@ -79,27 +95,37 @@ func (b *evidenceBudget) admit(source string) bool {
 	return true
 }
 
-// charge counts n more buffered bytes for an admitted body of source, or
-// returns false when that would pass the source's or the global limit.
-func (b *evidenceBudget) charge(source string, n int64) bool {
+// grow counts the growth of an admitted body's buffer of source from
+// size from to size to, or returns false when that would pass a limit of
+// either pool.
+func (b *evidenceBudget) grow(source string, from, to int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	u := b.sources[source]
-	if u.buffered+n > maxEvidenceBufferPerSource || b.buffered+n > maxEvidenceBuffer {
+	smallFrom, largeFrom := splitBuffer(from)
+	smallTo, largeTo := splitBuffer(to)
+	small, large := smallTo-smallFrom, largeTo-largeFrom
+	if u.small+small > maxSmallBufferPerSource || b.small+small > maxSmallBuffer ||
+		u.large+large > maxLargeBufferPerSource || b.large+large > maxLargeBuffer {
 		return false
 	}
-	u.buffered += n
-	b.buffered += n
+	u.small += small
+	u.large += large
+	b.small += small
+	b.large += large
 	return true
 }
 
-// done ends an admitted body of source whose buffer was charged bytes.
-func (b *evidenceBudget) done(source string, charged int64) {
+// done ends an admitted body of source whose buffer grew to size bytes.
+func (b *evidenceBudget) done(source string, size int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	u := b.sources[source]
-	u.buffered -= charged
-	b.buffered -= charged
+	small, large := splitBuffer(size)
+	u.small -= small
+	u.large -= large
+	b.small -= small
+	b.large -= large
 	if u.bodies--; u.bodies == 0 {
 		delete(b.sources, source)
 	}
@@ -153,9 +179,9 @@ var (
 )
 
 // readEvidenceBody reads r's body of at most api.MaxEvidenceBytes into a
-// buffer that grows as bytes arrive, charging each growth to the budget of
-// source. It returns the bytes charged, which the caller releases, also
-// on error.
+// buffer that grows as bytes arrive, counting each growth in the budget of
+// source. It returns the size the buffer grew to, which the caller
+// releases, also on error.
 func (s *Server) readEvidenceBody(r *http.Request, source string) (body []byte, charged int64, err error) {
 	limit := int64(api.MaxEvidenceBytes)
 	if r.ContentLength >= 0 {
@@ -177,10 +203,10 @@ func (s *Server) readEvidenceBody(r *http.Request, source string) (body []byte, 
 				return buf, charged, nil
 			}
 			grown := min(max(2*int64(cap(buf)), evidenceFirstBuffer), limit)
-			if !s.evidenceBudget.charge(source, grown-int64(cap(buf))) {
+			if !s.evidenceBudget.grow(source, int64(cap(buf)), grown) {
 				return nil, charged, errEvidenceBudget
 			}
-			charged += grown - int64(cap(buf))
+			charged = grown
 			next := make([]byte, len(buf), grown)
 			copy(next, buf)
 			buf = next

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/vouch-attest/vouch/api"
 	"time"
 )
 
@@ -165,33 +167,100 @@ func TestEvidenceBudgetLimits(t *testing.T) {
 	if b.admit("a") {
 		t.Errorf("body %d of one source admitted over the limit of %d", maxEvidenceBodiesPerSource+1, maxEvidenceBodiesPerSource)
 	}
-	if !b.charge("a", maxEvidenceBufferPerSource) {
-		t.Fatal("a source's first full-size buffer not charged")
+
+	// One source holds one body of the maximum size, which takes its
+	// share of the small pool's first MiB, and one more small body.
+	if !b.grow("a", 0, api.MaxEvidenceBytes) {
+		t.Fatal("a source's first full-size buffer not counted")
 	}
-	if b.charge("a", 1) {
-		t.Error("a source's buffer charged over its limit")
+	if b.grow("a", 0, evidenceSmallBody+1) {
+		t.Error("a source's second large buffer counted over the large pool's limit per source")
+	}
+	if !b.grow("a", 0, evidenceSmallBody) {
+		t.Error("a source's small buffer not counted beside its large one")
+	}
+	if b.grow("a", 0, 1) {
+		t.Error("a source's buffer counted over the small pool's limit per source")
 	}
 
-	// Other sources share the global limit.
-	var full int
-	for i := range 2 * maxEvidenceBuffer / maxEvidenceBufferPerSource {
-		source := fmt.Sprint("s", i)
-		if !b.admit(source) {
-			t.Fatalf("first body of source %s not admitted", source)
-		}
-		if b.charge(source, maxEvidenceBufferPerSource) {
-			full++
+	// Other sources share each pool's global limit: 4 large bodies in all,
+	// and 32 MiB of small ones.
+	large := 0
+	for i := range 8 {
+		source := fmt.Sprint("large", i)
+		b.admit(source)
+		if b.grow(source, evidenceSmallBody, api.MaxEvidenceBytes) {
+			large++
 		}
 	}
-	if want := maxEvidenceBuffer/maxEvidenceBufferPerSource - 1; full != want {
-		t.Errorf("%d more sources charged a full buffer, want %d under the global limit", full, want)
+	if want := maxLargeBuffer/maxLargeBufferPerSource - 1; large != want {
+		t.Errorf("%d more sources counted a large buffer, want %d under the global limit", large, want)
+	}
+	small := 0
+	for i := range 2 * maxSmallBuffer / maxSmallBufferPerSource {
+		source := fmt.Sprint("small", i)
+		b.admit(source)
+		b.admit(source)
+		first := b.grow(source, 0, evidenceSmallBody)
+		second := b.grow(source, 0, evidenceSmallBody)
+		if first && second {
+			small++
+		}
+	}
+	if want := (maxSmallBuffer - 2*evidenceSmallBody) / maxSmallBufferPerSource; small != want {
+		t.Errorf("%d sources counted a full small share, want %d under the global limit", small, want)
 	}
 
-	b.done("a", maxEvidenceBufferPerSource)
+	// Ending a body returns its buffer to the pools.
+	b.done("a", api.MaxEvidenceBytes)
 	if !b.admit("a") {
 		t.Error("source not admitted after one of its bodies ended")
 	}
-	if !b.charge("s0", 1) == (b.buffered >= maxEvidenceBuffer) {
-		t.Errorf("charge after release: buffered %d of %d", b.buffered, maxEvidenceBuffer)
+	if !b.grow("large0", api.MaxEvidenceBytes, api.MaxEvidenceBytes) {
+		t.Error("a growth of nothing not counted")
+	}
+	b.admit("b")
+	if !b.grow("b", evidenceSmallBody, api.MaxEvidenceBytes) {
+		t.Errorf("large buffer not counted after a large body ended: large pool %d of %d", b.large, maxLargeBuffer)
+	}
+}
+
+// TestLargeEvidenceDoesNotBlockSmall fills the pool of large evidence
+// buffers, as clients holding back the end of 32 MiB bodies do, and
+// checks that an agent's evidence still arrives.
+func TestLargeEvidenceDoesNotBlockSmall(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.newAgent(t, "small", "")
+	if err := a.Enroll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b := &h.srv.evidenceBudget
+	for i := range maxLargeBuffer / maxLargeBufferPerSource {
+		source := fmt.Sprint("192.0.2.", i)
+		b.admit(source)
+		if !b.grow(source, 0, api.MaxEvidenceBytes) {
+			t.Fatalf("large body %d not counted", i)
+		}
+	}
+	if b.large != maxLargeBuffer {
+		t.Fatalf("large pool holds %d, want it full at %d", b.large, maxLargeBuffer)
+	}
+	if v := h.attest(t, a); v.BootCount != 1 {
+		t.Errorf("verdict %+v with the large pool full, want boot 1", v)
+	}
+
+	// With the small pool full too, evidence waits for room.
+	for i := range maxSmallBuffer / evidenceSmallBody {
+		source := fmt.Sprint("198.51.100.", i)
+		b.admit(source)
+		b.grow(source, 0, evidenceSmallBody)
+	}
+	ch := h.challenge(t, "small")
+	ev, err := a.Evidence(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, status, err := h.send("small", ev); status != http.StatusServiceUnavailable || api.ErrorCode(err) != api.CodeUnavailable {
+		t.Errorf("evidence with both pools full: status %d, %v; want 503 %s", status, err, api.CodeUnavailable)
 	}
 }
