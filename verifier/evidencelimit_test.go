@@ -264,3 +264,21 @@ func TestLargeEvidenceDoesNotBlockSmall(t *testing.T) {
 		t.Errorf("evidence with both pools full: status %d, %v; want 503 %s", status, err, api.CodeUnavailable)
 	}
 }
+
+func TestOversizedEvidenceRejectedUnread(t *testing.T) {
+	h := newHarness(t, Config{})
+	if err := h.newAgent(t, "big", "").Enroll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.challenge(t, "big")
+
+	// The body never arrives: the declared size alone is rejected.
+	conn := slowUpload(t, h, "127.0.0.2", "big", api.MaxEvidenceBytes+1)
+	status, body, err := readResponse(t, conn, 5*time.Second)
+	if err != nil {
+		t.Fatalf("no response to an oversized Content-Length: %v", err)
+	}
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, api.CodeTooLarge) {
+		t.Errorf("oversized evidence: %d %s, want 413 %s", status, body, api.CodeTooLarge)
+	}
+}
