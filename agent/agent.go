@@ -353,7 +353,11 @@ func (a *Agent) AttestOnce(ctx context.Context) error {
 		return classify(fmt.Errorf("send evidence: %w", err))
 	}
 	a.recordResetCount(a.lastResetCount)
-	a.log.Info("attested", "state", verdict.State, "boot", verdict.BootCount, "reasons", len(verdict.Reasons))
+	codes := make([]string, len(verdict.Reasons))
+	for i, r := range verdict.Reasons {
+		codes[i] = r.Code
+	}
+	a.log.Info("attested", "state", verdict.State, "boot", verdict.BootCount, "reasons", codes)
 	if len(verdict.Result) > 0 {
 		if err := a.saveResult(verdict.Result); err != nil {
 			a.log.Warn("cannot store the signed attestation result", "file", a.resultPath(), "err", err)

@@ -111,7 +111,7 @@ func Verify(data []byte, pub crypto.PublicKey, now time.Time) (*Result, error) {
 		return nil, err
 	}
 	if now.Before(r.IssuedAt) || !now.Before(r.ExpiresAt) {
-		return &r, fmt.Errorf("%w: valid from %s until %s, now is %s", ErrExpired, r.IssuedAt.Format(time.RFC3339), r.ExpiresAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return &r, fmt.Errorf("%w: valid from %s until %s, checked at %s", ErrExpired, r.IssuedAt.Format(time.RFC3339), r.ExpiresAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return &r, nil
 }

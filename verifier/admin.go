@@ -229,7 +229,7 @@ func (s *Server) handleAttestNow(w http.ResponseWriter, r *http.Request) {
 		if !m.LastSeenAt.IsZero() {
 			last = m.LastSeenAt.Format(time.RFC3339)
 		}
-		writeError(w, http.StatusConflict, api.CodeNoAgent, fmt.Sprintf("no agent of machine %q is connected (last seen %s): it is attested as soon as its agent connects; check that vouch agent runs there", m.Name, last))
+		writeError(w, http.StatusConflict, api.CodeNoAgent, fmt.Sprintf("no agent of machine %q is connected (last seen %s): it is attested as soon as its agent connects; check that vouch agent runs there, or, with several verifier replicas, ask the replica its agent is connected to", m.Name, last))
 		return
 	}
 	writeJSON(w, http.StatusAccepted, toAPIMachine(m))
@@ -413,7 +413,7 @@ func (s *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
-	s.log.Info("admin token rotated")
+	s.log.Info("admin token rotated", "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, api.TokenResponse{Token: tok})
 }
 

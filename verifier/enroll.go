@@ -157,7 +157,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	case existing.EKHash != ekHash:
 		s.logRejected(log, "enrollment rejected: name enrolled with another EK", "enrolled_ek", existing.EKHash)
-		writeError(w, http.StatusConflict, api.CodeConflict, fmt.Sprintf("machine %q is enrolled with another EK: an administrator must forget it before a new TPM can take the name", req.Name))
+		writeError(w, http.StatusConflict, api.CodeConflict, fmt.Sprintf("machine %q is enrolled with another EK: give this machine another --name, or have an administrator run 'vouch hosts forget %s' so that a new TPM can take the name", req.Name, req.Name))
 		return
 	case !bytes.Equal(existing.AKPublic, req.AKPublic):
 		s.logRejected(log, "enrollment rejected: second AK for an enrolled EK")

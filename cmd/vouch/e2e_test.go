@@ -660,6 +660,21 @@ func TestHostsCLI(t *testing.T) {
 	if code != exitUsage || !strings.Contains(out, "not_found") {
 		t.Errorf("hosts show after forget: exit %d\n%s", code, out)
 	}
+
+	// Token rotation: the new token works, the old one no longer does.
+	newToken := filepath.Join(dir, "new-token")
+	if out, code := run(env, "token", "rotate", "--out", newToken); code != 0 {
+		t.Fatalf("token rotate: exit %d\n%s", code, out)
+	}
+	if fi, err := os.Stat(newToken); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("new token file: %v, mode %v; want mode 0600", err, fi.Mode().Perm())
+	}
+	if out, code := run(env[:2], "hosts", "list", "--token-file", newToken); code != 0 {
+		t.Errorf("hosts list with the rotated token: exit %d\n%s", code, out)
+	}
+	if out, code := run(env, "hosts", "list"); code != exitUsage || !strings.Contains(out, "unauthorized") {
+		t.Errorf("hosts list with the old token: exit %d\n%s", code, out)
+	}
 }
 
 // provisionSwtpm manufactures a swtpm state with EK certificates signed by

@@ -101,11 +101,11 @@ Exit codes:
 func readResultKey(path string) (any, error) {
 	data, err := readLimited(path, nil, maxSmallFileSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--key: %w", err)
 	}
 	pub, err := bundle.ParsePublicKeyPEM(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("--key %s is not the verifier's result key: give result-key.pub from the server's data directory, or save GET /v1/result-key", path)
 	}
 	return pub, nil
 }

@@ -60,6 +60,7 @@ func newRootCmd() *cobra.Command {
 		newIMACmd(),
 		newPredictCmd(),
 		newResultCmd(),
+		newTokenCmd(),
 	)
 	return root
 }

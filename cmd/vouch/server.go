@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vouch-attest/vouch/store"
 	"github.com/vouch-attest/vouch/verifier"
 )
 
@@ -129,20 +130,26 @@ func checkServerFlags(listen string, interval, challengeTTL time.Duration, unrea
 	if unreachableAfter < 1 || unreachableAfter > maxUnreachableAfter {
 		return fmt.Errorf("invalid --unreachable-after %d: give 1 to %d missed intervals", unreachableAfter, maxUnreachableAfter)
 	}
-	host, port, err := net.SplitHostPort(listen)
+	return checkListenAddr("--listen", listen)
+}
+
+// checkListenAddr rejects a listen address of flag that is not host:port
+// with a valid port.
+func checkListenAddr(flag, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("invalid --listen %q: give host:port, such as 127.0.0.1:8443 or [::]:8443", listen)
+		return fmt.Errorf("invalid %s %q: give host:port, such as 127.0.0.1:8443 or [::]:8443", flag, addr)
 	}
 	if n, err := strconv.Atoi(port); err == nil {
 		if n < 0 || n > 65535 {
-			return fmt.Errorf("invalid --listen %q: port %d is out of range: give 0 to 65535", listen, n)
+			return fmt.Errorf("invalid %s %q: port %d is out of range: give 0 to 65535", flag, addr, n)
 		}
 	} else if _, err := net.LookupPort("tcp", port); err != nil {
-		return fmt.Errorf("invalid --listen %q: unknown port %q: give a number from 0 to 65535", listen, port)
+		return fmt.Errorf("invalid %s %q: unknown port %q: give a number from 0 to 65535", flag, addr, port)
 	}
 	if host != "" {
 		if _, err := netip.ParseAddr(host); err != nil && !validHostName(host) {
-			return fmt.Errorf("invalid --listen %q: host %q is neither an IP address nor a host name", listen, host)
+			return fmt.Errorf("invalid %s %q: host %q is neither an IP address nor a host name", flag, addr, host)
 		}
 	}
 	return nil
@@ -186,8 +193,10 @@ func newServerCmd() *cobra.Command {
 
 On first start it creates, in --data-dir, a SQLite database (unless
 --database names a PostgreSQL one), a CA and a server certificate (unless
---tls-cert is given) and an admin token (admin-token, mode 0600). It
-prints the CA fingerprint that agents pin with --server-fingerprint.
+--tls-cert is given), an admin token (admin-token, mode 0600) and the key
+that signs attestation results (result-key.pem, mode 0600, with its public
+key in result-key.pub). It prints the CA fingerprint that agents pin with
+--server-fingerprint.
 SIGINT or SIGTERM stops it gracefully.
 
 By default each machine's first verified boot becomes its reference values
@@ -207,6 +216,11 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			}
 			if err := checkServerFlags(listen, interval, challengeTTL, unreachableAfter); err != nil {
 				return withExitCode(exitUsage, err)
+			}
+			if observe.metricsListen != "" {
+				if err := checkListenAddr("--metrics-listen", observe.metricsListen); err != nil {
+					return withExitCode(exitUsage, err)
+				}
 			}
 			if resultValidity < time.Second {
 				return withExitCode(exitUsage, fmt.Errorf("invalid --result-validity %s: give at least 1s", resultValidity))
@@ -261,17 +275,27 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			if err != nil {
 				return err
 			}
+			// A PostgreSQL store is opened before the data directory is
+			// created, so a failed connection leaves nothing behind.
+			var st store.Store
+			if database != "" {
+				if st, err = openServerStore(ctx, log, database, dataDir); err != nil {
+					return err
+				}
+				defer st.Close()
+			}
 			if err := verifier.EnsureDataDir(dataDir); err != nil {
 				return withExitCode(exitUnavailable, err)
 			}
 			pol.runReloads(ctx, bundles)
 
 			_, tokenPath := verifier.DataDirFiles(dataDir)
-			st, err := openServerStore(ctx, log, database, dataDir)
-			if err != nil {
-				return err
+			if st == nil {
+				if st, err = openServerStore(ctx, log, database, dataDir); err != nil {
+					return err
+				}
+				defer st.Close()
 			}
-			defer st.Close()
 			cfg := verifier.Config{
 				Store:                st,
 				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates, IMA: verifier.IMAOptions{Policy: imaPol}},
