@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vouch-attest/vouch/api"
@@ -40,6 +41,9 @@ type AttestBackend struct {
 	Workarounds []eventlog.Workaround
 	// IMA configures the IMA checks (VerifyIMA, in ima.go).
 	IMA IMAOptions
+
+	// replacedIMAPolicy holds the policy of SetIMAPolicy.
+	replacedIMAPolicy atomic.Pointer[imaPolicyBox]
 }
 
 // ParseEK implements Backend.

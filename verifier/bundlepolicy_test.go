@@ -439,3 +439,42 @@ func TestChallengeQuotesPolicyPCRs(t *testing.T) {
 		t.Errorf("challenge PCRs = %v, want %v", ch.PCRs, want)
 	}
 }
+
+// TestBundleSetRunDropsExpiredBundle checks that Run reloads when a bundle
+// from a file expires, without SIGHUP or a URL source, so the expired
+// bundle stops judging boots.
+func TestBundleSetRunDropsExpiredBundle(t *testing.T) {
+	key, _ := bundle.GenerateKey(bundle.AlgEd25519, rand.Reader)
+	dir := t.TempDir()
+	data := signPredictionWith(t, key, "debian", same, time.Now().Add(2*time.Second))
+	if err := os.WriteFile(filepath.Join(dir, "debian.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trust := bundle.NewTrustStore()
+	if err := trust.Add("debian", key.Public()); err != nil {
+		t.Fatal(err)
+	}
+	engine, _ := policy.NewEngine(policy.Rules{})
+	logs := &syncBuffer{}
+	set := &BundleSet{
+		Loader:  &bundle.Loader{Trust: trust, Now: time.Now},
+		Sources: []string{dir}, Engine: engine,
+		Log: slog.New(slog.NewTextHandler(logs, nil)),
+	}
+	if res, err := set.Reload(context.Background()); err != nil || len(res.Accepted) != 1 {
+		t.Fatalf("first load: %+v %v", res, err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { set.Run(ctx, 0, nil); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "has expired and is dropped") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !strings.Contains(logs.String(), "has expired and is dropped") {
+		t.Errorf("the expired bundle was not dropped:\n%s", logs.String())
+	}
+}

@@ -13,7 +13,8 @@ import (
 )
 
 // BundleSet keeps the bundles a verifier judges with. Reload loads every
-// source with the Loader and hands the accepted bundles to the Engine.
+// source with the Loader and hands the accepted bundles to the Engine, or
+// to Apply.
 // When a bundle file or URL that was accepted before is now rejected, its
 // earlier version stays in use, with a warning, until that version's
 // validity period ends. A bundle that disappeared from its directory is
@@ -22,7 +23,11 @@ type BundleSet struct {
 	Loader  *bundle.Loader
 	Sources []string
 	Engine  *policy.Engine
-	Log     *slog.Logger
+	// Apply, when set, receives the bundles in use after each Reload, as
+	// the Engine does when set (IMA bundles need no Engine). When it fails,
+	// the bundles in use before stay in use.
+	Apply func([]*bundle.Verified) error
+	Log   *slog.Logger
 
 	mu sync.Mutex
 	// accepted maps a bundle's source (file path or URL) to the version
@@ -95,8 +100,15 @@ func (s *BundleSet) Reload(ctx context.Context) (*ReloadResult, error) {
 			log.Info("bundle removed", "source", source, "bundle", prev.Bundle().ID())
 		}
 	}
-	if err := s.Engine.SetBundles(res.Bundles()); err != nil {
-		return res, err
+	if s.Engine != nil {
+		if err := s.Engine.SetBundles(res.Bundles()); err != nil {
+			return res, err
+		}
+	}
+	if s.Apply != nil {
+		if err := s.Apply(res.Bundles()); err != nil {
+			return res, err
+		}
 	}
 	s.accepted = next
 	log.Info("bundles loaded", "in_use", len(next), "accepted", len(res.Accepted), "kept", len(res.Kept), "rejected", len(res.Rejected))
@@ -125,8 +137,10 @@ func (s *BundleSet) HasURL() bool {
 }
 
 // Run reloads the bundles on each value from reload (such as SIGHUP) and,
-// when a source is a URL and every is positive, every period, until ctx
-// is done.
+// when a source is a URL and every is positive, every period. It also
+// reloads when a bundle in use reaches the end of its validity, so that an
+// expired bundle stops counting without a signal. It runs until ctx is
+// done.
 func (s *BundleSet) Run(ctx context.Context, every time.Duration, reload <-chan struct{}) {
 	var tick <-chan time.Time
 	if every > 0 && s.HasURL() {
@@ -135,14 +149,37 @@ func (s *BundleSet) Run(ctx context.Context, every time.Duration, reload <-chan 
 		tick = t.C
 	}
 	for {
+		expiry := time.NewTimer(s.untilExpiry())
 		select {
 		case <-ctx.Done():
+			expiry.Stop()
 			return
 		case <-tick:
 		case <-reload:
+		case <-expiry.C:
 		}
+		expiry.Stop()
 		if _, err := s.Reload(ctx); err != nil && s.Log != nil {
 			s.Log.Error("bundle reload failed", "err", err)
 		}
 	}
+}
+
+// maxExpiryWait bounds how long Run sleeps until a bundle expires, so a
+// clock that jumps forward is noticed within a day.
+const maxExpiryWait = 24 * time.Hour
+
+// untilExpiry returns the time until the first bundle in use expires, at
+// most maxExpiryWait. A moment after that time Reload rejects the bundle.
+func (s *BundleSet) untilExpiry() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wait := maxExpiryWait
+	now := s.Loader.Now()
+	for _, v := range s.accepted {
+		if d := v.Bundle().NotAfter.Sub(now) + time.Second; d < wait {
+			wait = max(d, time.Second)
+		}
+	}
+	return wait
 }

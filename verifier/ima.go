@@ -53,6 +53,24 @@ var imaReasonCodes = map[ima.Reason]string{
 	ima.ReasonBootAggregateZero: ReasonIMABootAggregateZero,
 }
 
+// SetIMAPolicy replaces the IMA file policy of IMAOptions for the rounds
+// that follow, for example after IMA bundles were reloaded. Nil turns the
+// file policy off. It is safe to call while the back end verifies.
+func (b *AttestBackend) SetIMAPolicy(p *ima.Policy) {
+	b.replacedIMAPolicy.Store(&imaPolicyBox{p})
+}
+
+// imaPolicy returns the policy SetIMAPolicy set last, or IMAOptions.Policy.
+func (b *AttestBackend) imaPolicy() *ima.Policy {
+	if box := b.replacedIMAPolicy.Load(); box != nil {
+		return box.policy
+	}
+	return b.IMA.Policy
+}
+
+// imaPolicyBox lets SetIMAPolicy store a nil policy.
+type imaPolicyBox struct{ policy *ima.Policy }
+
 // IMAOptions configures the IMA checks of the attest back end.
 type IMAOptions struct {
 	// Policy judges the verified entries. Nil turns the file policy off:
@@ -96,8 +114,11 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 			prev = &rec.State
 		}
 	}
+	// One policy judges the whole round, even when SetIMAPolicy replaces
+	// it meanwhile.
+	policy := b.imaPolicy()
 	policyName := imaPolicyOff
-	if b.IMA.Policy != nil {
+	if policy != nil {
 		policyName = imaPolicyOn
 	}
 	report := &api.IMAReport{Offset: offset, Policy: policyName}
@@ -168,22 +189,22 @@ func (b *AttestBackend) VerifyIMA(state []byte, offset int64, entries []byte, q 
 	} else if b.IMA.InsecureSkipBootAggregate && res.Restarted {
 		report.BootAggregate = "not checked (insecure skip)"
 	}
-	if b.IMA.Policy == nil {
+	if policy == nil {
 		return finish(true)
 	}
 	checked := res.Verified
-	if len(b.IMA.Policy.Rules) == 0 {
+	if len(policy.Rules) == 0 {
 		// A policy of violations only: other entries are not judged.
 		checked = nil
 		for _, i := range res.Violations {
 			checked = append(checked, res.Verified[i-res.Verified[0].Index])
 		}
 	}
-	pr := b.IMA.Policy.Check(checked)
+	pr := policy.Check(checked)
 	report.Checked, report.Accepted, report.Excluded = pr.Checked, pr.Accepted, pr.Excluded
 	var fails []api.Reason
 	for _, v := range pr.Verdicts {
-		r := imaPolicyReason(b.IMA.Policy, &v, res.Verified, int(offset))
+		r := imaPolicyReason(policy, &v, res.Verified, int(offset))
 		if v.Action == ima.Warn {
 			report.Warnings = append(report.Warnings, r)
 		} else {

@@ -36,13 +36,19 @@ type IMAPolicyConfig struct {
 	// Bundles are verified reference bundles whose ima-file components
 	// join the allowlist.
 	Bundles []*bundle.Bundle
+	// BundleSources is set when bundles are configured, even if none is
+	// valid now: the allowlist rule then stays in force with what the
+	// other allowlists hold, so the expiry of every bundle fails files
+	// instead of turning the policy off.
+	BundleSources bool
 }
 
 // Load builds the policy. It returns nil, nil when the configuration sets
 // no policy: IMA entries are then replayed and checked for consistency
 // only.
 func (c IMAPolicyConfig) Load() (*ima.Policy, error) {
-	if len(c.Allowlists) == 0 && len(c.Keys) == 0 && len(c.Bundles) == 0 && c.Violations == "" {
+	bundles := len(c.Bundles) > 0 || c.BundleSources
+	if len(c.Allowlists) == 0 && len(c.Keys) == 0 && !bundles && c.Violations == "" {
 		if len(c.Exclude) > 0 || c.Action != "" || c.MatchName || c.InsecureAllowSHA1 {
 			return nil, errors.New("IMA policy options need an allowlist, a key or a violations action: give --ima-allowlist, --ima-key or --ima-violations")
 		}
@@ -64,7 +70,7 @@ func (c IMAPolicyConfig) Load() (*ima.Policy, error) {
 	}
 	rule := ima.Rule{Action: action, MatchName: c.MatchName, AllowSHA1: c.InsecureAllowSHA1}
 	var names []string
-	if len(c.Allowlists) > 0 || len(c.Bundles) > 0 {
+	if len(c.Allowlists) > 0 || bundles {
 		names = append(names, "allowlist")
 		rule.Allowlist = ima.NewAllowlist()
 		for _, path := range c.Allowlists {

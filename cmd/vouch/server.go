@@ -248,7 +248,7 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 			if tlsCert != "" && (tlsKey == "" || tlsCA == "") {
 				return withExitCode(exitUsage, errors.New("--tls-cert needs --tls-key and --tls-ca (the CA agents pin)"))
 			}
-			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr())
+			imaPol, err := imaPolicy.load(cmd.Context(), cmd.ErrOrStderr(), log)
 			if err != nil {
 				return err
 			}
@@ -296,9 +296,11 @@ of a machine's state to a URL, signed with --webhook-secret-file.`,
 				}
 				defer st.Close()
 			}
+			backend := &verifier.AttestBackend{Roots: roots, Intermediates: intermediates, IMA: verifier.IMAOptions{Policy: imaPol}}
+			imaPolicy.runReloads(ctx, backend, pol.refresh, sighupReloads(ctx))
 			cfg := verifier.Config{
 				Store:                st,
-				Backend:              &verifier.AttestBackend{Roots: roots, Intermediates: intermediates, IMA: verifier.IMAOptions{Policy: imaPol}},
+				Backend:              backend,
 				Policy:               policy,
 				Logger:               log,
 				EKMode:               ekMode,

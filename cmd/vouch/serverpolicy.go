@@ -122,6 +122,12 @@ func (p *serverPolicyFlags) runReloads(ctx context.Context, set *verifier.Bundle
 	if set == nil {
 		return
 	}
+	go set.Run(ctx, p.refresh, sighupReloads(ctx))
+}
+
+// sighupReloads returns a channel that receives a value on each SIGHUP
+// until ctx is done.
+func sighupReloads(ctx context.Context) <-chan struct{} {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	reload := make(chan struct{})
@@ -140,5 +146,5 @@ func (p *serverPolicyFlags) runReloads(ctx context.Context, set *verifier.Bundle
 			}
 		}
 	}()
-	go set.Run(ctx, p.refresh, reload)
+	return reload
 }
