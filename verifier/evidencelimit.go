@@ -55,8 +55,59 @@ const (
 	evidenceFirstBuffer = 64 << 10
 )
 
+// evidenceCap bounds the evidence bodies being read, and the bytes their
+// buffers hold in each pool, for the sources in one network prefix.
+type evidenceCap struct {
+	bits         int
+	bodies       int
+	small, large int64
+}
+
+// Caps per network prefix, narrowest first: the request source (an IPv4
+// address or IPv6 /64), then the prefixes one site or customer usually
+// holds (an IPv4 /24, an IPv6 /56 and /48). Without the wider caps, 16
+// addresses of one /24 could fill the small pool and block every agent.
+// With them, clients need 4 IPv4 /24 prefixes, or 2 IPv6 /48 prefixes, to
+// fill it.
+var (
+	sourceEvidenceCap = evidenceCap{bodies: maxEvidenceBodiesPerSource, small: maxSmallBufferPerSource, large: maxLargeBufferPerSource}
+	ipv4EvidenceCaps  = []evidenceCap{withBits(sourceEvidenceCap, 32), {24, 32, 8 << 20, 2 * maxLargeBufferPerSource}}
+	ipv6EvidenceCaps  = []evidenceCap{withBits(sourceEvidenceCap, 64), {56, 32, 8 << 20, 2 * maxLargeBufferPerSource}, {48, 64, 16 << 20, 2 * maxLargeBufferPerSource}}
+)
+
+func withBits(c evidenceCap, bits int) evidenceCap {
+	c.bits = bits
+	return c
+}
+
+// evidenceLimit is one cap with the key of the prefix it applies to.
+type evidenceLimit struct {
+	key string
+	evidenceCap
+}
+
+// evidenceLimits returns the caps that apply to a client at remoteAddr,
+// narrowest first. A host that is not an IP address gets the source cap
+// alone.
+func evidenceLimits(remoteAddr string) []evidenceLimit {
+	host, addr, ok := remoteHost(remoteAddr)
+	if !ok {
+		return []evidenceLimit{{host, sourceEvidenceCap}}
+	}
+	caps := ipv4EvidenceCaps
+	if addr.Is6() {
+		caps = ipv6EvidenceCaps
+	}
+	limits := make([]evidenceLimit, len(caps))
+	for i, c := range caps {
+		limits[i] = evidenceLimit{prefixKey(addr, c.bits), c}
+	}
+	return limits
+}
+
 // evidenceBudget counts the evidence bodies being read and the bytes
-// their buffers hold in each pool, per request source and in all.
+// their buffers hold in each pool, per network prefix (evidenceLimits) and
+// in all.
 type evidenceBudget struct {
 	mu           sync.Mutex
 	small, large int64
@@ -75,60 +126,77 @@ func splitBuffer(size int64) (small, large int64) {
 	return small, size - small
 }
 
-// admit counts a new body from source, or returns false when the source
-// already uploads maxEvidenceBodiesPerSource bodies.
-func (b *evidenceBudget) admit(source string) bool {
+// admit counts a new body from the client at remote (a RemoteAddr), or
+// returns false when a prefix of the client already uploads its cap of
+// bodies.
+func (b *evidenceBudget) admit(remote string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.sources == nil {
 		b.sources = map[string]*sourceUse{}
 	}
-	u := b.sources[source]
-	if u == nil {
-		u = &sourceUse{}
-		b.sources[source] = u
+	limits := evidenceLimits(remote)
+	for _, l := range limits {
+		if u := b.sources[l.key]; u != nil && u.bodies >= l.bodies {
+			return false
+		}
 	}
-	if u.bodies >= maxEvidenceBodiesPerSource {
-		return false
+	for _, l := range limits {
+		u := b.sources[l.key]
+		if u == nil {
+			u = &sourceUse{}
+			b.sources[l.key] = u
+		}
+		u.bodies++
 	}
-	u.bodies++
 	return true
 }
 
-// grow counts the growth of an admitted body's buffer of source from
-// size from to size to, or returns false when that would pass a limit of
-// either pool.
-func (b *evidenceBudget) grow(source string, from, to int64) bool {
+// grow counts the growth of an admitted body's buffer of the client at
+// remote from size from to size to, or returns false when that would pass
+// a cap of either pool, for a prefix of the client or in all.
+func (b *evidenceBudget) grow(remote string, from, to int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	u := b.sources[source]
 	smallFrom, largeFrom := splitBuffer(from)
 	smallTo, largeTo := splitBuffer(to)
 	small, large := smallTo-smallFrom, largeTo-largeFrom
-	if u.small+small > maxSmallBufferPerSource || b.small+small > maxSmallBuffer ||
-		u.large+large > maxLargeBufferPerSource || b.large+large > maxLargeBuffer {
+	if b.small+small > maxSmallBuffer || b.large+large > maxLargeBuffer {
 		return false
 	}
-	u.small += small
-	u.large += large
+	limits := evidenceLimits(remote)
+	for _, l := range limits {
+		u := b.sources[l.key]
+		if u.small+small > l.small || u.large+large > l.large {
+			return false
+		}
+	}
+	for _, l := range limits {
+		u := b.sources[l.key]
+		u.small += small
+		u.large += large
+	}
 	b.small += small
 	b.large += large
 	return true
 }
 
-// done ends an admitted body of source whose buffer grew to size bytes.
-func (b *evidenceBudget) done(source string, size int64) {
+// done ends an admitted body of the client at remote whose buffer grew to
+// size bytes.
+func (b *evidenceBudget) done(remote string, size int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	u := b.sources[source]
 	small, large := splitBuffer(size)
-	u.small -= small
-	u.large -= large
+	for _, l := range evidenceLimits(remote) {
+		u := b.sources[l.key]
+		u.small -= small
+		u.large -= large
+		if u.bodies--; u.bodies == 0 {
+			delete(b.sources, l.key)
+		}
+	}
 	b.small -= small
 	b.large -= large
-	if u.bodies--; u.bodies == 0 {
-		delete(b.sources, source)
-	}
 }
 
 // hasChallenge reports whether the server holds a challenge issued to the
@@ -180,9 +248,9 @@ var (
 
 // readEvidenceBody reads r's body of at most api.MaxEvidenceBytes into a
 // buffer that grows as bytes arrive, counting each growth in the budget of
-// source. It returns the size the buffer grew to, which the caller
-// releases, also on error.
-func (s *Server) readEvidenceBody(r *http.Request, source string) (body []byte, charged int64, err error) {
+// the client at remote. It returns the size the buffer grew to, which the
+// caller releases, also on error.
+func (s *Server) readEvidenceBody(r *http.Request, remote string) (body []byte, charged int64, err error) {
 	limit := int64(api.MaxEvidenceBytes)
 	if r.ContentLength >= 0 {
 		limit = r.ContentLength
@@ -203,7 +271,7 @@ func (s *Server) readEvidenceBody(r *http.Request, source string) (body []byte, 
 				return buf, charged, nil
 			}
 			grown := min(max(2*int64(cap(buf)), evidenceFirstBuffer), limit)
-			if !s.evidenceBudget.grow(source, int64(cap(buf)), grown) {
+			if !s.evidenceBudget.grow(remote, int64(cap(buf)), grown) {
 				return nil, charged, errEvidenceBudget
 			}
 			charged = grown
@@ -236,20 +304,20 @@ func (s *Server) readEvidence(w http.ResponseWriter, r *http.Request, name strin
 		return false
 	}
 	source := requestSource(r)
-	if !s.evidenceBudget.admit(source) {
+	if !s.evidenceBudget.admit(r.RemoteAddr) {
 		s.logRejected(s.log, "evidence rejected: too many evidence uploads from one source", "machine", name, "source", source, "remote", r.RemoteAddr, "limit", maxEvidenceBodiesPerSource)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusTooManyRequests, api.CodeRateLimited, fmt.Sprintf("%d evidence uploads from %s are in progress: retry in a few seconds", maxEvidenceBodiesPerSource, source))
 		return false
 	}
 	var charged int64
-	defer func() { s.evidenceBudget.done(source, charged) }()
+	defer func() { s.evidenceBudget.done(r.RemoteAddr, charged) }()
 
 	readTime := s.evidenceReadTime(r.ContentLength)
 	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(readTime)); err != nil {
 		s.log.Warn("cannot set the read deadline of an evidence body: it is bounded by the server's read timeout only", "err", err)
 	}
-	body, charged, err := s.readEvidenceBody(r, source)
+	body, charged, err := s.readEvidenceBody(r, r.RemoteAddr)
 	switch {
 	case errors.Is(err, errEvidenceSize):
 		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body exceeds its Content-Length or the limit of "+itoa(api.MaxEvidenceBytes)+" bytes")

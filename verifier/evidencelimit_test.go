@@ -236,7 +236,7 @@ func TestLargeEvidenceDoesNotBlockSmall(t *testing.T) {
 	}
 	b := &h.srv.evidenceBudget
 	for i := range maxLargeBuffer / maxLargeBufferPerSource {
-		source := fmt.Sprint("192.0.2.", i)
+		source := fmt.Sprintf("10.%d.0.1:4000", i) // one /24 each
 		b.admit(source)
 		if !b.grow(source, 0, api.MaxEvidenceBytes) {
 			t.Fatalf("large body %d not counted", i)
@@ -251,7 +251,7 @@ func TestLargeEvidenceDoesNotBlockSmall(t *testing.T) {
 
 	// With the small pool full too, evidence waits for room.
 	for i := range maxSmallBuffer / evidenceSmallBody {
-		source := fmt.Sprint("198.51.100.", i)
+		source := fmt.Sprintf("10.%d.1.1:4000", 100+i) // one /24 each
 		b.admit(source)
 		b.grow(source, 0, evidenceSmallBody)
 	}
@@ -280,5 +280,36 @@ func TestOversizedEvidenceRejectedUnread(t *testing.T) {
 	}
 	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, api.CodeTooLarge) {
 		t.Errorf("oversized evidence: %d %s, want 413 %s", status, body, api.CodeTooLarge)
+	}
+}
+
+// TestEvidenceBudgetPrefixCaps checks that the clients of one IPv4 /24 or
+// IPv6 /56 hold at most a quarter of the small pool together, however many
+// addresses they use, so that agents elsewhere keep room.
+func TestEvidenceBudgetPrefixCaps(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		source func(i int) string
+	}{
+		{"ipv4 /24", func(i int) string { return fmt.Sprintf("192.0.2.%d:4000", i+1) }},
+		{"ipv6 /56", func(i int) string { return fmt.Sprintf("[2001:db8:0:%x::1]:4000", i) }},
+	} {
+		var b evidenceBudget
+		held := int64(0)
+		for i := range 32 {
+			source := tc.source(i)
+			if !b.admit(source) {
+				continue
+			}
+			if b.grow(source, 0, evidenceSmallBody) {
+				held += evidenceSmallBody
+			}
+		}
+		if held > 8<<20 {
+			t.Errorf("%s: 32 addresses hold %d MiB of the small pool, want at most 8", tc.name, held>>20)
+		}
+		if !b.admit("198.51.100.7:4000") || !b.grow("198.51.100.7:4000", 0, evidenceSmallBody) {
+			t.Errorf("%s: an agent in another prefix found no room", tc.name)
+		}
 	}
 }

@@ -73,14 +73,19 @@ func pendingLimits(remoteAddr string) []pendingLimit {
 	}
 	limits := make([]pendingLimit, len(caps))
 	for i, c := range caps {
-		prefix, _ := addr.Prefix(c.bits)
-		key := prefix.String()
-		if c.bits == addr.BitLen() {
-			key = addr.String()
-		}
-		limits[i] = pendingLimit{key: key, max: c.max}
+		limits[i] = pendingLimit{key: prefixKey(addr, c.bits), max: c.max}
 	}
 	return limits
+}
+
+// prefixKey returns the key of addr's prefix of bits: the prefix, or the
+// address itself for a full-length prefix.
+func prefixKey(addr netip.Addr, bits int) string {
+	if bits == addr.BitLen() {
+		return addr.String()
+	}
+	prefix, _ := addr.Prefix(bits)
+	return prefix.String()
 }
 
 // sourceLimiter is a token bucket per request source: each source may send
