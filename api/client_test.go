@@ -48,3 +48,14 @@ func TestDecodeRejectsDuplicateMembers(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckNewMachineNameSuggestion(t *testing.T) {
+	for name, want := range map[string]string{"Web1": `use "web1"`, "web1.": `use "web1"`, "web1..": `use "web1"`} {
+		if err := CheckNewMachineName(name); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckNewMachineName(%q) = %v, want a suggestion %s", name, err, want)
+		}
+	}
+	if err := CheckNewMachineName("web1"); err != nil {
+		t.Errorf("CheckNewMachineName(web1) = %v", err)
+	}
+}

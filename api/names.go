@@ -15,7 +15,7 @@ var newMachineNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 // or web1. cannot enroll beside web1 as look-alikes. Machines enrolled
 // under older rules keep their names until they enroll again.
 func CheckNewMachineName(name string) error {
-	lower := strings.TrimSuffix(strings.ToLower(name), ".")
+	lower := strings.TrimRight(strings.ToLower(name), ".")
 	if lower != name && newMachineNamePattern.MatchString(lower) {
 		return fmt.Errorf("invalid machine name %q: machine names are lower case and end without a dot, as host names compare that way: use %q", name, lower)
 	}

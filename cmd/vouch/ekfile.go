@@ -51,10 +51,13 @@ func ekPinRequest(path string, data []byte, warn io.Writer) (api.PinEKRequest, e
 	}
 }
 
-// ekDER returns the DER of the first CERTIFICATE or PUBLIC KEY PEM block
-// of data, or data itself when it is DER of either, with that block type.
+// ekDER returns the DER of the one CERTIFICATE or PUBLIC KEY PEM block of
+// data, or data itself when it is DER of either, with that block type. A
+// file with several such blocks is rejected, because which EK it names is
+// ambiguous.
 func ekDER(path string, data []byte) ([]byte, string, error) {
 	if strings.Contains(string(data), "-----BEGIN") {
+		var found *pem.Block
 		rest := data
 		for {
 			var block *pem.Block
@@ -65,11 +68,17 @@ func ekDER(path string, data []byte) ([]byte, string, error) {
 			switch {
 			case strings.Contains(block.Type, "PRIVATE KEY"):
 				return nil, "", withExitCode(exitUsage, fmt.Errorf("%s contains a private key (%s), which was not sent: give the EK certificate or public key", path, block.Type))
-			case block.Type == "CERTIFICATE" || block.Type == "PUBLIC KEY":
-				return block.Bytes, block.Type, nil
+			case block.Type != "CERTIFICATE" && block.Type != "PUBLIC KEY":
+			case found != nil:
+				return nil, "", withExitCode(exitUsage, fmt.Errorf("%s contains more than one certificate or public key: give a file with the one EK to pin", path))
+			default:
+				found = block
 			}
 		}
-		return nil, "", withExitCode(exitUnreadable, fmt.Errorf("%s contains no CERTIFICATE or PUBLIC KEY PEM block", path))
+		if found == nil {
+			return nil, "", withExitCode(exitUnreadable, fmt.Errorf("%s contains no CERTIFICATE or PUBLIC KEY PEM block", path))
+		}
+		return found.Bytes, found.Type, nil
 	}
 	if isPrivateKeyDER(data) {
 		return nil, "", withExitCode(exitUsage, fmt.Errorf("%s contains a private key in DER, which was not sent: give the EK certificate or public key", path))

@@ -115,6 +115,8 @@ func TestEKPinChecksFileLocally(t *testing.T) {
 		{"rsa1024.der", rsaSmall, exitUsage, "an RSA 1024 key cannot be a TPM EK"},
 		{"readme.txt", []byte("not a key\n"), exitUnreadable, "neither a certificate nor a public key"},
 		{"crl.pem", pemBlock("X509 CRL", []byte("x")), exitUnreadable, "no CERTIFICATE or PUBLIC KEY PEM block"},
+		{"two-certs.pem", append(pemBlock("CERTIFICATE", leaf), pemBlock("CERTIFICATE", leaf)...), exitUsage, "more than one certificate or public key"},
+		{"key-then-cert.pem", append(pemBlock("PUBLIC KEY", ecPublic), pemBlock("CERTIFICATE", leaf)...), exitUsage, "more than one certificate or public key"},
 	} {
 		out, code := runVouch(t, nil, "ek", "pin", write(tc.name, tc.data))
 		if code != tc.code || !strings.Contains(out, tc.want) {

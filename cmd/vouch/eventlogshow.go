@@ -36,6 +36,12 @@ const maxShownData = 1024
 // ten times its size and hold it in memory.
 const maxShownDecoded = 256 << 10
 
+// maxShownDecodedTotal bounds the event data whose full decoding JSON and
+// YAML print for a whole log, so that many events just under
+// maxShownDecoded cannot make the output ten times the log either. Real
+// logs hold tens to hundreds of KiB of event data.
+const maxShownDecodedTotal = 4 << 20
+
 // writeShow prints a log in the format. Events are decoded and written one
 // at a time, so memory use stays close to that of the parsed log however
 // many events it has.
@@ -59,8 +65,9 @@ func writeShow(w io.Writer, format string, log *eventlog.Log) error {
 		members = append(members, member{key: "padding", value: log.Padding})
 	}
 	members = append(members, member{key: "events", list: func(yield func(any) bool) {
+		budget := maxShownDecodedTotal
 		for i := range log.Events {
-			if !yield(showEventOf(&log.Events[i])) {
+			if !yield(showEventOf(&log.Events[i], &budget)) {
 				return
 			}
 		}
@@ -72,7 +79,10 @@ func writeShow(w io.Writer, format string, log *eventlog.Log) error {
 	return writeStreamed(w, format, members)
 }
 
-func showEventOf(e *eventlog.Event) showEvent {
+// showEventOf returns the event as JSON and YAML print it. budget is the
+// event data left whose full decoding may be printed; the event's data
+// size is taken from it when its decoding is printed.
+func showEventOf(e *eventlog.Event, budget *int) showEvent {
 	d := e.Decode()
 	se := showEvent{Number: e.Number, Offset: e.Offset, PCR: e.PCR, Type: e.Type, Size: len(e.Data),
 		Digests: make(map[string]string, len(e.Digests)), Kind: d.Kind(), Summary: summarize(e, d)}
@@ -87,7 +97,10 @@ func showEventOf(e *eventlog.Event) showEvent {
 	case opaque:
 	case len(e.Data) > maxShownDecoded:
 		se.DecodedOmitted = fmt.Sprintf("event data of %d bytes is larger than %d KiB: the summary describes it", len(e.Data), maxShownDecoded>>10)
+	case len(e.Data) > *budget:
+		se.DecodedOmitted = fmt.Sprintf("the events before this one printed the full decoding of %d MiB of event data, the limit per log: the summary describes it", maxShownDecodedTotal>>20)
 	default:
+		*budget -= len(e.Data)
 		se.Decoded = d
 	}
 	return se

@@ -126,17 +126,7 @@ func TestShowOmitsLargeDecoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const entries = 6000
-	list := make([]byte, 28, 28+entries*48)
-	copy(list, eventlog.CertSHA256GUID[:])
-	binary.LittleEndian.PutUint32(list[16:], uint32(28+entries*48))
-	binary.LittleEndian.PutUint32(list[24:], 48)
-	list = append(list, make([]byte, entries*48)...)
-	name := []byte{'d', 0, 'b', 0}
-	data := append([]byte(nil), eventlog.EFIImageSecurityDatabase[:]...)
-	data = binary.LittleEndian.AppendUint64(data, 2)
-	data = binary.LittleEndian.AppendUint64(data, uint64(len(list)))
-	data = append(append(data, name...), list...)
+	data := dbVariable(6000)
 
 	s1, s256 := sha1.Sum(data), sha256.Sum256(data)
 	ev := binary.LittleEndian.AppendUint32(nil, 7)
@@ -169,5 +159,41 @@ func TestShowOmitsLargeDecoding(t *testing.T) {
 	}
 	if len(out) > 400<<10 {
 		t.Errorf("output is %d bytes: the large event's decoding was printed", len(out))
+	}
+}
+
+// dbVariable returns the UEFI_VARIABLE_DATA of a db variable with one
+// signature list of entries SHA-256 entries.
+func dbVariable(entries int) []byte {
+	list := make([]byte, 28, 28+entries*48)
+	copy(list, eventlog.CertSHA256GUID[:])
+	binary.LittleEndian.PutUint32(list[16:], uint32(28+entries*48))
+	binary.LittleEndian.PutUint32(list[24:], 48)
+	list = append(list, make([]byte, entries*48)...)
+	name := []byte{'d', 0, 'b', 0}
+	data := append([]byte(nil), eventlog.EFIImageSecurityDatabase[:]...)
+	data = binary.LittleEndian.AppendUint64(data, 2)
+	data = binary.LittleEndian.AppendUint64(data, uint64(len(list)))
+	return append(append(data, name...), list...)
+}
+
+// TestShowDecodedBudgetPerLog checks that many events just under
+// maxShownDecoded print their full decoding only up to
+// maxShownDecodedTotal of event data in all.
+func TestShowDecodedBudgetPerLog(t *testing.T) {
+	data := dbVariable(4000) // about 188 KiB
+	e := &eventlog.Event{PCR: 7, Type: eventlog.EV_EFI_VARIABLE_DRIVER_CONFIG, Data: data}
+	budget := maxShownDecodedTotal
+	decoded := 0
+	for range 40 {
+		se := showEventOf(e, &budget)
+		if se.Decoded != nil {
+			decoded++
+		} else if se.DecodedOmitted == "" {
+			t.Fatal("event printed with neither a decoding nor the reason it is omitted")
+		}
+	}
+	if want := maxShownDecodedTotal / len(data); decoded != want {
+		t.Errorf("%d of 40 events printed their decoding, want %d within the %d MiB budget", decoded, want, maxShownDecodedTotal>>20)
 	}
 }
