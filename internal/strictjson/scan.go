@@ -196,20 +196,29 @@ func (s *scanner) object(t reflect.Type, depth int) error {
 		}
 		s.path = s.path[:len(s.path)-1]
 
-		s.skipSpace()
-		if s.pos == len(s.data) {
-			return errors.New("invalid JSON: unexpected end of input")
-		}
-		switch s.data[s.pos] {
-		case ',':
-			s.pos++
-		case '}':
-			s.pos++
-			return nil
-		default:
-			return s.syntaxError("expected ',' or '}' after an object member")
+		if done, err := s.commaOrClose('}', "an object member"); done || err != nil {
+			return err
 		}
 	}
+}
+
+// commaOrClose consumes the ',' or the closing byte that follows an
+// element (what names it for the error) and reports whether it was the
+// closing byte.
+func (s *scanner) commaOrClose(closing byte, what string) (bool, error) {
+	s.skipSpace()
+	if s.pos == len(s.data) {
+		return false, errors.New("invalid JSON: unexpected end of input")
+	}
+	switch s.data[s.pos] {
+	case ',':
+		s.pos++
+		return false, nil
+	case closing:
+		s.pos++
+		return true, nil
+	}
+	return false, s.syntaxError(fmt.Sprintf("expected ',' or '%c' after %s", closing, what))
 }
 
 func (s *scanner) matchOtherCase(fields map[string]reflect.Type, name string) string {
@@ -240,18 +249,8 @@ func (s *scanner) array(t reflect.Type, depth int) error {
 			return err
 		}
 		s.path = s.path[:len(s.path)-1]
-		s.skipSpace()
-		if s.pos == len(s.data) {
-			return errors.New("invalid JSON: unexpected end of input")
-		}
-		switch s.data[s.pos] {
-		case ',':
-			s.pos++
-		case ']':
-			s.pos++
-			return nil
-		default:
-			return s.syntaxError("expected ',' or ']' after an array element")
+		if done, err := s.commaOrClose(']', "an array element"); done || err != nil {
+			return err
 		}
 	}
 }
