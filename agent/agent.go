@@ -60,8 +60,8 @@ type Config struct {
 	EventLogPath string
 	// IMAPath is the binary IMA measurement list; empty sends none.
 	IMAPath string
-	// ResultPath is where the agent writes the verifier's signed
-	// attestation result after each verdict, readable by local services
+	// ResultPath is the file, readable by local services, that receives
+	// the verifier's signed attestation result after each verdict
 	// (default StateDir/result.json).
 	ResultPath string
 	TPM        TPM

@@ -85,9 +85,9 @@ func (sess *session) outstanding(now time.Time) *challenge {
 // evidence soon. That needs a challenge request held open for it, an
 // outstanding challenge, or verified evidence within agentReconnectGrace.
 // It also needs authenticated activity (enrollment or verified evidence)
-// recent enough that the machine is not due to become unreachable: because
-// challenge requests are not authenticated, a stranger's polling must not
-// pass for the agent of a machine that went silent.
+// recent enough that the machine is not due to become unreachable.
+// Challenge requests are not authenticated, so a stranger's polling must
+// not pass for the agent of a machine that went silent.
 func (s *Server) agentConnected(m store.Machine) bool {
 	now := s.now()
 	if now.Sub(m.LastSeenAt) > s.unreachableLimit(m) {

@@ -246,7 +246,7 @@ func TestSourceLimiterRefillsAndBoundsSources(t *testing.T) {
 	}
 
 	// The table holds two sources. "b" is idle long enough to be full,
-	// so a third source replaces it; with "a" and "c" both busy, a fourth
+	// so a third source replaces it. With "a" and "c" both busy, a fourth
 	// is let through untracked.
 	l.allow("b", now)
 	later := now.Add(10 * time.Second)

@@ -153,8 +153,8 @@ func (b *evidenceBudget) admit(remote string) bool {
 }
 
 // grow counts the growth of an admitted body's buffer of the client at
-// remote from size from to size to, or returns false when that would pass
-// a cap of either pool, for a prefix of the client or in all.
+// remote from size from to size to. It returns false when that would pass
+// a cap of either pool, for a prefix of the client or for all clients.
 func (b *evidenceBudget) grow(remote string, from, to int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()

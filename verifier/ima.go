@@ -338,10 +338,10 @@ func (s *Server) checkIMA(j *judgement, ev *api.Evidence, q *QuoteResult) ([]api
 	return res.Failures, nil
 }
 
-// pcrSelectionLocked returns the PCRs to quote for m: the configured ones,
-// the ones the policy requires for m (see PCRSelector), and PCR 10 when
-// the machine has IMA (an IMA record in this boot, or an IMA list in
-// evidence since the server started). s.mu is held.
+// pcrSelectionLocked returns the PCRs to quote for m: the configured ones
+// and the ones the policy requires for m (see PCRSelector). It adds PCR 10
+// when the machine has IMA, that is an IMA record in this boot or an IMA
+// list in evidence since the server started. s.mu is held.
 func (s *Server) pcrSelectionLocked(m store.Machine) []int {
 	pcrs := slices.Clone(s.cfg.PCRs)
 	if sel, ok := s.policy.(PCRSelector); ok {

@@ -46,10 +46,10 @@ type pendingLimit struct {
 type prefixCap struct{ bits, max int }
 
 // Caps on the enrollments in progress per network prefix, narrowest
-// first. A site usually holds an IPv6 /48 or /56 (65,536 or 256 /64
+// first. A site usually has an IPv6 /48 or /56 (65,536 or 256 /64
 // prefixes), and a provider may give a customer many IPv4 addresses of a
-// /24, so a per-source cap alone would let one site fill the table of
-// maxPendingEnrollments. With these caps it takes 9 /48 prefixes, or 18
+// /24. A per-source cap alone would therefore let one site fill the table
+// of maxPendingEnrollments. With these caps it takes 9 /48 prefixes, or 18
 // IPv4 /24 prefixes, to fill the part of the table that is not reserved
 // (reservedPendingEnrollments). Machines behind one NAT address share its
 // cap of maxPendingPerSource, which the /24 cap does not lower.

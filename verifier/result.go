@@ -113,6 +113,7 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
+
 	ek, err := s.store.EK(r.Context(), m.EKHash)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		s.internalError(w, r, err)
@@ -122,6 +123,7 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, api.CodeEKRevoked, fmt.Sprintf("machine %q is revoked: the server issues no attestation results for it", name))
 		return
 	}
+
 	signed, err := s.signedResult(m)
 	if err != nil {
 		s.internalError(w, r, err)
@@ -131,6 +133,7 @@ func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, api.CodeConflict, fmt.Sprintf("machine %q has no verdict yet: wait for its first attestation", name))
 		return
 	}
+
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(signed)
 }

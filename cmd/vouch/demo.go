@@ -352,7 +352,7 @@ func (d *demo) hostsList(ctx context.Context, prompt string) error {
 }
 
 // showResult waits for the agent of name to store a signed attestation
-// result that says trusted, and verifies it as a relying party would.
+// result whose state is trusted, and verifies it as a relying party would.
 func (d *demo) showResult(ctx context.Context, name, keyFile string) error {
 	d.section("A relying party checks " + name + "'s signed attestation result")
 	d.say("Each agent stores the verifier's signed verdict; anyone with the verifier's public")

@@ -21,7 +21,7 @@ type showEvent struct {
 	Data    string             `json:"data,omitempty"`
 	Kind    string             `json:"kind"`
 	Decoded eventlog.EventData `json:"decoded,omitempty"`
-	// DecodedOmitted says why Decoded is missing for a large event.
+	// DecodedOmitted is the reason Decoded is missing for a large event.
 	DecodedOmitted string `json:"decoded_omitted,omitempty"`
 	Summary        string `json:"summary"`
 }

@@ -45,7 +45,7 @@ func copyServerFiles(t *testing.T, from, to string) {
 // database, as two replicas behind a load balancer that routes each agent
 // to one of them. Replica b reads what a recorded. When a is killed with
 // SIGKILL, the agent moves to b and goes on without enrolling again, and
-// a restarted a sees b's verdicts and revocation.
+// a restarted a reads b's verdicts and revocation.
 func TestReplicasSharePostgres(t *testing.T) {
 	dsn := pgtest.NewSchema(t)
 	dir := t.TempDir()

@@ -251,8 +251,8 @@ func TestTOTPShowOnAnotherTPM(t *testing.T) {
 	}
 }
 
-// TestTOTPShowMissingBlob: without a sealed secret, show asks for vouch
-// totp enroll or --blob.
+// TestTOTPShowMissingBlob checks that show, without a sealed secret,
+// names vouch totp enroll and --blob.
 func TestTOTPShowMissingBlob(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "totp.seal")
 	out, code := runVouch(t, nil, "totp", "show", "--tpm", "simulator", "--blob", missing)
